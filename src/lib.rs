@@ -1,0 +1,1 @@
+//! pg_standby: a waiting restore_command for PostgreSQL warm standbys.
