@@ -1,0 +1,450 @@
+//! Scenario tests against real PostgreSQL servers: a primary archiving into a
+//! directory, warm standbys (archive recovery, hot_standby = on) using
+//! pg_standby as restore_command.
+//!
+//! Server binaries: `$PG_BINDIR`, else `pg_config --bindir`, else the newest
+//! `/usr/lib/postgresql/*/bin` (see tests/support/pg.rs). The binary under
+//! test is this crate's `pg_standby`, or `$PG_STANDBY_BIN` to run the same
+//! scenarios against another implementation.
+//!
+//! Every test has its own temp dir, servers and ports, so they run in
+//! parallel. Server logs are printed when a test fails.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::pg::{
+    BaseBackup, PrimaryOptions, Sandbox, Server, StandbyOptions, pids_mentioning, wait_until,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `Result::unwrap` that prints the whole error chain, and panics (so server
+/// logs get printed while the servers are dropped).
+trait Must<T> {
+    fn must(self) -> T;
+}
+impl<T> Must<T> for anyhow::Result<T> {
+    #[track_caller]
+    fn must(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+}
+
+fn binary_under_test() -> PathBuf {
+    std::env::var_os("PG_STANDBY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pg_standby")))
+}
+
+struct Env {
+    sb: Sandbox,
+    bin: PathBuf,
+    primary: Server,
+    /// Cold copy of the primary taken right after initdb (table `t` empty).
+    backup: BaseBackup,
+}
+
+fn setup(label: &str, popts: PrimaryOptions) -> Env {
+    let sb = Sandbox::new(label).must();
+    eprintln!("[{label}] {} in {}", sb.pg().version, sb.path().display());
+    let bin = sb.install_binary(&binary_under_test()).must();
+    let primary = sb.primary("primary", &popts).must();
+    let backup = primary.cold_backup("base").must();
+    Env { sb, bin, primary, backup }
+}
+
+impl Env {
+    /// Options for a warm standby using `-s 1 -t <trigger> <options>`.
+    fn standby_opts(&self, name: &str, options: &str, with_r: bool) -> (StandbyOptions, PathBuf) {
+        let trigger = self.sb.trigger_path(name);
+        let opts = format!("-s 1 -t {} {options}", trigger.display());
+        let so = StandbyOptions {
+            restore_command: self.sb.restore_command(&self.bin, &opts, with_r),
+            trigger: Some(trigger.clone()),
+            ..Default::default()
+        };
+        (so, trigger)
+    }
+
+    /// A started warm standby from the initial backup; returns it and its trigger path.
+    fn standby(&self, name: &str, options: &str, with_r: bool) -> (Server, PathBuf) {
+        let (so, trigger) = self.standby_opts(name, options, with_r);
+        let s = self.sb.standby(name, &self.backup, &so).must();
+        s.start().must();
+        (s, trigger)
+    }
+
+    /// Insert row `id`, switch WAL, wait until the segment is in the archive.
+    fn archive_row(&self, id: i64) -> String {
+        let seg = self.primary.insert_and_switch(id).must();
+        self.primary.wait_archived(&seg, WAIT).must();
+        seg
+    }
+}
+
+fn binary_processes(bin: &Path) -> Vec<u32> {
+    pids_mentioning(&bin.display().to_string())
+}
+
+fn assert_not_promoted(s: &Server) {
+    assert!(
+        !s.log_shows_promotion(),
+        "{} promoted (\"selected new timeline ID\" in its log)",
+        s.name
+    );
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// a. Rows inserted on the primary, each followed by pg_switch_wal(), appear
+/// on the hot standby, over 25 segments.
+#[test]
+fn a_rows_appear_on_hot_standby_over_many_segments() {
+    let env = setup("a", PrimaryOptions::default());
+    let (standby, _) = env.standby("standby", "", false);
+    let mut lat = Vec::new();
+    for id in 1..=25 {
+        env.primary.insert_and_switch(id).must();
+        let t0 = Instant::now();
+        standby.wait_row(id, WAIT).must();
+        lat.push(t0.elapsed());
+    }
+    assert_eq!(standby.count().must(), 25);
+    assert!(standby.in_recovery().must(), "standby left recovery");
+    assert_not_promoted(&standby);
+    let max = *lat.iter().max().unwrap();
+    eprintln!("[a] switch -> visible: p50 {:?}, max {:?}", median(&mut lat), max);
+}
+
+/// b. Smart failover: an empty trigger file; every row of every archived
+/// segment is on the promoted standby, which accepts writes; the trigger file
+/// is gone (recovery_end_command removed it).
+#[test]
+fn b_smart_failover_keeps_every_archived_row() {
+    let env = setup("b", PrimaryOptions::default());
+    let (standby, trigger) = env.standby("standby", "", false);
+    env.archive_row(1);
+    standby.wait_row(1, WAIT).must();
+    // Several segments archived back to back, then the trigger at once:
+    // smart failover must still restore all of them.
+    for id in 2..=7 {
+        env.archive_row(id);
+    }
+    let t0 = Instant::now();
+    env.sb.write_file(&trigger, b"").must();
+    standby.wait_promoted(WAIT).must();
+    let failover = t0.elapsed();
+    for id in 1..=7 {
+        assert!(standby.has_row(id).must(), "row {id} missing after smart failover");
+    }
+    standby.psql("INSERT INTO t VALUES (1000, 'written after failover')").must();
+    assert!(standby.has_row(1000).must());
+    wait_until(Duration::from_secs(5), "trigger file removal", || Ok(!trigger.exists())).must();
+    assert!(standby.log_shows_promotion());
+    eprintln!("[b] trigger -> writable: {failover:?}");
+    assert!(failover < Duration::from_secs(15), "smart failover took {failover:?}");
+}
+
+/// c. Fast failover: segments sit unreplayed in the archive (replay paused on
+/// the standby while they were archived), "fast" is written into the trigger
+/// file, replay resumes: the standby promotes at the next request without
+/// restoring them.
+#[test]
+fn c_fast_failover_skips_archived_segments() {
+    let env = setup("c", PrimaryOptions::default());
+    let (standby, trigger) = env.standby("standby", "", false);
+    for id in 1..=3 {
+        env.archive_row(id);
+    }
+    standby.wait_row(3, WAIT).must();
+
+    // The standby now waits in restore_command for the next segment. Ask for
+    // a pause: it takes effect at the first record of that segment.
+    standby.psql("SELECT pg_wal_replay_pause()").must();
+    let seg_a = env.archive_row(10);
+    wait_until(WAIT, "replay to pause", || {
+        let log = standby.log();
+        Ok(log.contains(&format!("restored log file \"{seg_a}\"")) && log.contains("recovery has paused"))
+    })
+    .must();
+
+    // Archived while replay is paused: the standby has not asked for these.
+    let mut skipped = Vec::new();
+    for id in 20..=23 {
+        skipped.push(env.archive_row(id));
+    }
+    env.sb.write_file(&trigger, b"fast").must();
+    let t0 = Instant::now();
+    standby.psql("SELECT pg_wal_replay_resume()").must();
+    standby.wait_promoted(WAIT).must();
+    eprintln!("[c] resume -> promoted: {:?}", t0.elapsed());
+
+    assert!(standby.has_row(3).must());
+    assert!(standby.has_row(10).must(), "row 10 (segment {seg_a}, restored before the trigger) missing");
+    for id in 20..=23 {
+        assert!(!standby.has_row(id).must(), "row {id} was replayed despite the fast failover");
+    }
+    let log = standby.log();
+    for seg in &skipped {
+        assert!(!log.contains(&format!("restored log file \"{seg}\"")), "{seg} was restored");
+    }
+    standby.psql("INSERT INTO t VALUES (1000, 'after fast failover')").must();
+    wait_until(Duration::from_secs(5), "trigger file removal", || Ok(!trigger.exists())).must();
+}
+
+/// d. `-w 2`: while segments keep coming (every 0.5 s) nothing happens; once
+/// they stop, the standby promotes by itself after about 2 s.
+#[test]
+fn d_max_wait_promotes_after_timeout() {
+    let env = setup("d", PrimaryOptions::default());
+    let (standby, _) = env.standby("standby", "-w 2", false);
+    for id in 1..=6 {
+        env.archive_row(id);
+        standby.wait_row(id, WAIT).must();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(standby.in_recovery().must(), "promoted while segments kept arriving");
+    assert_not_promoted(&standby);
+    let t0 = Instant::now();
+    standby.wait_promoted(WAIT).must();
+    let took = t0.elapsed();
+    eprintln!("[d] last row visible (+0.5 s) -> promoted: {took:?}");
+    assert!(took >= Duration::from_millis(1000), "promoted too early: {took:?}");
+    assert!(took <= Duration::from_secs(12), "promoted too late: {took:?}");
+    assert_eq!(standby.count().must(), 6);
+    standby.psql("INSERT INTO t VALUES (1000, 'after timeout failover')").must();
+}
+
+/// e. `%r` cleanup: the archive shrinks while the standby keeps up, and a
+/// restart of the standby mid-stream still recovers every row.
+#[test]
+fn e_restartfile_cleanup_and_restart() {
+    let env = setup("e", PrimaryOptions::default());
+    let (standby, _) = env.standby("standby", "", true);
+    let first = env.sb.archived_segments();
+    let mut id = 0;
+    let mut produced = first.len();
+    for round in 0..4 {
+        for _ in 0..3 {
+            id += 1;
+            env.archive_row(id);
+            produced += 1;
+        }
+        // A checkpoint on the primary, replayed, then a restartpoint on the
+        // standby: %r moves forward.
+        env.primary.psql("CHECKPOINT").must();
+        id += 1;
+        env.archive_row(id);
+        produced += 1;
+        standby.wait_row(id, WAIT).must();
+        standby.psql("CHECKPOINT").must();
+        // the next restore carries the new %r and cleans up
+        id += 1;
+        env.archive_row(id);
+        produced += 1;
+        standby.wait_row(id, WAIT).must();
+        if round == 1 {
+            standby.stop("fast").must();
+            assert_not_promoted(&standby);
+            id += 1;
+            env.archive_row(id); // archived while the standby is down
+            produced += 1;
+            standby.start().must();
+            standby.wait_row(id, WAIT).must();
+        }
+    }
+    let last = env.sb.archived_segments();
+    eprintln!(
+        "[e] {} segments produced; archive before {:?}.., now {} files from {:?}",
+        produced,
+        first.first(),
+        last.len(),
+        last.first()
+    );
+    assert!(last.first() > first.first(), "the oldest archived segment did not move");
+    assert!(last.len() < produced / 2, "archive not cleaned up: {last:?}");
+    assert_eq!(standby.count().must(), id, "rows missing on the standby");
+    assert!(standby.in_recovery().must());
+    assert_not_promoted(&standby);
+    assert!(!standby.log().contains("FATAL"), "FATAL in standby log");
+}
+
+/// f. The standby is stopped (fast, then immediate) while the binary waits:
+/// it does not promote, and after a restart it continues where it was.
+#[test]
+fn f_stop_while_waiting_does_not_promote() {
+    let env = setup("f", PrimaryOptions::default());
+    let (standby, _) = env.standby("standby", "", false);
+    let mut id = 0;
+    for mode in ["fast", "immediate"] {
+        for _ in 0..2 {
+            id += 1;
+            env.archive_row(id);
+        }
+        standby.wait_row(id, WAIT).must();
+        // the binary is waiting for the next segment
+        wait_until(WAIT, "the restore command to be waiting", || Ok(!binary_processes(&env.bin).is_empty()))
+            .must();
+        standby.stop(mode).must();
+        assert!(!standby.is_running());
+        assert_not_promoted(&standby);
+        wait_until(Duration::from_secs(5), "the restore command to exit", || {
+            Ok(binary_processes(&env.bin).is_empty())
+        })
+        .must();
+        id += 1;
+        env.archive_row(id); // archived while the standby is down
+        standby.start().must();
+        assert!(standby.in_recovery().must(), "standby left recovery after -m {mode} stop");
+        standby.wait_row(id, WAIT).must();
+        id += 1;
+        env.archive_row(id);
+        standby.wait_row(id, WAIT).must();
+        assert!(standby.in_recovery().must());
+        assert_not_promoted(&standby);
+    }
+    assert_eq!(standby.count().must(), id);
+}
+
+fn wal_segsize_scenario(label: &str, mb: u32) {
+    let pg = support::pg::PgInstall::detect().must();
+    if pg.major < 11 {
+        eprintln!("[{label}] skipped: PostgreSQL {} has a compile-time WAL segment size", pg.major);
+        return;
+    }
+    let env = setup(
+        label,
+        PrimaryOptions { wal_segsize_mb: Some(mb), ..Default::default() },
+    );
+    let (standby, trigger) = env.standby("standby", "", true);
+    assert_eq!(standby.wal_segment_size().must(), u64::from(mb) << 20);
+    for id in 1..=5 {
+        env.archive_row(id);
+        standby.wait_row(id, WAIT).must();
+    }
+    for id in 6..=8 {
+        env.archive_row(id);
+    }
+    env.sb.write_file(&trigger, b"smart").must();
+    standby.wait_promoted(WAIT).must();
+    assert_eq!(standby.count().must(), 8);
+    standby.psql("INSERT INTO t VALUES (1000, 'after failover')").must();
+}
+
+/// g. wal_segment_size 1 MB (initdb --wal-segsize, 11+).
+#[test]
+fn g_wal_segsize_1mb() {
+    wal_segsize_scenario("g1", 1);
+}
+
+/// g. wal_segment_size 64 MB (initdb --wal-segsize, 11+).
+#[test]
+fn g_wal_segsize_64mb() {
+    wal_segsize_scenario("g64", 64);
+}
+
+/// h. Timeline switch: standby A is promoted and archives 00000002.history and
+/// TLI-2 segments into the same archive; standby B, built from the primary's
+/// original (older) backup, recovers across the switch and sees A's rows.
+#[test]
+fn h_timeline_switch() {
+    let env = setup("h", PrimaryOptions::default());
+    let (mut so_a, trig_a) = env.standby_opts("a", "", false);
+    so_a.archive_mode = true;
+    let a = env.sb.standby("a", &env.backup, &so_a).must();
+    a.start().must();
+    for id in 1..=3 {
+        env.archive_row(id);
+    }
+    a.wait_row(3, WAIT).must();
+    // The old primary goes away; nothing more reaches the archive on TLI 1.
+    env.primary.stop("fast").must();
+    env.sb.write_file(&trig_a, b"").must();
+    a.wait_promoted(WAIT).must();
+    let history = env.sb.archive().join("00000002.history");
+    wait_until(WAIT, "00000002.history in the archive", || Ok(history.exists())).must();
+    let mut tli2 = Vec::new();
+    for id in 11..=13 {
+        let seg = a.insert_and_switch(id).must();
+        a.wait_archived(&seg, WAIT).must();
+        tli2.push(seg);
+    }
+    assert!(tli2.iter().all(|s| s.starts_with("00000002")), "A's segments: {tli2:?}");
+
+    let (so_b, _) = env.standby_opts("b", "", false);
+    let b = env.sb.standby("b", &env.backup, &so_b).must();
+    let t0 = Instant::now();
+    b.start().must();
+    b.wait_row(13, WAIT).must();
+    eprintln!("[h] B started -> row from TLI 2 visible: {:?}", t0.elapsed());
+    for id in [1, 2, 3, 11, 12, 13] {
+        assert!(b.has_row(id).must(), "row {id} missing on B");
+    }
+    assert!(b.in_recovery().must());
+    assert_not_promoted(&b);
+    assert!(b.log().contains("restored log file \"00000002.history\""));
+    // and it keeps following A
+    let seg = a.insert_and_switch(14).must();
+    a.wait_archived(&seg, WAIT).must();
+    b.wait_row(14, WAIT).must();
+}
+
+fn misconfigured(label: &str, restore_command: impl Fn(&Env) -> String, expect_in_log: &[&str]) {
+    let env = setup(label, PrimaryOptions::default());
+    env.archive_row(1);
+    let so = StandbyOptions { restore_command: restore_command(&env), ..Default::default() };
+    let standby = env.sb.standby("standby", &env.backup, &so).must();
+    standby.start_nowait().must();
+    // Either the server stops with FATAL, or it stays in recovery; it must
+    // never promote. Give it a few seconds to do something wrong.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline {
+        assert_not_promoted(&standby);
+        if let Ok(false) = standby.in_recovery() {
+            panic!("standby left recovery despite a broken restore_command");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_not_promoted(&standby);
+    let log = standby.log();
+    if standby.is_running() {
+        eprintln!("[{label}] server still running (in recovery)");
+    } else {
+        assert!(log.contains("FATAL"), "server stopped without FATAL");
+        eprintln!("[{label}] server stopped with FATAL");
+    }
+    for needle in expect_in_log {
+        assert!(log.contains(needle), "server log lacks {needle:?}");
+    }
+}
+
+/// i1. The archive directory does not exist: no promotion, and the log names it.
+#[test]
+fn i_missing_archive_does_not_promote() {
+    misconfigured(
+        "i1",
+        |env| {
+            let missing = env.sb.path().join("no-such-archive");
+            format!("{} -s 1 {} %f %p %r", env.bin.display(), missing.display())
+        },
+        &["no-such-archive", "archive location"],
+    );
+}
+
+/// i2. An invalid option (`-s 0`): no promotion, and the log names it.
+#[test]
+fn i_invalid_option_does_not_promote() {
+    misconfigured(
+        "i2",
+        |env| format!("{} -s 0 {} %f %p %r", env.bin.display(), env.sb.archive().display()),
+        &["-s"],
+    );
+}
