@@ -1,1 +1,62 @@
-//! pg_standby: a waiting restore_command for PostgreSQL warm standbys.
+//! pg_standby: a waiting restore_command for PostgreSQL 10-18 warm
+//! standbys, a drop-in replacement for the pg_standby PostgreSQL shipped
+//! until version 13.
+//!
+//! [`run`] is the whole program; `main` only parses and exits.
+
+pub mod cleanup;
+pub mod cli;
+pub mod config;
+pub mod copy;
+pub mod datadir;
+pub mod exit;
+pub mod header;
+pub mod logging;
+pub mod probe;
+mod restore;
+pub mod signals;
+pub mod timeline;
+pub mod trigger;
+pub mod waiter;
+pub mod wal;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+pub use cli::Cli;
+pub use exit::{Fatal, Outcome};
+
+use config::Config;
+use restore::Session;
+
+pub fn run(cli: Cli) -> Outcome {
+    let legacy = cli.legacy_exit_codes;
+    let (sender, wake) = mpsc::sync_channel(1);
+    if let Err(e) = signals::install(sender.clone()) {
+        tracing::error!("{e:#}");
+        return Outcome::Fatal(Fatal::Io);
+    }
+    if cli.link {
+        tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
+    }
+    if !cli.extra.is_empty() {
+        tracing::warn!("ignoring extra arguments: {}", cli.extra.join(" "));
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let config = match Config::from_cli(cli, &cwd) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = Outcome::Fatal(Fatal::Usage).code(legacy);
+            tracing::error!(
+                "{e:#}\nTry \"pg_standby --help\" for more information. Exiting with {code}{}",
+                if legacy {
+                    "."
+                } else {
+                    " so that PostgreSQL stops instead of promoting."
+                }
+            );
+            return Outcome::Fatal(Fatal::Usage);
+        }
+    };
+    Session::new(config, cwd, legacy, wake, sender).run()
+}

@@ -1,0 +1,220 @@
+//! Archive cleanup after a successful restore: remove the segments the
+//! standby will never ask for again.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::wal::SegmentName;
+
+/// The oldest segment to keep, from `%r`. `None` when nothing may go: `%r` is
+/// the all-zero name the server passes before redo starts, or it sorts after
+/// the requested segment (pg_standby's "better safe than sorry" rule, which
+/// compares whole names, timeline included).
+pub fn cutoff_from_restart(restart: SegmentName, requested: SegmentName) -> Option<SegmentName> {
+    if restart.is_zero() || restart.to_string() > requested.to_string() {
+        None
+    } else {
+        Some(restart)
+    }
+}
+
+/// The oldest segment to keep with `-k N`: the N segments before the
+/// requested one survive. Unlike pg_standby 13 this counts the real number
+/// of segments per log file, so exactly N are kept across a log boundary.
+pub fn cutoff_keeping(keep: u64, requested: SegmentName, segment_size: u64) -> Option<SegmentName> {
+    if keep == 0 {
+        return None;
+    }
+    let segno = requested.segno(segment_size)?;
+    let oldest_kept = segno.checked_sub(keep)?;
+    Some(SegmentName::from_segno(
+        requested.tli,
+        oldest_kept,
+        segment_size,
+    ))
+}
+
+/// Whether a directory entry is removed: only bare segment names, of any
+/// timeline, strictly before the cutoff.
+pub fn is_removable(file_name: &str, cutoff: SegmentName) -> bool {
+    SegmentName::parse(file_name).is_some_and(|n| n.position() < cutoff.position())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub removed: usize,
+}
+
+/// Remove (or with `dry_run`, only log) every removable file. Stops at the
+/// first file that cannot be removed, as pg_standby does: the rest would
+/// most likely fail the same way.
+pub fn run(archive: &Path, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
+    let mut summary = Summary::default();
+    for entry in fs::read_dir(archive)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_removable(name, cutoff) {
+            continue;
+        }
+        let path = entry.path();
+        if dry_run {
+            tracing::info!("cleanup dry run: would remove \"{}\"", path.display());
+        } else {
+            tracing::debug!("removing \"{}\"", path.display());
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("could not remove \"{}\": {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        summary.removed += 1;
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn seg(name: &str) -> SegmentName {
+        SegmentName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn restart_cutoff_rules() {
+        let next = seg("000000010000000000000010");
+        assert_eq!(
+            cutoff_from_restart(seg("00000001000000000000000C"), next),
+            Some(seg("00000001000000000000000C"))
+        );
+        assert_eq!(
+            cutoff_from_restart(seg("000000000000000000000000"), next),
+            None
+        );
+        // %r after %f: never clean up.
+        assert_eq!(
+            cutoff_from_restart(seg("000000010000000000000011"), next),
+            None
+        );
+        // Whole-name comparison: a later timeline sorts after, so no cleanup
+        // (the contract doc's example).
+        assert_eq!(
+            cutoff_from_restart(
+                seg("000000020000000000000003"),
+                seg("000000010000000000000004")
+            ),
+            None
+        );
+    }
+
+    /// `-k` arithmetic. Where pg_standby 13 differs (it assumed 255 segments
+    /// per log file), its result is in the comment.
+    #[test]
+    fn keep_n_cutoffs() {
+        let next = seg("000000010000000100000003");
+        let cases = [
+            (0, None),
+            (1, Some("000000010000000100000002")),
+            (3, Some("000000010000000100000000")),
+            (5, Some("0000000100000000000000FE")), // pg_standby 13: ...FD
+            (256, Some("000000010000000000000003")), // pg_standby 13: ...02
+            (259, Some("000000010000000000000000")),
+            (260, None),
+        ];
+        for (keep, expected) in cases {
+            assert_eq!(
+                cutoff_keeping(keep, next, 16 * MIB).map(|c| c.to_string()),
+                expected.map(str::to_string),
+                "-k {keep}"
+            );
+        }
+        assert_eq!(
+            cutoff_keeping(2, seg("000000010000000100000004"), 1024 * MIB),
+            None,
+            "seg 4 does not exist with 1 GiB segments"
+        );
+        assert_eq!(
+            cutoff_keeping(2, seg("000000010000000100000001"), 1024 * MIB)
+                .unwrap()
+                .to_string(),
+            "000000010000000000000003" // pg_standby 13: ...02
+        );
+        assert_eq!(
+            cutoff_keeping(1, seg("000000010000000000000000"), 16 * MIB),
+            None
+        );
+        assert_eq!(
+            cutoff_keeping(2, seg("000000010000000100000000"), MIB)
+                .unwrap()
+                .to_string(),
+            "000000010000000000000FFE"
+        );
+    }
+
+    /// pg_archivecleanup's TAP fixtures (contract doc §2.5), run through our
+    /// selection. pg_standby removes bare segment names only, so unlike
+    /// pg_archivecleanup it keeps `.gz` (it has no `-x`) and backup-history
+    /// files (no `-b`); `.partial` and unrelated files are kept by both.
+    #[test]
+    fn pg_archivecleanup_fixtures() {
+        let cutoff = seg("00000001000000370000000E");
+        let table = [
+            ("00000001000000370000000C.gz", false),
+            ("00000001000000370000000D", true),
+            ("00000001000000370000000D.backup", false),
+            ("00000001000000370000000D.00000028.backup", false),
+            ("00000001000000370000000E", false),
+            ("00000001000000370000000F.partial", false),
+            ("unrelated_file", false),
+            // Timeline ignored, lowercase and 25-char names never touched.
+            ("00000009000000370000000D", true),
+            ("00000001000000360000000F", true),
+            ("00000001000000370000000d", false),
+            ("00000001000000370000000D0", false),
+            ("00000001000000370000000F", false),
+        ];
+        for (name, removed) in table {
+            assert_eq!(is_removable(name, cutoff), removed, "{name}");
+        }
+    }
+
+    #[test]
+    fn removes_and_dry_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "00000001000000370000000C",
+            "00000001000000370000000D",
+            "00000001000000370000000E",
+            "00000001000000370000000D.partial",
+            "00000002.history",
+        ] {
+            fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let cutoff = seg("00000001000000370000000E");
+        assert_eq!(run(dir.path(), cutoff, true).unwrap().removed, 2);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 5);
+        assert_eq!(run(dir.path(), cutoff, false).unwrap().removed, 2);
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "00000001000000370000000D.partial",
+                "00000001000000370000000E",
+                "00000002.history"
+            ]
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! What the server's working directory (its data directory) tells us: the
+//! recovery mode and the cluster's system identifier.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// `standby.signal`, or `standby_mode = on` in recovery.conf: exit 1 only
+    /// makes the server retry, and a waiting command stalls streaming.
+    Standby,
+    /// `recovery.signal`, or recovery.conf without standby mode: exit 1 ends
+    /// recovery. The warm standby pg_standby was made for.
+    Archive,
+    /// No signal file: run by hand, by a script, or by pg_rewind.
+    Unknown,
+}
+
+impl RecoveryMode {
+    pub fn detect(datadir: &Path) -> Self {
+        // The server gives standby.signal precedence when both exist.
+        if datadir.join("standby.signal").exists() {
+            return Self::Standby;
+        }
+        if datadir.join("recovery.signal").exists() {
+            return Self::Archive;
+        }
+        match fs::read_to_string(datadir.join("recovery.conf")) {
+            Ok(conf) if standby_mode_on(&conf) => Self::Standby,
+            Ok(_) => Self::Archive,
+            Err(_) => Self::Unknown,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Standby => "standby mode",
+            Self::Archive => "archive recovery",
+            Self::Unknown => "no recovery signal file in the working directory",
+        }
+    }
+}
+
+/// The last `standby_mode` setting in a recovery.conf, read as the server's
+/// boolean parser would.
+fn standby_mode_on(conf: &str) -> bool {
+    let mut on = false;
+    for line in conf.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(' ')) else {
+            continue;
+        };
+        if key.trim() != "standby_mode" {
+            continue;
+        }
+        let value = value.trim().trim_matches('\'').to_ascii_lowercase();
+        on = matches!(value.as_str(), "on" | "true" | "yes" | "1" | "t" | "y");
+    }
+    on
+}
+
+/// `system_identifier`, the first field of `global/pg_control`.
+pub fn system_identifier(datadir: &Path) -> io::Result<u64> {
+    let mut raw = [0u8; 8];
+    fs::File::open(datadir.join("global").join("pg_control"))?.read_exact(&mut raw)?;
+    Ok(u64::from_ne_bytes(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_standby_mode_from_recovery_conf() {
+        assert!(standby_mode_on("standby_mode = 'on'\n"));
+        assert!(standby_mode_on("standby_mode=on"));
+        assert!(standby_mode_on("standby_mode = true # comment"));
+        assert!(!standby_mode_on("standby_mode = 'off'"));
+        assert!(!standby_mode_on("# standby_mode = 'on'"));
+        assert!(!standby_mode_on("restore_command = 'x'"));
+        assert!(!standby_mode_on("standby_mode = on\nstandby_mode = off\n"));
+    }
+
+    #[test]
+    fn signal_files_decide_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Unknown);
+        fs::write(dir.path().join("recovery.conf"), "standby_mode = on\n").unwrap();
+        assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Standby);
+        fs::write(dir.path().join("recovery.conf"), "restore_command = 'x'\n").unwrap();
+        assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Archive);
+        fs::remove_file(dir.path().join("recovery.conf")).unwrap();
+        fs::write(dir.path().join("recovery.signal"), "").unwrap();
+        assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Archive);
+        fs::write(dir.path().join("standby.signal"), "").unwrap();
+        assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Standby);
+    }
+
+    #[test]
+    fn reads_the_system_identifier() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(system_identifier(dir.path()).is_err());
+        fs::create_dir(dir.path().join("global")).unwrap();
+        let mut control = 7_312_345_678_901_234_567u64.to_ne_bytes().to_vec();
+        control.extend_from_slice(&[0; 100]);
+        fs::write(dir.path().join("global/pg_control"), control).unwrap();
+        assert_eq!(
+            system_identifier(dir.path()).unwrap(),
+            7_312_345_678_901_234_567
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Is the requested segment in the archive, complete, and really the
+//! segment asked for?
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use crate::header::{self, Accepted, Defect, LONG_HEADER_LEN, LongPageHeader};
+use crate::wal::SegmentName;
+
+#[derive(Debug)]
+pub enum Probe {
+    Absent,
+    /// Still being written, we assume: shorter than its segment size.
+    Incomplete {
+        size: u64,
+        expected: Option<u64>,
+    },
+    Invalid(Defect),
+    Oversized {
+        size: u64,
+        expected: u64,
+    },
+    /// Present but cannot be read (permissions, I/O error).
+    Unreadable(io::Error),
+    Ready(ReadySegment),
+}
+
+/// An open, validated, complete segment. Copying from this handle copies
+/// exactly what was checked, even if the archive entry is replaced.
+#[derive(Debug)]
+pub struct ReadySegment {
+    pub file: File,
+    pub len: u64,
+    pub accepted: Accepted,
+}
+
+impl Probe {
+    /// What identifies a not-yet-deliverable state: while it stays the
+    /// same, the file is stuck.
+    pub fn fingerprint(&self, path: &Path) -> Option<String> {
+        let mtime = || {
+            std::fs::metadata(path)
+                .map(|m| (m.len(), m.mtime(), m.mtime_nsec()))
+                .ok()
+        };
+        match self {
+            Self::Absent | Self::Ready(_) => None,
+            other => Some(format!("{:?} {other:?}", mtime())),
+        }
+    }
+
+    /// A one-line account of why the file cannot be delivered yet.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Absent => "it is not in the archive".into(),
+            Self::Incomplete {
+                size,
+                expected: Some(e),
+            } => format!("it is incomplete ({size} of {e} bytes)"),
+            Self::Incomplete {
+                size,
+                expected: None,
+            } => format!("it is incomplete ({size} bytes, header not yet written)"),
+            Self::Invalid(defect) => defect.to_string(),
+            Self::Oversized { size, expected } => {
+                format!("it is larger than a segment ({size} bytes, its header says {expected})")
+            }
+            Self::Unreadable(e) => format!("it cannot be read: {e}"),
+            Self::Ready(r) => format!("it is ready ({} bytes)", r.len),
+        }
+    }
+}
+
+pub fn probe_segment(path: &Path, name: &SegmentName, sysid: Option<u64>) -> Probe {
+    // Read-only: pg_standby 13 opened read-write and so never restored from
+    // a read-only archive.
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Probe::Absent,
+        Err(e) => return Probe::Unreadable(e),
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return Probe::Unreadable(e),
+    };
+    if !meta.is_file() {
+        return Probe::Unreadable(io::Error::other("not a regular file"));
+    }
+    let size = meta.len();
+    let mut raw = [0u8; LONG_HEADER_LEN];
+    if size < LONG_HEADER_LEN as u64 {
+        return Probe::Incomplete {
+            size,
+            expected: None,
+        };
+    }
+    if let Err(e) = file.read_exact_at(&mut raw, 0) {
+        return Probe::Unreadable(e);
+    }
+    let accepted = match header::check(&LongPageHeader::parse(&raw), name, sysid) {
+        Ok(a) => a,
+        Err(defect) => return Probe::Invalid(defect),
+    };
+    let expected = accepted.seg_size;
+    match size.cmp(&expected) {
+        std::cmp::Ordering::Less => Probe::Incomplete {
+            size,
+            expected: Some(expected),
+        },
+        std::cmp::Ordering::Greater => Probe::Oversized { size, expected },
+        std::cmp::Ordering::Equal => Probe::Ready(ReadySegment {
+            file,
+            len: size,
+            accepted,
+        }),
+    }
+}
+
+/// The segment size of the archive, learned from the header of the first
+/// valid segment found (used only on the rare never-exists path).
+pub fn archive_segment_size(archive: &Path, sysid: Option<u64>) -> Option<u64> {
+    std::fs::read_dir(archive)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = SegmentName::parse(e.file_name().to_str()?)?;
+            let file = File::open(e.path()).ok()?;
+            let mut raw = [0u8; LONG_HEADER_LEN];
+            file.read_exact_at(&mut raw, 0).ok()?;
+            header::check(&LongPageHeader::parse(&raw), &name, sysid).ok()
+        })
+        .map(|a| a.seg_size)
+        .next()
+}

@@ -1,0 +1,98 @@
+//! The trigger file protocol: empty or "smart" asks for a smart failover,
+//! "fast" for a fast one (and the file is then truncated so that later
+//! calls see "smart"), anything else is ignored with a warning.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Absent,
+    Smart,
+    Fast,
+    /// Present but not understood: no failover.
+    Invalid(String),
+    /// Present but unreadable: no failover.
+    Unreadable(String),
+}
+
+/// How many bytes of the file decide its meaning (pg_standby reads 31).
+const READ_LIMIT: u64 = 31;
+
+pub fn classify(content: &[u8]) -> Trigger {
+    if content.is_empty() || content.starts_with(b"smart") {
+        Trigger::Smart
+    } else if content.starts_with(b"fast") {
+        Trigger::Fast
+    } else {
+        Trigger::Invalid(String::from_utf8_lossy(content).trim_end().to_string())
+    }
+}
+
+/// Read the trigger file; on "fast", truncate it so a repeated request for
+/// an already restored segment is answered as in smart mode.
+pub fn read(path: &Path) -> Trigger {
+    let mut content = Vec::new();
+    let opened = fs::File::open(path);
+    let result = opened.and_then(|f| f.take(READ_LIMIT).read_to_end(&mut content));
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Trigger::Absent,
+        Err(e) => Trigger::Unreadable(e.to_string()),
+        Ok(_) => {
+            let trigger = classify(&content);
+            if trigger == Trigger::Fast
+                && let Err(e) = truncate(path)
+            {
+                tracing::warn!(
+                    "could not truncate trigger file \"{}\" after a fast failover: {e}; \
+                     a later call will fail over fast again",
+                    path.display()
+                );
+            }
+            trigger
+        }
+    }
+}
+
+fn truncate(path: &Path) -> io::Result<()> {
+    OpenOptions::new().write(true).open(path)?.set_len(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_content_as_pg_standby_does() {
+        assert_eq!(classify(b""), Trigger::Smart);
+        assert_eq!(classify(b"smart"), Trigger::Smart);
+        assert_eq!(classify(b"smart\n"), Trigger::Smart);
+        assert_eq!(classify(b"smartXYZ"), Trigger::Smart);
+        assert_eq!(classify(b"fast"), Trigger::Fast);
+        assert_eq!(classify(b"fast\n"), Trigger::Fast);
+        assert_eq!(classify(b"FAST"), Trigger::Invalid("FAST".into()));
+        assert_eq!(classify(b" fast"), Trigger::Invalid(" fast".into()));
+        assert_eq!(classify(b"now\n"), Trigger::Invalid("now".into()));
+    }
+
+    #[test]
+    fn fast_truncates_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trigger");
+        assert_eq!(read(&path), Trigger::Absent);
+        fs::write(&path, "fast\n").unwrap();
+        assert_eq!(read(&path), Trigger::Fast);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(read(&path), Trigger::Smart);
+    }
+
+    #[test]
+    fn invalid_content_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trigger");
+        fs::write(&path, "promote please").unwrap();
+        assert_eq!(read(&path), Trigger::Invalid("promote please".into()));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "promote please");
+    }
+}
