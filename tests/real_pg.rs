@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::pg::{
@@ -55,7 +56,12 @@ fn setup(label: &str, popts: PrimaryOptions) -> Env {
     let bin = sb.install_binary(&binary_under_test()).must();
     let primary = sb.primary("primary", &popts).must();
     let backup = primary.cold_backup("base").must();
-    Env { sb, bin, primary, backup }
+    Env {
+        sb,
+        bin,
+        primary,
+        backup,
+    }
 }
 
 impl Env {
@@ -91,6 +97,28 @@ fn binary_processes(bin: &Path) -> Vec<u32> {
     pids_mentioning(&bin.display().to_string())
 }
 
+fn describe_process(pid: u32) -> String {
+    let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    format!(
+        "{pid}: {} [{}]",
+        String::from_utf8_lossy(&cmd).replace('\0', " "),
+        stat.trim()
+    )
+}
+
+/// FATAL lines other than refused connections while the server starts.
+fn fatal_lines(s: &Server) -> Vec<String> {
+    s.log()
+        .lines()
+        .filter(|l| l.contains("FATAL:"))
+        .filter(|l| !l.contains("the database system is starting up"))
+        .filter(|l| !l.contains("not yet accepting connections"))
+        .filter(|l| !l.contains("the database system is shutting down"))
+        .map(str::to_string)
+        .collect()
+}
+
 fn assert_not_promoted(s: &Server) {
     assert!(
         !s.log_shows_promotion(),
@@ -121,7 +149,11 @@ fn a_rows_appear_on_hot_standby_over_many_segments() {
     assert!(standby.in_recovery().must(), "standby left recovery");
     assert_not_promoted(&standby);
     let max = *lat.iter().max().unwrap();
-    eprintln!("[a] switch -> visible: p50 {:?}, max {:?}", median(&mut lat), max);
+    eprintln!(
+        "[a] switch -> visible: p50 {:?}, max {:?}",
+        median(&mut lat),
+        max
+    );
 }
 
 /// b. Smart failover: an empty trigger file; every row of every archived
@@ -143,14 +175,25 @@ fn b_smart_failover_keeps_every_archived_row() {
     standby.wait_promoted(WAIT).must();
     let failover = t0.elapsed();
     for id in 1..=7 {
-        assert!(standby.has_row(id).must(), "row {id} missing after smart failover");
+        assert!(
+            standby.has_row(id).must(),
+            "row {id} missing after smart failover"
+        );
     }
-    standby.psql("INSERT INTO t VALUES (1000, 'written after failover')").must();
+    standby
+        .psql("INSERT INTO t VALUES (1000, 'written after failover')")
+        .must();
     assert!(standby.has_row(1000).must());
-    wait_until(Duration::from_secs(5), "trigger file removal", || Ok(!trigger.exists())).must();
+    wait_until(Duration::from_secs(5), "trigger file removal", || {
+        Ok(!trigger.exists())
+    })
+    .must();
     assert!(standby.log_shows_promotion());
     eprintln!("[b] trigger -> writable: {failover:?}");
-    assert!(failover < Duration::from_secs(15), "smart failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(15),
+        "smart failover took {failover:?}"
+    );
 }
 
 /// c. Fast failover: segments sit unreplayed in the archive (replay paused on
@@ -172,7 +215,8 @@ fn c_fast_failover_skips_archived_segments() {
     let seg_a = env.archive_row(10);
     wait_until(WAIT, "replay to pause", || {
         let log = standby.log();
-        Ok(log.contains(&format!("restored log file \"{seg_a}\"")) && log.contains("recovery has paused"))
+        Ok(log.contains(&format!("restored log file \"{seg_a}\""))
+            && log.contains("recovery has paused"))
     })
     .must();
 
@@ -188,16 +232,30 @@ fn c_fast_failover_skips_archived_segments() {
     eprintln!("[c] resume -> promoted: {:?}", t0.elapsed());
 
     assert!(standby.has_row(3).must());
-    assert!(standby.has_row(10).must(), "row 10 (segment {seg_a}, restored before the trigger) missing");
+    assert!(
+        standby.has_row(10).must(),
+        "row 10 (segment {seg_a}, restored before the trigger) missing"
+    );
     for id in 20..=23 {
-        assert!(!standby.has_row(id).must(), "row {id} was replayed despite the fast failover");
+        assert!(
+            !standby.has_row(id).must(),
+            "row {id} was replayed despite the fast failover"
+        );
     }
     let log = standby.log();
     for seg in &skipped {
-        assert!(!log.contains(&format!("restored log file \"{seg}\"")), "{seg} was restored");
+        assert!(
+            !log.contains(&format!("restored log file \"{seg}\"")),
+            "{seg} was restored"
+        );
     }
-    standby.psql("INSERT INTO t VALUES (1000, 'after fast failover')").must();
-    wait_until(Duration::from_secs(5), "trigger file removal", || Ok(!trigger.exists())).must();
+    standby
+        .psql("INSERT INTO t VALUES (1000, 'after fast failover')")
+        .must();
+    wait_until(Duration::from_secs(5), "trigger file removal", || {
+        Ok(!trigger.exists())
+    })
+    .must();
 }
 
 /// d. `-w 2`: while segments keep coming (every 0.5 s) nothing happens; once
@@ -211,16 +269,27 @@ fn d_max_wait_promotes_after_timeout() {
         standby.wait_row(id, WAIT).must();
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(standby.in_recovery().must(), "promoted while segments kept arriving");
+    assert!(
+        standby.in_recovery().must(),
+        "promoted while segments kept arriving"
+    );
     assert_not_promoted(&standby);
     let t0 = Instant::now();
     standby.wait_promoted(WAIT).must();
     let took = t0.elapsed();
     eprintln!("[d] last row visible (+0.5 s) -> promoted: {took:?}");
-    assert!(took >= Duration::from_millis(1000), "promoted too early: {took:?}");
-    assert!(took <= Duration::from_secs(12), "promoted too late: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1000),
+        "promoted too early: {took:?}"
+    );
+    assert!(
+        took <= Duration::from_secs(12),
+        "promoted too late: {took:?}"
+    );
     assert_eq!(standby.count().must(), 6);
-    standby.psql("INSERT INTO t VALUES (1000, 'after timeout failover')").must();
+    standby
+        .psql("INSERT INTO t VALUES (1000, 'after timeout failover')")
+        .must();
 }
 
 /// e. `%r` cleanup: the archive shrinks while the standby keeps up, and a
@@ -269,12 +338,19 @@ fn e_restartfile_cleanup_and_restart() {
         last.len(),
         last.first()
     );
-    assert!(last.first() > first.first(), "the oldest archived segment did not move");
-    assert!(last.len() < produced / 2, "archive not cleaned up: {last:?}");
+    assert!(
+        last.first() > first.first(),
+        "the oldest archived segment did not move"
+    );
+    assert!(
+        last.len() < produced / 2,
+        "archive not cleaned up: {last:?}"
+    );
     assert_eq!(standby.count().must(), id, "rows missing on the standby");
     assert!(standby.in_recovery().must());
     assert_not_promoted(&standby);
-    assert!(!standby.log().contains("FATAL"), "FATAL in standby log");
+    let fatal = fatal_lines(&standby);
+    assert!(fatal.is_empty(), "FATAL in standby log: {fatal:?}");
 }
 
 /// f. The standby is stopped (fast, then immediate) while the binary waits:
@@ -291,19 +367,31 @@ fn f_stop_while_waiting_does_not_promote() {
         }
         standby.wait_row(id, WAIT).must();
         // the binary is waiting for the next segment
-        wait_until(WAIT, "the restore command to be waiting", || Ok(!binary_processes(&env.bin).is_empty()))
-            .must();
+        wait_until(WAIT, "the restore command to be waiting", || {
+            Ok(!binary_processes(&env.bin).is_empty())
+        })
+        .must();
         standby.stop(mode).must();
         assert!(!standby.is_running());
         assert_not_promoted(&standby);
-        wait_until(Duration::from_secs(5), "the restore command to exit", || {
-            Ok(binary_processes(&env.bin).is_empty())
-        })
-        .must();
+        if let Err(e) = wait_until(
+            Duration::from_secs(5),
+            "the restore command to exit",
+            || Ok(binary_processes(&env.bin).is_empty()),
+        ) {
+            let left: Vec<String> = binary_processes(&env.bin)
+                .iter()
+                .map(|p| describe_process(*p))
+                .collect();
+            panic!("{e:#} after -m {mode} stop; still running: {left:?}");
+        }
         id += 1;
         env.archive_row(id); // archived while the standby is down
         standby.start().must();
-        assert!(standby.in_recovery().must(), "standby left recovery after -m {mode} stop");
+        assert!(
+            standby.in_recovery().must(),
+            "standby left recovery after -m {mode} stop"
+        );
         standby.wait_row(id, WAIT).must();
         id += 1;
         env.archive_row(id);
@@ -317,12 +405,18 @@ fn f_stop_while_waiting_does_not_promote() {
 fn wal_segsize_scenario(label: &str, mb: u32) {
     let pg = support::pg::PgInstall::detect().must();
     if pg.major < 11 {
-        eprintln!("[{label}] skipped: PostgreSQL {} has a compile-time WAL segment size", pg.major);
+        eprintln!(
+            "[{label}] skipped: PostgreSQL {} has a compile-time WAL segment size",
+            pg.major
+        );
         return;
     }
     let env = setup(
         label,
-        PrimaryOptions { wal_segsize_mb: Some(mb), ..Default::default() },
+        PrimaryOptions {
+            wal_segsize_mb: Some(mb),
+            ..Default::default()
+        },
     );
     let (standby, trigger) = env.standby("standby", "", true);
     assert_eq!(standby.wal_segment_size().must(), u64::from(mb) << 20);
@@ -336,7 +430,9 @@ fn wal_segsize_scenario(label: &str, mb: u32) {
     env.sb.write_file(&trigger, b"smart").must();
     standby.wait_promoted(WAIT).must();
     assert_eq!(standby.count().must(), 8);
-    standby.psql("INSERT INTO t VALUES (1000, 'after failover')").must();
+    standby
+        .psql("INSERT INTO t VALUES (1000, 'after failover')")
+        .must();
 }
 
 /// g. wal_segment_size 1 MB (initdb --wal-segsize, 11+).
@@ -370,21 +466,30 @@ fn h_timeline_switch() {
     env.sb.write_file(&trig_a, b"").must();
     a.wait_promoted(WAIT).must();
     let history = env.sb.archive().join("00000002.history");
-    wait_until(WAIT, "00000002.history in the archive", || Ok(history.exists())).must();
+    wait_until(WAIT, "00000002.history in the archive", || {
+        Ok(history.exists())
+    })
+    .must();
     let mut tli2 = Vec::new();
     for id in 11..=13 {
         let seg = a.insert_and_switch(id).must();
         a.wait_archived(&seg, WAIT).must();
         tli2.push(seg);
     }
-    assert!(tli2.iter().all(|s| s.starts_with("00000002")), "A's segments: {tli2:?}");
+    assert!(
+        tli2.iter().all(|s| s.starts_with("00000002")),
+        "A's segments: {tli2:?}"
+    );
 
     let (so_b, _) = env.standby_opts("b", "", false);
     let b = env.sb.standby("b", &env.backup, &so_b).must();
     let t0 = Instant::now();
     b.start().must();
     b.wait_row(13, WAIT).must();
-    eprintln!("[h] B started -> row from TLI 2 visible: {:?}", t0.elapsed());
+    eprintln!(
+        "[h] B started -> row from TLI 2 visible: {:?}",
+        t0.elapsed()
+    );
     for id in [1, 2, 3, 11, 12, 13] {
         assert!(b.has_row(id).must(), "row {id} missing on B");
     }
@@ -400,7 +505,10 @@ fn h_timeline_switch() {
 fn misconfigured(label: &str, restore_command: impl Fn(&Env) -> String, expect_in_log: &[&str]) {
     let env = setup(label, PrimaryOptions::default());
     env.archive_row(1);
-    let so = StandbyOptions { restore_command: restore_command(&env), ..Default::default() };
+    let so = StandbyOptions {
+        restore_command: restore_command(&env),
+        ..Default::default()
+    };
     let standby = env.sb.standby("standby", &env.backup, &so).must();
     standby.start_nowait().must();
     // Either the server stops with FATAL, or it stays in recovery; it must
@@ -444,7 +552,13 @@ fn i_missing_archive_does_not_promote() {
 fn i_invalid_option_does_not_promote() {
     misconfigured(
         "i2",
-        |env| format!("{} -s 0 {} %f %p %r", env.bin.display(), env.sb.archive().display()),
+        |env| {
+            format!(
+                "{} -s 0 {} %f %p %r",
+                env.bin.display(),
+                env.sb.archive().display()
+            )
+        },
         &["-s"],
     );
 }

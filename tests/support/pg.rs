@@ -43,7 +43,9 @@ where
         }
         if start.elapsed() >= timeout {
             return Err(match last_err {
-                Some(e) => anyhow!("timed out after {timeout:?} waiting for {what} (last error: {e:#})"),
+                Some(e) => {
+                    anyhow!("timed out after {timeout:?} waiting for {what} (last error: {e:#})")
+                }
                 None => anyhow!("timed out after {timeout:?} waiting for {what}"),
             });
         }
@@ -52,7 +54,9 @@ where
 }
 
 fn is_root() -> bool {
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn run(cmd: &mut Command) -> Result<Output> {
@@ -155,13 +159,23 @@ impl PgInstall {
             None if Path::new("/usr/bin/psql").exists() => PathBuf::from("/usr/bin/psql"),
             None => PathBuf::from("psql"),
         };
-        Ok(Arc::new(PgInstall { bindir, libdir, major, version, psql }))
+        Ok(Arc::new(PgInstall {
+            bindir,
+            libdir,
+            major,
+            version,
+            psql,
+        }))
     }
 
     fn find_bindir() -> Result<PathBuf> {
         if let Some(dir) = std::env::var_os("PG_BINDIR") {
             let dir = PathBuf::from(dir);
-            ensure!(dir.join("postgres").is_file(), "PG_BINDIR={} has no postgres binary", dir.display());
+            ensure!(
+                dir.join("postgres").is_file(),
+                "PG_BINDIR={} has no postgres binary",
+                dir.display()
+            );
             return Ok(dir);
         }
         if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
@@ -208,7 +222,9 @@ impl PgInstall {
             }
             c
         };
-        c.env_remove("PGDATA").env_remove("PGPORT").env_remove("PGHOST");
+        c.env_remove("PGDATA")
+            .env_remove("PGPORT")
+            .env_remove("PGHOST");
         c
     }
 }
@@ -235,7 +251,7 @@ impl Drop for SandboxInner {
         for pid in pids_mentioning(&needle) {
             kill9(pid);
         }
-        if std::env::var_os("PG_HARNESS_KEEP").is_some() || std::thread::panicking() {
+        if std::env::var_os("PG_HARNESS_KEEP").is_some() {
             if let Some(d) = self.dir.take() {
                 let p = d.keep();
                 eprintln!("[harness] kept sandbox {}", p.display());
@@ -274,7 +290,14 @@ impl Sandbox {
         } else {
             None
         };
-        let sb = Sandbox { inner: Arc::new(SandboxInner { dir: Some(dir), root, pg, owner }) };
+        let sb = Sandbox {
+            inner: Arc::new(SandboxInner {
+                dir: Some(dir),
+                root,
+                pg,
+                owner,
+            }),
+        };
         sb.chown(sb.path())?;
         sb.mkdir(&sb.archive())?;
         sb.mkdir(&sb.path().join("bin"))?;
@@ -335,7 +358,8 @@ impl Sandbox {
     pub fn install_binary(&self, src: &Path) -> Result<PathBuf> {
         let name = src.file_name().context("binary path has no file name")?;
         let dst = self.path().join("bin").join(name);
-        fs::copy(src, &dst).with_context(|| format!("copy {} to {}", src.display(), dst.display()))?;
+        fs::copy(src, &dst)
+            .with_context(|| format!("copy {} to {}", src.display(), dst.display()))?;
         fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))?;
         self.chown(&dst)?;
         Ok(dst)
@@ -355,7 +379,11 @@ impl Sandbox {
     /// Names of the files in the archive (sorted).
     pub fn archive_files(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.archive())
-            .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -363,12 +391,18 @@ impl Sandbox {
 
     /// Bare segment names in the archive (24 hex digits), sorted.
     pub fn archived_segments(&self) -> Vec<String> {
-        self.archive_files().into_iter().filter(|n| is_segment_name(n)).collect()
+        self.archive_files()
+            .into_iter()
+            .filter(|n| is_segment_name(n))
+            .collect()
     }
 
     fn server_dir(&self, name: &str) -> Result<PathBuf> {
         let d = self.path().join(name);
-        ensure!(!d.exists(), "server name {name} already used in this sandbox");
+        ensure!(
+            !d.exists(),
+            "server name {name} already used in this sandbox"
+        );
         self.mkdir(&d)?;
         Ok(d)
     }
@@ -380,10 +414,15 @@ impl Sandbox {
         let dir = self.server_dir(name)?;
         let data = dir.join("data");
         let mut cmd = pg.server_cmd("initdb");
-        cmd.current_dir(&dir)
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "-N"]);
+        cmd.current_dir(&dir).arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "-N",
+        ]);
         if let Some(mb) = opts.wal_segsize_mb {
             ensure!(pg.major >= 11, "--wal-segsize needs PostgreSQL 11 or later");
             cmd.arg(format!("--wal-segsize={mb}"));
@@ -407,11 +446,17 @@ impl Sandbox {
 
     /// A standby in *archive recovery* (recovery.signal on 12+, recovery.conf
     /// without standby_mode on 10/11) made from a copy of `backup`. Not started.
-    pub fn standby(&self, name: &str, backup: &BaseBackup, opts: &StandbyOptions) -> Result<Server> {
+    pub fn standby(
+        &self,
+        name: &str,
+        backup: &BaseBackup,
+        opts: &StandbyOptions,
+    ) -> Result<Server> {
         let major = self.major();
         let dir = self.server_dir(name)?;
         let data = dir.join("data");
-        run_ok(Command::new("cp").arg("-a").arg(&backup.data).arg(&data)).context("copy base backup")?;
+        run_ok(Command::new("cp").arg("-a").arg(&backup.data).arg(&data))
+            .context("copy base backup")?;
         let _ = fs::remove_file(data.join("postmaster.pid"));
         let mut srv = Server::new(self.clone(), name, dir, data.clone())?;
         srv.standby = true;
@@ -421,7 +466,11 @@ impl Sandbox {
         }
         recovery += "recovery_target_timeline = 'latest'\n";
         let mut conf = String::from("\n# --- test harness: warm standby ---\nhot_standby = on\n");
-        conf += if opts.archive_mode { "archive_mode = on\n" } else { "archive_mode = off\n" };
+        conf += if opts.archive_mode {
+            "archive_mode = on\n"
+        } else {
+            "archive_mode = off\n"
+        };
         if major >= 15 {
             // see measured.md: with prefetch the newest segment's commits stay invisible
             conf += "recovery_prefetch = off\n";
@@ -440,7 +489,9 @@ impl Sandbox {
 }
 
 pub fn is_segment_name(n: &str) -> bool {
-    n.len() == 24 && n.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    n.len() == 24
+        && n.bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
 #[derive(Default, Clone)]
@@ -517,7 +568,8 @@ impl Server {
 
     /// Append lines to postgresql.conf (later settings win).
     pub fn append_conf(&self, text: &str) -> Result<()> {
-        self.sandbox.append_file(&self.data.join("postgresql.conf"), text)
+        self.sandbox
+            .append_file(&self.data.join("postgresql.conf"), text)
     }
 
     fn pg_ctl(&self) -> Command {
@@ -548,10 +600,18 @@ impl Server {
             }
             // give the postmaster a moment to write its pid file before judging
             if start.elapsed() > Duration::from_millis(1500) && !self.is_running() {
-                bail!("server {} is not running; log tail:\n{}", self.name, self.log_tail(40));
+                bail!(
+                    "server {} is not running; log tail:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                );
             }
             if start.elapsed() > timeout {
-                bail!("server {} not ready after {timeout:?}; log tail:\n{}", self.name, self.log_tail(40));
+                bail!(
+                    "server {} not ready after {timeout:?}; log tail:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -577,21 +637,34 @@ impl Server {
 
     /// Wait until the postmaster has gone (e.g. after a FATAL in recovery).
     pub fn wait_stopped(&self, timeout: Duration) -> Result<Duration> {
-        wait_until(timeout, &format!("{} to stop", self.name), || Ok(!self.is_running()))
+        wait_until(timeout, &format!("{} to stop", self.name), || {
+            Ok(!self.is_running())
+        })
     }
 
     /// Run SQL through psql; returns stdout, trimmed (`-XAtq`, one `-c` per
     /// statement so each runs in its own transaction).
     pub fn psql_multi(&self, statements: &[&str]) -> Result<String> {
         let mut c = Command::new(&self.sandbox.pg().psql);
-        c.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres"])
-            .arg("-h")
-            .arg(&self.dir)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGSERVICE")
-            .env_remove("PGOPTIONS");
+        c.args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .arg("-h")
+        .arg(&self.dir)
+        .arg("-p")
+        .arg(self.port.to_string())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS");
         for s in statements {
             c.arg("-c").arg(s);
         }
@@ -613,7 +686,8 @@ impl Server {
 
     pub fn query_i64(&self, sql: &str) -> Result<i64> {
         let s = self.psql(sql)?;
-        s.parse().with_context(|| format!("{sql}: not an integer: {s:?}"))
+        s.parse()
+            .with_context(|| format!("{sql}: not an integer: {s:?}"))
     }
 
     pub fn in_recovery(&self) -> Result<bool> {
@@ -670,7 +744,9 @@ impl Server {
         let size = self.wal_segment_size()?;
         let path = self.sandbox.archive().join(segment);
         wait_until(timeout, &format!("{segment} to be archived"), || {
-            Ok(fs::metadata(&path).map(|m| m.len() == size).unwrap_or(false))
+            Ok(fs::metadata(&path)
+                .map(|m| m.len() == size)
+                .unwrap_or(false))
         })
     }
 
@@ -685,7 +761,8 @@ impl Server {
         self.sandbox.mkdir(&dir)?;
         let dest = dir.join(label);
         ensure!(!dest.exists(), "backup {label} already exists");
-        run_ok(Command::new("cp").arg("-a").arg(&self.data).arg(&dest)).context("copy data directory")?;
+        run_ok(Command::new("cp").arg("-a").arg(&self.data).arg(&dest))
+            .context("copy data directory")?;
         let _ = fs::remove_file(dest.join("postmaster.pid"));
         self.start()?;
         let seg = self.switch_wal()?;
@@ -695,7 +772,9 @@ impl Server {
 
     /// The whole server log.
     pub fn log(&self) -> String {
-        fs::read(&self.logfile).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        fs::read(&self.logfile)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -722,12 +801,16 @@ impl Server {
 
     /// Wait until row `id` is visible.
     pub fn wait_row(&self, id: i64, timeout: Duration) -> Result<Duration> {
-        wait_until(timeout, &format!("row {id} on {}", self.name), || self.has_row(id))
+        wait_until(timeout, &format!("row {id} on {}", self.name), || {
+            self.has_row(id)
+        })
     }
 
     /// Wait until `t` holds at least `n` rows.
     pub fn wait_count(&self, n: i64, timeout: Duration) -> Result<Duration> {
-        wait_until(timeout, &format!("{n} rows on {}", self.name), || Ok(self.count()? >= n))
+        wait_until(timeout, &format!("{n} rows on {}", self.name), || {
+            Ok(self.count()? >= n)
+        })
     }
 
     fn kill_leftovers(&self) {
