@@ -18,8 +18,18 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let _ = e.print();
-            return Outcome::Fatal(Fatal::Usage).exit_code(legacy);
+            let outcome = Outcome::Fatal(Fatal::Usage);
+            eprintln!(
+                "pg_standby: {}\npg_standby: exiting with {}{}",
+                e.render().to_string().trim_end(),
+                outcome.code(legacy),
+                if legacy {
+                    ""
+                } else {
+                    " so that PostgreSQL stops instead of promoting"
+                }
+            );
+            return outcome.exit_code(legacy);
         }
     };
     logging::init(cli.debug);

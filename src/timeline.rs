@@ -18,7 +18,7 @@ pub fn begin_lsn(history: &str) -> Option<u64> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter_map(parse_lsn)
-        .last()
+        .next_back()
 }
 
 fn parse_lsn(text: &str) -> Option<u64> {

@@ -1,0 +1,236 @@
+//! Test fixtures for running the binary against temporary archives:
+//! synthetic segments with a real long page header, a data directory with
+//! a signal file and pg_control, and deadline-based waiting.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const MIB: u64 = 1024 * 1024;
+pub const SEG: u64 = 16 * MIB;
+pub const SYSID: u64 = 7_300_000_000_000_000_001;
+pub const FATAL: i32 = 250;
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pg_standby"))
+}
+
+/// The long page header a PostgreSQL 15 server writes at the start of
+/// `name`, padded to `len` bytes.
+pub fn segment_bytes(name: &str, seg_size: u64, sysid: u64, len: u64) -> Vec<u8> {
+    let tli = u32::from_str_radix(&name[0..8], 16).unwrap();
+    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
+    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
+    let pageaddr = (log << 32) + seg * seg_size;
+    let mut h = Vec::with_capacity(len as usize);
+    h.extend_from_slice(&0xD110u16.to_ne_bytes());
+    h.extend_from_slice(&2u16.to_ne_bytes());
+    h.extend_from_slice(&tli.to_ne_bytes());
+    h.extend_from_slice(&pageaddr.to_ne_bytes());
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&sysid.to_ne_bytes());
+    h.extend_from_slice(&(seg_size as u32).to_ne_bytes());
+    h.extend_from_slice(&8192u32.to_ne_bytes());
+    h.resize(len as usize, 0);
+    // Something recognisable past the header, to compare copies.
+    let mark = format!("payload of {name}");
+    h[8192..8192 + mark.len()].copy_from_slice(mark.as_bytes());
+    h
+}
+
+pub fn segment(name: &str) -> Vec<u8> {
+    segment_bytes(name, SEG, SYSID, SEG)
+}
+
+/// A temporary archive and a data directory (the server's working
+/// directory) with pg_control and a recovery signal file.
+pub struct Env {
+    pub root: tempfile::TempDir,
+    pub archive: PathBuf,
+    pub datadir: PathBuf,
+}
+
+impl Env {
+    /// Archive recovery (`recovery.signal`): the mode pg_standby waits in.
+    pub fn new() -> Self {
+        Self::with_signal("recovery.signal")
+    }
+
+    pub fn standby_mode() -> Self {
+        Self::with_signal("standby.signal")
+    }
+
+    pub fn with_signal(signal: &str) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let archive = root.path().join("archive");
+        let datadir = root.path().join("data");
+        fs::create_dir_all(&archive).unwrap();
+        fs::create_dir_all(datadir.join("pg_wal")).unwrap();
+        fs::create_dir_all(datadir.join("global")).unwrap();
+        let mut control = SYSID.to_ne_bytes().to_vec();
+        control.resize(8192, 0);
+        fs::write(datadir.join("global/pg_control"), control).unwrap();
+        if !signal.is_empty() {
+            fs::write(datadir.join(signal), "").unwrap();
+        }
+        Self {
+            root,
+            archive,
+            datadir,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    pub fn archive_file(&self, name: &str) -> PathBuf {
+        self.archive.join(name)
+    }
+
+    pub fn restored(&self) -> PathBuf {
+        self.datadir.join("pg_wal/RECOVERYXLOG")
+    }
+
+    /// Put a file into the archive atomically (write elsewhere, rename in),
+    /// as a careful archive_command does.
+    pub fn archive_atomically(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.root.path().join(format!("{name}.incoming"));
+        fs::write(&tmp, bytes).unwrap();
+        fs::rename(&tmp, self.archive.join(name)).unwrap();
+    }
+
+    /// The command as the server runs it: in the data directory.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(&self.datadir).args(args);
+        cmd
+    }
+
+    /// `pg_standby [opts] ARCHIVE name pg_wal/RECOVERYXLOG [extra]`
+    pub fn restore_args(&self, opts: &[&str], name: &str, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        args.push(self.archive.display().to_string());
+        args.push(name.to_string());
+        args.push(if name.ends_with(".history") {
+            "pg_wal/RECOVERYHISTORY".to_string()
+        } else {
+            "pg_wal/RECOVERYXLOG".to_string()
+        });
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub fn run(&self, opts: &[&str], name: &str, extra: &[&str]) -> Output {
+        let args = self.restore_args(opts, name, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(&args).output().unwrap()
+    }
+
+    pub fn spawn(&self, opts: &[&str], name: &str, extra: &[&str]) -> Running {
+        let args = self.restore_args(opts, name, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = self
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Running {
+            child,
+            started: Instant::now(),
+        }
+    }
+
+    /// Files in pg_wal other than the restored one: must stay empty.
+    pub fn stray_files(&self) -> Vec<String> {
+        fs::read_dir(self.datadir.join("pg_wal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "RECOVERYXLOG" && n != "RECOVERYHISTORY")
+            .collect()
+    }
+}
+
+pub struct Running {
+    pub child: Child,
+    pub started: Instant,
+}
+
+pub struct Finished {
+    pub status: ExitStatus,
+    pub elapsed: Duration,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Wait for the process to end within `limit`, or kill it and fail.
+    #[track_caller]
+    pub fn finish_within(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let elapsed = self.started.elapsed();
+                let out = self.child.wait_with_output().unwrap();
+                return Finished {
+                    status,
+                    elapsed,
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let out = self.child.wait_with_output().unwrap();
+                panic!(
+                    "still running after {limit:?}; stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Poll `check` every few milliseconds until it holds or `limit` passes.
+#[track_caller]
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Give a just-spawned process time to set up its watch and block: it
+/// reports its settings at debug level once ready, but a short pause is
+/// the simple, robust way for tests that only need "it is waiting".
+pub fn let_it_start() {
+    std::thread::sleep(Duration::from_millis(150));
+}
+
+pub fn write_slowly(path: &Path, bytes: &[u8], chunks: usize, pause: Duration) {
+    let mut f = fs::File::create(path).unwrap();
+    for chunk in bytes.chunks(bytes.len().div_ceil(chunks)) {
+        f.write_all(chunk).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(pause);
+    }
+}
