@@ -48,11 +48,11 @@ pub fn run(cli: Cli) -> Outcome {
         Err(e) => {
             let code = Outcome::Fatal(Fatal::Usage).code(legacy);
             tracing::error!(
-                "{e:#}\nTry \"pg_standby --help\" for more information. Exiting with {code}{}",
+                "{e:#}; exiting with {code}{} (try \"pg_standby --help\")",
                 if legacy {
-                    "."
+                    ""
                 } else {
-                    " so that PostgreSQL stops instead of promoting."
+                    " so that PostgreSQL stops instead of promoting"
                 }
             );
             return Outcome::Fatal(Fatal::Usage);

@@ -1,0 +1,404 @@
+//! The binary's behaviour on temporary archives: waiting, delivery,
+//! triggers, signals, cleanup and exit codes.
+
+mod common;
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const S1: &str = "000000010000000000000003";
+const S2: &str = "000000010000000000000004";
+/// Prompt enough for a person, generous enough for a loaded 2-core CI box.
+const PROMPT: Duration = Duration::from_millis(100);
+
+#[test]
+fn delivers_a_segment_already_in_the_archive() {
+    let env = Env::new();
+    env.archive_atomically(S1, &segment(S1));
+    let out = env.run(&[], S1, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(fs::read(env.restored()).unwrap(), segment(S1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("restored {S1}")));
+    assert!(out.stdout.is_empty());
+    assert!(env.stray_files().is_empty());
+}
+
+#[test]
+fn a_segment_renamed_into_the_archive_is_delivered_promptly() {
+    let env = Env::new();
+    let bytes = segment(S1);
+    let run = env.spawn(&["-s", "60"], S1, &[]);
+    let_it_start();
+    env.archive_atomically(S1, &bytes);
+    let landed = Instant::now();
+    let done = run.finish_within(Duration::from_secs(10));
+    let after_landing = landed.elapsed();
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert!(
+        after_landing < PROMPT,
+        "took {after_landing:?} after the rename"
+    );
+    assert_eq!(fs::read(env.restored()).unwrap(), segment(S1));
+}
+
+#[test]
+fn a_segment_written_slowly_is_not_delivered_early() {
+    let env = Env::new();
+    let run = env.spawn(&["-s", "60"], S1, &[]);
+    let_it_start();
+    let bytes = segment(S1);
+    write_slowly(&env.archive_file(S1), &bytes, 8, Duration::from_millis(40));
+    let done = run.finish_within(Duration::from_secs(10));
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert_eq!(
+        fs::read(env.restored()).unwrap(),
+        bytes,
+        "a partial copy was delivered"
+    );
+    assert!(env.stray_files().is_empty());
+}
+
+#[test]
+fn without_events_the_polling_floor_still_finds_the_segment() {
+    let env = Env::new();
+    let run = env.spawn(&["--no-watch", "-s", "1"], S1, &[]);
+    let_it_start();
+    env.archive_atomically(S1, &segment(S1));
+    let done = run.finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert!(
+        done.elapsed >= Duration::from_millis(500),
+        "found before the first poll?"
+    );
+}
+
+#[test]
+fn an_empty_trigger_ends_the_wait_promptly_with_a_smart_failover() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    let t = trigger.display().to_string();
+    let run = env.spawn(&["-s", "60", "-t", &t], S1, &[]);
+    let_it_start();
+    let created = Instant::now();
+    fs::write(&trigger, "").unwrap();
+    let done = run.finish_within(Duration::from_secs(10));
+    let after = created.elapsed();
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(after < PROMPT, "took {after:?} after the trigger");
+    assert!(done.stderr.contains("smart failover"), "{}", done.stderr);
+    assert!(
+        trigger.exists(),
+        "the trigger file is the operator's to remove"
+    );
+    assert!(!env.restored().exists());
+}
+
+#[test]
+fn smart_failover_still_restores_what_the_archive_holds() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "smart\n").unwrap();
+    env.archive_atomically(S1, &segment(S1));
+    let t = trigger.display().to_string();
+    assert_eq!(env.run(&["-t", &t], S1, &[]).status.code(), Some(0));
+    let out = env.run(&["-t", &t], S2, &[]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn fast_trigger_fails_over_at_once_and_is_truncated() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "fast\n").unwrap();
+    env.archive_atomically(S1, &segment(S1));
+    let t = trigger.display().to_string();
+    let out = env.run(&["-t", &t], S1, &[]);
+    assert_eq!(out.status.code(), Some(1), "fast failover does not restore");
+    assert!(!env.restored().exists());
+    assert_eq!(
+        fs::read(&trigger).unwrap(),
+        b"",
+        "truncated so later calls are smart"
+    );
+    assert_eq!(env.run(&["-t", &t], S1, &[]).status.code(), Some(0));
+}
+
+#[test]
+fn unknown_trigger_content_is_ignored_with_a_warning() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "FAST").unwrap();
+    let t = trigger.display().to_string();
+    let out = env.run(&["-t", &t, "-w", "1"], S1, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid content in trigger file"), "{err}");
+    assert!(err.contains("-w 1"), "it waited for the timeout: {err}");
+    assert_eq!(
+        err.matches("invalid content").count(),
+        1,
+        "warned once: {err}"
+    );
+}
+
+#[test]
+fn max_wait_fails_over_after_the_given_seconds() {
+    let env = Env::new();
+    let run = env.spawn(&["-w", "1", "-s", "5"], S1, &[]);
+    let done = run.finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.code(), Some(1));
+    assert!(done.elapsed >= Duration::from_secs(1), "{:?}", done.elapsed);
+    assert!(
+        done.elapsed < Duration::from_millis(2500),
+        "{:?}",
+        done.elapsed
+    );
+    assert!(
+        done.stderr.contains("fast failover: waited 1 s"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn a_missing_history_file_is_reported_at_once() {
+    let env = Env::new();
+    let started = Instant::now();
+    let out = env.run(&["-s", "5", "-r", "3"], "00000002.history", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
+    assert!(!env.datadir.join("pg_wal/RECOVERYHISTORY").exists());
+}
+
+#[test]
+fn a_history_file_is_copied() {
+    let env = Env::new();
+    let history = "1\t0/3000060\tno recovery target specified\n";
+    env.archive_atomically("00000002.history", history.as_bytes());
+    let out = env.run(&[], "00000002.history", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        fs::read_to_string(env.datadir.join("pg_wal/RECOVERYHISTORY")).unwrap(),
+        history
+    );
+}
+
+#[test]
+fn sigterm_during_the_wait_kills_by_sigterm_and_leaves_nothing() {
+    let env = Env::new();
+    let mut run = env.spawn(&["-s", "60"], S1, &[]);
+    let_it_start();
+    assert!(run.is_running());
+    run.signal(libc::SIGTERM);
+    let done = run.finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.signal(), Some(libc::SIGTERM), "{}", done.stderr);
+    assert!(!env.restored().exists());
+    assert!(env.stray_files().is_empty());
+}
+
+#[test]
+fn sigquit_kills_by_sigint_so_the_server_aborts() {
+    let env = Env::new();
+    let run = env.spawn(&["-s", "60"], S1, &[]);
+    let_it_start();
+    run.signal(libc::SIGQUIT);
+    let done = run.finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.signal(), Some(libc::SIGINT), "{}", done.stderr);
+    assert!(!done.status.core_dumped());
+}
+
+#[test]
+fn sigusr1_is_a_fast_failover() {
+    let env = Env::new();
+    let run = env.spawn(&["-s", "60"], S1, &[]);
+    let_it_start();
+    run.signal(libc::SIGUSR1);
+    let done = run.finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.code(), Some(1));
+    assert!(done.stderr.contains("SIGUSR1"), "{}", done.stderr);
+}
+
+#[test]
+fn bad_arguments_stop_recovery_and_name_the_problem() {
+    let env = Env::new();
+    let a = env.archive.display().to_string();
+    let missing = env.path("no-such-archive").display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![], "must specify archive location"),
+        (vec![&a], "use \"%f\""),
+        (vec![&a, S1], "use \"%p\""),
+        (vec!["-s", "0", &a, S1, "p"], "-s sleeptime"),
+        (vec!["-s", "61", &a, S1, "p"], "-s sleeptime"),
+        (vec!["-k", "-1", &a, S1, "p"], "-k keepfiles"),
+        (vec!["-r", "-2", &a, S1, "p"], "-r maxretries"),
+        (vec!["-w", "x", &a, S1, "p"], "-w maxwaittime"),
+        (vec!["-x", &a, S1, "p"], "-x"),
+        (vec!["-t", &a, S1, "p"], "use \"%p\""),
+        (vec![&missing, S1, "p"], "does not exist"),
+        (vec![&a, "pg_wal/RECOVERYXLOG", S1], "invalid WAL file name"),
+        (
+            vec![&a, "000000010000000000000003x", "p"],
+            "invalid WAL file name",
+        ),
+        (
+            vec![&a, "00000001000000000000000a", "p"],
+            "invalid WAL file name",
+        ),
+        (vec![&a, S1, "p", "%r"], "invalid restart file name"),
+    ];
+    for (args, needle) in cases {
+        let out = env.command(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(FATAL), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?} should mention {needle:?}: {err}"
+        );
+        assert!(err.contains("exiting with 250"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn legacy_exit_codes_are_pg_standby_13s() {
+    let env = Env::new();
+    let missing = env.path("nope").display().to_string();
+    let out = env
+        .command(&["--legacy-exit-codes", &missing, S1, "p"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = env
+        .command(&["--legacy-exit-codes", "-s", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let mut big = segment(S1);
+    big.extend_from_slice(&[0; 8192]);
+    env.archive_atomically(S1, &big);
+    let out = env.run(&["--legacy-exit-codes", "--bad-file-timeout", "1"], S1, &[]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn help_and_version_go_to_stdout() {
+    for flag in ["--help", "-?", "--version", "-V"] {
+        let out = std::process::Command::new(binary())
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert!(!out.stdout.is_empty(), "{flag}");
+        assert!(out.stderr.is_empty(), "{flag}");
+    }
+}
+
+fn archive_names(env: &Env) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(&env.archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn fill_archive(env: &Env, names: &[&str]) {
+    for name in names {
+        env.archive_atomically(name, &segment(name));
+    }
+}
+
+#[test]
+fn restart_file_cleanup_removes_older_segments_only() {
+    let env = Env::new();
+    let old = [
+        "000000010000000000000001",
+        "000000010000000000000002",
+        "000000010000000000000003",
+        "000000010000000000000004",
+    ];
+    fill_archive(&env, &old);
+    env.archive_atomically("000000010000000000000002.partial", b"x");
+    env.archive_atomically("00000002.history", b"x");
+    let out = env.run(&[], S2, &["000000010000000000000003"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        archive_names(&env),
+        [
+            "000000010000000000000002.partial",
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "00000002.history"
+        ]
+    );
+}
+
+#[test]
+fn cleanup_is_skipped_when_the_restart_file_is_later() {
+    let env = Env::new();
+    fill_archive(&env, &["000000010000000000000001", S1]);
+    let out = env.run(&[], S1, &["000000010000000000000009"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(archive_names(&env).len(), 2);
+    let out = env.run(&[], S1, &["000000000000000000000000"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(archive_names(&env).len(), 2);
+}
+
+#[test]
+fn dry_run_only_logs() {
+    let env = Env::new();
+    fill_archive(
+        &env,
+        &["000000010000000000000001", "000000010000000000000002", S1],
+    );
+    let out = env.run(&["-n"], S1, &[S1]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(archive_names(&env).len(), 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("would remove"), "{err}");
+}
+
+#[test]
+fn keep_files_keeps_n_before_the_requested_segment() {
+    let env = Env::new();
+    fill_archive(
+        &env,
+        &[
+            "000000010000000000000001",
+            "000000010000000000000002",
+            S1,
+            S2,
+        ],
+    );
+    let out = env.run(&["-k", "1"], S2, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(archive_names(&env), [S1, S2]);
+}
+
+#[test]
+fn standby_mode_answers_at_once() {
+    let env = Env::standby_mode();
+    let started = Instant::now();
+    let out = env.run(&["-s", "5"], S1, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    env.archive_atomically(S1, &segment(S1));
+    assert_eq!(env.run(&[], S1, &[]).status.code(), Some(0));
+}
+
+#[test]
+fn standby_wait_bounds_the_wait_in_standby_mode() {
+    let env = Env::standby_mode();
+    let run = env.spawn(&["--standby-wait", "1"], S1, &[]);
+    let done = run.finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.code(), Some(1));
+    assert!(done.elapsed >= Duration::from_secs(1));
+}
