@@ -20,6 +20,7 @@
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use std::fs;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -92,8 +93,10 @@ fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Processes (other than this one) whose command line mentions `needle`.
-pub fn pids_mentioning(needle: &str) -> Vec<u32> {
+/// Processes (other than this one) whose program (argv[0]) is `prog`, or
+/// lies under `prog` when it is a directory. Only the programs the harness
+/// put into a sandbox are looked for this way, never arbitrary command lines.
+pub fn pids_running(prog: &Path) -> Vec<u32> {
     let me = std::process::id();
     let mut pids = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
@@ -105,8 +108,9 @@ pub fn pids_mentioning(needle: &str) -> Vec<u32> {
                 continue;
             }
             if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) {
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                if cmdline.contains(needle) && pid_alive(pid) {
+                let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+                let argv0 = Path::new(std::ffi::OsStr::from_bytes(argv0));
+                if argv0.starts_with(prog) && pid_alive(pid) {
                     pids.push(pid);
                 }
             }
@@ -247,8 +251,7 @@ impl Drop for SandboxInner {
     fn drop(&mut self) {
         // Anything still running from this sandbox (a restore command that
         // outlived its server, for instance) goes first.
-        let needle = self.root.display().to_string();
-        for pid in pids_mentioning(&needle) {
+        for pid in pids_running(&self.root.join("bin")) {
             kill9(pid);
         }
         if std::env::var_os("PG_HARNESS_KEEP").is_some() {
@@ -819,10 +822,8 @@ impl Server {
                 kill9(pid);
             }
         }
-        // backends/startup/restore commands of this server
-        for pid in pids_mentioning(&self.data.display().to_string()) {
-            kill9(pid);
-        }
+        // A restore command left waiting is killed with the sandbox (see
+        // SandboxInner::drop); backends exit on their own once the postmaster is gone.
     }
 }
 
