@@ -1,0 +1,968 @@
+//! Fault injection: one test per way the archive, the destination, the
+//! caller or the operator can go wrong. Each test checks the exit code (or
+//! the signal the process died of), what is at %p (nothing, or a complete
+//! byte-identical copy), that the archive is untouched, that no temporary
+//! file is left behind, and the key phrase of the log line.
+//!
+//! Tests that need an unprivileged user run the binary as uid/gid 65534
+//! (nobody) through `pre_exec` when the suite runs as root (CI, containers),
+//! and as the current user otherwise.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NAME: &str = "000000010000000000000005";
+const NOBODY: u32 = 65534;
+const GIB: u64 = 1024 * MIB;
+
+// ---------------------------------------------------------------------------
+// Harness: a running pg_standby whose stderr goes to a file, so a test can
+// wait for a log line (e.g. "ready") while the process runs.
+
+static LOGS: AtomicUsize = AtomicUsize::new(0);
+
+struct Job {
+    child: Child,
+    started: Instant,
+    log: PathBuf,
+}
+
+struct Done {
+    status: ExitStatus,
+    elapsed: Duration,
+    log: String,
+}
+
+impl Job {
+    fn launch(env: &Env, mut cmd: Command) -> Job {
+        let n = LOGS.fetch_add(1, Ordering::SeqCst);
+        let log = env.root.path().join(format!("stderr-{n}.log"));
+        let file = fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Job {
+            child,
+            started: Instant::now(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait for the settings line `-d` prints once signal handlers and the
+    /// watch are in place.
+    #[track_caller]
+    fn wait_ready(&mut self) {
+        self.wait_log("DEBUG: request ");
+    }
+
+    #[track_caller]
+    fn wait_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.log().contains(needle) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "exited ({status}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    #[track_caller]
+    fn finish_within(mut self, limit: Duration) -> Done {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Done {
+                    status,
+                    elapsed: self.started.elapsed(),
+                    log: self.log(),
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("still running after {limit:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Done {
+    #[track_caller]
+    fn exited(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "expected exit {code}, got {}; log:\n{}",
+            self.status,
+            self.log
+        );
+        self
+    }
+
+    #[track_caller]
+    fn died_of(&self, signal: i32) -> &Self {
+        assert_eq!(
+            self.status.signal(),
+            Some(signal),
+            "expected death by signal {signal}, got {}; log:\n{}",
+            self.status,
+            self.log
+        );
+        self
+    }
+
+    /// A log line with `phrase`, in the program's line format.
+    #[track_caller]
+    fn logged(&self, phrase: &str) -> &Self {
+        let line = self.log.lines().find(|l| l.contains(phrase));
+        match line {
+            Some(l) => assert!(l.starts_with("pg_standby["), "badly prefixed: {l:?}"),
+            None => panic!("no {phrase:?} in the log:\n{}", self.log),
+        }
+        self
+    }
+
+    #[track_caller]
+    fn within(&self, limit: Duration) -> &Self {
+        assert!(
+            self.elapsed < limit,
+            "took {:?} (limit {limit:?}); log:\n{}",
+            self.elapsed,
+            self.log
+        );
+        self
+    }
+}
+
+fn args(env: &Env, opts: &[&str], name: &str) -> Vec<String> {
+    env.restore_args(opts, name, &[])
+}
+
+fn cmd(env: &Env, args: &[String]) -> Command {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.command(&args)
+}
+
+/// `pg_standby -d -s 1 --bad-file-timeout 1 [opts] ARCHIVE name pg_wal/RECOVERYXLOG`
+fn start(env: &Env, opts: &[&str], name: &str) -> Job {
+    Job::launch(env, cmd(env, &args(env, &quick(opts), name)))
+}
+
+fn quick<'a>(opts: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["-d", "-s", "1", "--bad-file-timeout", "1"];
+    all.extend_from_slice(opts);
+    all
+}
+
+// ---------------------------------------------------------------------------
+// Outcome checks.
+
+#[track_caller]
+fn assert_nothing_delivered(env: &Env) {
+    assert!(!env.restored().exists(), "something was left at %p");
+    assert_eq!(env.stray_files(), Vec::<String>::new(), "stray files");
+}
+
+#[track_caller]
+fn assert_delivered(env: &Env, bytes: &[u8]) {
+    let got = fs::read(env.restored()).expect("nothing at %p");
+    assert_eq!(got.len(), bytes.len(), "size at %p");
+    assert!(got == bytes, "%p differs from the archive file");
+    assert_eq!(env.stray_files(), Vec::<String>::new(), "stray files");
+}
+
+#[track_caller]
+fn assert_archive_holds(env: &Env, name: &str, bytes: &[u8]) {
+    let got = fs::read(env.archive_file(name)).expect("archive file gone");
+    assert!(got == bytes, "the archive file was changed");
+    let temps: Vec<String> = fs::read_dir(&env.archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".pg_standby"))
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "temporary files in the archive: {temps:?}"
+    );
+}
+
+/// Compare two possibly huge files without loading them whole.
+fn same_content(a: &Path, b: &Path) -> bool {
+    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else {
+        return false;
+    };
+    let (mut ba, mut bb) = (vec![0u8; 4 << 20], vec![0u8; 4 << 20]);
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(f: &mut fs::File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]).unwrap() {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
+}
+
+fn temp_files_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".pg_standby."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Privileges.
+
+fn is_root() -> bool {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// As root, make the whole environment nobody's, so that the binary can
+/// run as nobody; otherwise a no-op (the files are already ours).
+fn hand_over(env: &Env) {
+    if is_root() {
+        chown_tree(env.root.path());
+    }
+}
+
+fn chown_tree(path: &Path) {
+    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    if path.is_dir() {
+        for e in fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path());
+        }
+    }
+}
+
+/// Run the child unprivileged: as nobody when we are root (root ignores
+/// file modes), as ourselves otherwise.
+fn unprivileged(mut cmd: Command) -> Command {
+    if is_root() {
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(NOBODY) != 0
+                    || libc::setuid(NOBODY) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A separate environment on another filesystem (e.g. tmpfs), set up as
+/// `Env::new` does.
+fn env_in(parent: &Path) -> Env {
+    let root = tempfile::tempdir_in(parent).unwrap();
+    let archive = root.path().join("archive");
+    let datadir = root.path().join("data");
+    fs::create_dir_all(&archive).unwrap();
+    fs::create_dir_all(datadir.join("pg_wal")).unwrap();
+    fs::create_dir_all(datadir.join("global")).unwrap();
+    let mut control = SYSID.to_ne_bytes().to_vec();
+    control.resize(8192, 0);
+    fs::write(datadir.join("global/pg_control"), control).unwrap();
+    fs::write(datadir.join("recovery.signal"), "").unwrap();
+    Env {
+        root,
+        archive,
+        datadir,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Files in the archive that are not (yet) a deliverable segment.
+
+#[test]
+fn truncated_file_that_never_grows_is_fatal_after_the_bad_file_timeout() {
+    let env = Env::new();
+    let half = segment(NAME)[..(SEG / 2) as usize].to_vec();
+    env.archive_atomically(NAME, &half);
+    let done = start(&env, &[], NAME).finish_within(Duration::from_secs(5));
+    done.exited(FATAL)
+        .logged("it is incomplete (8388608 of 16777216 bytes), unchanged for 1 s")
+        .logged("so that PostgreSQL stops recovery instead of promoting");
+    assert!(done.elapsed >= Duration::from_secs(1), "{:?}", done.elapsed);
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &half);
+}
+
+#[test]
+fn growing_file_is_delivered_only_once_complete() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    let mut job = start(&env, &[], NAME);
+    job.wait_ready();
+    let path = env.archive_file(NAME);
+    let mut f = fs::File::create(&path).unwrap();
+    let chunks: Vec<&[u8]> = bytes.chunks(bytes.len() / 6 + 1).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        std::io::Write::write_all(&mut f, chunk).unwrap();
+        if i + 1 < chunks.len() {
+            // Pauses shorter than --bad-file-timeout: a growing file is
+            // waited for, never delivered early, never given up on.
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(!env.restored().exists(), "delivered while incomplete");
+            assert!(job.is_running(), "gave up on a growing file");
+        }
+    }
+    drop(f);
+    let done = job.finish_within(Duration::from_secs(4));
+    done.exited(0)
+        .logged("restored 000000010000000000000005 after");
+    assert_delivered(&env, &bytes);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+#[test]
+fn zero_length_file_is_waited_for_then_fatal() {
+    let env = Env::new();
+    env.archive_atomically(NAME, b"");
+    let done = start(&env, &[], NAME).finish_within(Duration::from_secs(5));
+    done.exited(FATAL)
+        .logged("it is incomplete (0 bytes, header not yet written), unchanged for 1 s");
+    assert!(done.elapsed >= Duration::from_secs(1));
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, b"");
+}
+
+#[test]
+fn zero_length_file_that_fills_in_time_is_delivered() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, b"");
+    let mut job = start(&env, &[], NAME);
+    job.wait_ready();
+    fs::write(env.archive_file(NAME), &bytes).unwrap();
+    job.finish_within(Duration::from_secs(4)).exited(0);
+    assert_delivered(&env, &bytes);
+}
+
+#[test]
+fn file_larger_than_a_segment_is_fatal() {
+    let env = Env::new();
+    let big = segment_bytes(NAME, SEG, SYSID, SEG + 8192);
+    env.archive_atomically(NAME, &big);
+    start(&env, &[], NAME)
+        .finish_within(Duration::from_secs(5))
+        .exited(FATAL)
+        .logged("it is larger than a segment (16785408 bytes, its header says 16777216)");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &big);
+}
+
+#[test]
+fn file_larger_than_a_segment_with_legacy_exit_codes_is_3() {
+    let env = Env::new();
+    let big = segment_bytes(NAME, SEG, SYSID, SEG + 8192);
+    env.archive_atomically(NAME, &big);
+    start(&env, &["--legacy-exit-codes"], NAME)
+        .finish_within(Duration::from_secs(5))
+        .exited(3)
+        .logged("exiting with 3 (--legacy-exit-codes)");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &big);
+}
+
+#[test]
+fn garbage_header_is_fatal() {
+    let env = Env::new();
+    let garbage = vec![0x41u8; SEG as usize];
+    env.archive_atomically(NAME, &garbage);
+    start(&env, &[], NAME)
+        .finish_within(Duration::from_secs(5))
+        .exited(FATAL)
+        .logged("it is not a WAL segment (unknown magic 0x4141")
+        .logged("waiting up to 1 s for a valid copy");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &garbage);
+}
+
+#[test]
+fn right_header_under_the_wrong_name_is_fatal() {
+    let env = Env::new();
+    // The segment for ...05 stored as ...06.
+    let other = "000000010000000000000006";
+    let bytes = segment(NAME);
+    env.archive_atomically(other, &bytes);
+    start(&env, &[], other)
+        .finish_within(Duration::from_secs(5))
+        .exited(FATAL)
+        .logged("it starts at LSN 0/5000000 but its name belongs at 0/6000000")
+        .logged("stored under the wrong name");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, other, &bytes);
+}
+
+#[test]
+fn segment_from_another_cluster_is_fatal() {
+    let env = Env::new();
+    let foreign = segment_bytes(NAME, SEG, 42, SEG);
+    env.archive_atomically(NAME, &foreign);
+    start(&env, &[], NAME)
+        .finish_within(Duration::from_secs(5))
+        .exited(FATAL)
+        .logged("it belongs to another cluster (system identifier 42, this standby's is 7300000000000000001)");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &foreign);
+}
+
+#[test]
+fn sysid_check_is_skipped_without_pg_control() {
+    let env = Env::new();
+    fs::remove_file(env.datadir.join("global/pg_control")).unwrap();
+    let foreign = segment_bytes(NAME, SEG, 42, SEG);
+    env.archive_atomically(NAME, &foreign);
+    start(&env, &[], NAME)
+        .finish_within(Duration::from_secs(3))
+        .exited(0)
+        .logged("not checking segments' system identifier: cannot read global/pg_control");
+    assert_delivered(&env, &foreign);
+    assert_archive_holds(&env, NAME, &foreign);
+}
+
+// ---------------------------------------------------------------------------
+// The destination.
+
+#[test]
+fn destination_full_retries_then_fatal_without_leftovers() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    let mut c = cmd(&env, &args(&env, &quick(&["-r", "1"]), NAME));
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            // A write past 1 MiB fails with EFBIG, as on a full disk, and
+            // SIGXFSZ is ignored so it is an error, not a death.
+            let limit = libc::rlimit {
+                rlim_cur: MIB,
+                rlim_max: MIB,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    Job::launch(&env, c)
+        .finish_within(Duration::from_secs(5))
+        .exited(FATAL)
+        .logged("File too large")
+        .logged("retrying in 0 s (attempt 1 of 2 failed)")
+        .logged("(failed 2 time(s)); exiting with 250");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+#[test]
+fn destination_read_only_retries_then_fatal() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    hand_over(&env);
+    chmod(&env.datadir.join("pg_wal"), 0o555);
+    let c = unprivileged(cmd(&env, &args(&env, &quick(&["-r", "1"]), NAME)));
+    let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
+    chmod(&env.datadir.join("pg_wal"), 0o755);
+    done.exited(FATAL)
+        .logged("could not create a temporary file in \"pg_wal\"")
+        .logged("(failed 2 time(s)); exiting with 250");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+// ---------------------------------------------------------------------------
+// The archive.
+
+#[test]
+fn archive_missing_is_fatal_not_a_failover() {
+    let env = Env::new();
+    fs::remove_dir(&env.archive).unwrap();
+    let done = start(&env, &[], NAME).finish_within(Duration::from_secs(2));
+    done.exited(FATAL).logged("does not exist");
+    assert_nothing_delivered(&env);
+    // pg_standby 13's code, which promotes, only on request.
+    start(&env, &["--legacy-exit-codes"], NAME)
+        .finish_within(Duration::from_secs(2))
+        .exited(2);
+}
+
+#[test]
+fn archive_directory_removed_and_recreated_during_the_wait() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    let mut job = start(&env, &[], NAME);
+    job.wait_ready();
+    fs::remove_dir_all(&env.archive).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(job.is_running(), "gave up when the archive vanished");
+    fs::create_dir(&env.archive).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    env.archive_atomically(NAME, &bytes);
+    job.finish_within(Duration::from_secs(4))
+        .exited(0)
+        .logged("restored 000000010000000000000005");
+    assert_delivered(&env, &bytes);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+#[test]
+fn unreadable_archive_file_is_fatal_after_the_bad_file_timeout() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    hand_over(&env);
+    chmod(&env.archive_file(NAME), 0o000);
+    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), NAME)));
+    let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
+    chmod(&env.archive_file(NAME), 0o644);
+    done.exited(FATAL)
+        .logged("it cannot be read: Permission denied")
+        .logged("unchanged for 1 s");
+    assert!(done.elapsed >= Duration::from_secs(1));
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+#[test]
+fn unreadable_archive_directory_is_fatal_after_the_bad_file_timeout() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    hand_over(&env);
+    chmod(&env.archive, 0o000);
+    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), NAME)));
+    let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
+    chmod(&env.archive, 0o755);
+    done.exited(FATAL)
+        .logged("it cannot be read: Permission denied")
+        .logged("unchanged for 1 s");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+#[test]
+fn read_only_archive_file_is_restored() {
+    // pg_standby 13 opened the archive file O_RDWR and never restored it.
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    hand_over(&env);
+    if is_root() {
+        std::os::unix::fs::chown(env.archive_file(NAME), Some(0), Some(0)).unwrap();
+    }
+    chmod(&env.archive_file(NAME), 0o444);
+    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), NAME)));
+    Job::launch(&env, c)
+        .finish_within(Duration::from_secs(3))
+        .exited(0);
+    assert_delivered(&env, &bytes);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+#[test]
+fn flood_of_unrelated_files_does_not_delay_delivery() {
+    // On tmpfs where possible: creating 10,000 files on a disk filesystem
+    // alone can take seconds.
+    let env = if Path::new("/dev/shm").is_dir() {
+        env_in(Path::new("/dev/shm"))
+    } else {
+        Env::new()
+    };
+    let bytes = segment(NAME);
+    let mut job = start(&env, &[], NAME);
+    job.wait_ready();
+    for i in 0..10_000 {
+        fs::write(env.archive.join(format!("unrelated.{i}")), b"x").unwrap();
+    }
+    assert!(job.is_running());
+    let landed = Instant::now();
+    env.archive_atomically(NAME, &bytes);
+    let done = job.finish_within(Duration::from_secs(5));
+    let after = landed.elapsed();
+    done.exited(0).logged("restored 000000010000000000000005");
+    assert!(
+        after < Duration::from_millis(1500),
+        "delivered {after:?} after the segment landed"
+    );
+    assert_delivered(&env, &bytes);
+    assert_archive_holds(&env, NAME, &bytes);
+    assert_eq!(fs::read_dir(&env.archive).unwrap().count(), 10_001);
+}
+
+// ---------------------------------------------------------------------------
+// The trigger file.
+
+#[test]
+fn unreadable_trigger_file_warns_and_keeps_waiting() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "fast").unwrap();
+    hand_over(&env);
+    chmod(&trigger, 0o000);
+    let trigger_arg = trigger.display().to_string();
+    let c = unprivileged(cmd(&env, &args(&env, &quick(&["-t", &trigger_arg]), NAME)));
+    let mut job = Job::launch(&env, c);
+    job.wait_log("cannot read trigger file");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        job.is_running(),
+        "failed over on an unreadable trigger file"
+    );
+    env.archive_atomically(NAME, &bytes);
+    let done = job.finish_within(Duration::from_secs(4));
+    chmod(&trigger, 0o644);
+    done.exited(0)
+        .logged("WARNING: cannot read trigger file")
+        .logged("no failover, still waiting");
+    assert_eq!(
+        done.log.matches("cannot read trigger file").count(),
+        1,
+        "warned more than once:\n{}",
+        done.log
+    );
+    assert_delivered(&env, &bytes);
+    assert_eq!(
+        fs::read_to_string(&trigger).unwrap(),
+        "fast",
+        "trigger touched"
+    );
+}
+
+#[test]
+fn fast_trigger_as_the_segment_lands_never_leaves_a_partial_file() {
+    for delay_us in [0u64, 200, 1000, 3000, 10_000] {
+        let env = Env::new();
+        let bytes = segment(NAME);
+        let trigger = env.path("trigger");
+        let trigger_arg = trigger.display().to_string();
+        let mut job = start(&env, &["-t", &trigger_arg], NAME);
+        job.wait_ready();
+        env.archive_atomically(NAME, &bytes);
+        std::thread::sleep(Duration::from_micros(delay_us));
+        fs::write(&trigger, "fast").unwrap();
+        let done = job.finish_within(Duration::from_secs(4));
+        match done.status.code() {
+            Some(0) => assert_delivered(&env, &bytes),
+            Some(1) => {
+                done.logged("fast failover: trigger file says \"fast\"");
+                assert_nothing_delivered(&env);
+            }
+            _ => panic!("unexpected {}; log:\n{}", done.status, done.log),
+        }
+        assert_archive_holds(&env, NAME, &bytes);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Signals.
+
+fn signal_during_wait(signal: i32) -> (Env, Done) {
+    let env = Env::new();
+    let mut job = start(&env, &[], NAME);
+    job.wait_ready();
+    job.signal(signal);
+    let sent = Instant::now();
+    let done = job.finish_within(Duration::from_secs(3));
+    assert!(sent.elapsed() < Duration::from_secs(1), "slow to react");
+    assert_nothing_delivered(&env);
+    (env, done)
+}
+
+#[test]
+fn sigterm_during_the_wait_dies_of_sigterm() {
+    let (_env, done) = signal_during_wait(libc::SIGTERM);
+    done.died_of(libc::SIGTERM)
+        .logged("shutdown requested (SIGTERM): not restored");
+}
+
+#[test]
+fn sigquit_during_the_wait_dies_of_sigint() {
+    let (_env, done) = signal_during_wait(libc::SIGQUIT);
+    done.died_of(libc::SIGINT)
+        .logged("immediate shutdown requested (SIGQUIT): not restored");
+}
+
+#[test]
+fn sigusr1_during_the_wait_is_a_fast_failover() {
+    let (_env, done) = signal_during_wait(libc::SIGUSR1);
+    done.exited(1)
+        .logged("fast failover: SIGUSR1 received; not restoring 000000010000000000000005");
+}
+
+#[test]
+fn sigint_during_the_wait_is_a_fast_failover() {
+    let (_env, done) = signal_during_wait(libc::SIGINT);
+    done.exited(1).logged("fast failover: SIGINT received");
+}
+
+/// A 1 GiB segment on tmpfs, so that the copy lasts long enough to signal
+/// the process while its temporary file exists. Returns `None` (after a
+/// note) where that cannot be arranged.
+fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
+    let shm = Path::new("/dev/shm");
+    // SAFETY: statvfs on a valid C string into a zeroed struct.
+    let free = unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c"/dev/shm".as_ptr(), &mut s) != 0 {
+            0
+        } else {
+            s.f_bavail as u64 * s.f_frsize as u64
+        }
+    };
+    if free < 8 * GIB {
+        eprintln!("skipped: /dev/shm has {free} bytes free, need 8 GiB for 1 GiB segments");
+        return None;
+    }
+    let env = env_in(shm);
+    let name = "000000010000000000000002";
+    let header = segment_bytes(name, GIB, SYSID, 16384);
+    let path = env.archive_file(name);
+    fs::write(&path, &header).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(GIB)
+        .unwrap();
+    let mut job = Job::launch(&env, cmd(&env, &args(&env, &quick(&[]), name)));
+    let pg_wal = env.datadir.join("pg_wal");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while temp_files_in(&pg_wal).is_empty() {
+        if !job.is_running() || Instant::now() > deadline {
+            let done = job.finish_within(Duration::from_secs(1));
+            eprintln!(
+                "skipped: never saw the copy in progress ({}, {:?})",
+                done.status, done.elapsed
+            );
+            return None;
+        }
+        std::hint::spin_loop();
+    }
+    job.signal(signal);
+    let done = job.finish_within(Duration::from_secs(4));
+    assert_eq!(temp_files_in(&pg_wal), Vec::<String>::new(), "temp left");
+    assert_eq!(fs::metadata(&path).unwrap().len(), GIB, "archive changed");
+    Some((env, done))
+}
+
+#[test]
+fn sigterm_during_a_copy_dies_of_sigterm_and_removes_the_temporary_file() {
+    if let Some((env, done)) = signal_during_copy(libc::SIGTERM) {
+        done.died_of(libc::SIGTERM)
+            .logged("shutdown requested (SIGTERM)");
+        assert_nothing_delivered(&env);
+    }
+}
+
+#[test]
+fn sigquit_during_a_copy_dies_of_sigint_and_removes_the_temporary_file() {
+    if let Some((env, done)) = signal_during_copy(libc::SIGQUIT) {
+        done.died_of(libc::SIGINT)
+            .logged("immediate shutdown requested (SIGQUIT)");
+        assert_nothing_delivered(&env);
+    }
+}
+
+#[test]
+fn sigusr1_during_a_copy_never_leaves_a_partial_file() {
+    if let Some((env, done)) = signal_during_copy(libc::SIGUSR1) {
+        match done.status.code() {
+            // A copy under way is finished (pg_standby 13 did not look at
+            // the flag during a copy either): complete and identical.
+            Some(0) => {
+                eprintln!("SIGUSR1 during a copy: copy finished, exit 0");
+                assert!(same_content(
+                    &env.restored(),
+                    &env.archive_file("000000010000000000000002")
+                ));
+                assert_eq!(env.stray_files(), Vec::<String>::new());
+            }
+            Some(1) => {
+                eprintln!("SIGUSR1 during a copy: exit 1, nothing delivered");
+                assert_nothing_delivered(&env);
+            }
+            _ => panic!("unexpected {}; log:\n{}", done.status, done.log),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bad calls.
+
+#[test]
+fn malformed_wal_file_names_are_fatal_and_named() {
+    let env = Env::new();
+    for bad in [
+        "../000000010000000000000005",
+        "archive/000000010000000000000005",
+        "00000001000000000000000a",
+        "00000001000000000000005",
+        "0000000100000000000000050",
+    ] {
+        let out = env.run(&["-s", "1"], bad, &[]);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(FATAL), "{bad}: {log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("invalid WAL file name \"{bad}\"")))
+            .unwrap_or_else(|| panic!("{bad}: argument not named:\n{log}"));
+        assert!(line.starts_with("pg_standby["), "{line}");
+        assert!(log.contains("so that PostgreSQL stops instead of promoting"));
+        assert_nothing_delivered(&env);
+    }
+}
+
+#[test]
+fn two_invocations_racing_for_the_same_destination() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    let mut a = start(&env, &[], NAME);
+    let mut b = start(&env, &[], NAME);
+    a.wait_ready();
+    b.wait_ready();
+    env.archive_atomically(NAME, &bytes);
+    a.finish_within(Duration::from_secs(4)).exited(0);
+    b.finish_within(Duration::from_secs(4)).exited(0);
+    assert_delivered(&env, &bytes);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+#[test]
+fn two_invocations_racing_for_a_present_segment() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    let a = start(&env, &[], NAME);
+    let b = start(&env, &[], NAME);
+    a.finish_within(Duration::from_secs(4)).exited(0);
+    b.finish_within(Duration::from_secs(4)).exited(0);
+    assert_delivered(&env, &bytes);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+// ---------------------------------------------------------------------------
+// Standby mode and other callers: never wait.
+
+#[test]
+fn standby_mode_missing_segment_answers_1_at_once() {
+    let env = Env::standby_mode();
+    start(&env, &[], NAME)
+        .finish_within(Duration::from_secs(3))
+        .exited(1)
+        .within(Duration::from_secs(1))
+        .logged("not restored: 000000010000000000000005 is not in the archive");
+    assert_nothing_delivered(&env);
+}
+
+#[test]
+fn standby_mode_invalid_segment_answers_1_with_an_error() {
+    let env = Env::standby_mode();
+    let foreign = segment_bytes(NAME, SEG, 42, SEG);
+    env.archive_atomically(NAME, &foreign);
+    start(&env, &[], NAME)
+        .finish_within(Duration::from_secs(3))
+        .exited(1)
+        .within(Duration::from_secs(1))
+        .logged("ERROR: not restoring 000000010000000000000005: it belongs to another cluster")
+        .logged("answering \"not available\" (exit 1): in standby mode the server retries");
+    assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &foreign);
+}
+
+#[test]
+fn pg_rewind_style_call_never_waits() {
+    let env = Env::new();
+    let final_path = format!("pg_wal/{NAME}");
+    let call = |opts: &[&str]| {
+        let mut a: Vec<String> = quick(opts).iter().map(|s| s.to_string()).collect();
+        a.extend([
+            env.archive.display().to_string(),
+            NAME.to_string(),
+            final_path.clone(),
+        ]);
+        Job::launch(&env, cmd(&env, &a)).finish_within(Duration::from_secs(3))
+    };
+    // Missing: "not available" at once.
+    call(&[])
+        .exited(1)
+        .within(Duration::from_secs(1))
+        .logged("called by a tool such as pg_rewind, not waiting");
+    assert!(!env.datadir.join(&final_path).exists());
+    // Incomplete: also "not available" at once, not a wait.
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes[..(SEG / 2) as usize]);
+    call(&[])
+        .exited(1)
+        .within(Duration::from_secs(1))
+        .logged("not restored: 000000010000000000000005: it is incomplete");
+    assert!(!env.datadir.join(&final_path).exists());
+    // Complete: delivered to the final name.
+    env.archive_atomically(NAME, &bytes);
+    call(&[]).exited(0).within(Duration::from_secs(1));
+    assert!(fs::read(env.datadir.join(&final_path)).unwrap() == bytes);
+    assert!(temp_files_in(&env.datadir.join("pg_wal")).is_empty());
+}
