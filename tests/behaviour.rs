@@ -402,3 +402,29 @@ fn standby_wait_bounds_the_wait_in_standby_mode() {
     assert_eq!(done.status.code(), Some(1));
     assert!(done.elapsed >= Duration::from_secs(1));
 }
+
+/// PostgreSQL 12 and older ask for the newest timeline's name first, even
+/// for segments from before that timeline began.
+#[test]
+fn a_name_before_its_timeline_began_is_answered_at_once() {
+    let env = Env::new();
+    env.archive_atomically(
+        "00000002.history",
+        b"1\t0/5000060\tno recovery target specified\n",
+    );
+    env.archive_atomically(S1, &segment(S1));
+    let started = Instant::now();
+    let out = env.run(&["-s", "5"], "000000020000000000000003", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("can never exist"), "{err}");
+    // The timeline's first segment (holding the switch point) is waited for.
+    let out = env.run(&["-w", "1"], "000000020000000000000005", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-w 1"));
+}
