@@ -966,3 +966,40 @@ fn pg_rewind_style_call_never_waits() {
     assert!(fs::read(env.datadir.join(&final_path)).unwrap() == bytes);
     assert!(temp_files_in(&env.datadir.join("pg_wal")).is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// History files: complete when they appear, answered at once.
+
+#[test]
+fn missing_history_file_answers_1_at_once() {
+    let env = Env::new();
+    start(&env, &[], "00000002.history")
+        .finish_within(Duration::from_secs(3))
+        .exited(1)
+        .within(Duration::from_secs(1))
+        .logged("not restored: 00000002.history is not in the archive");
+    assert!(!env.datadir.join("pg_wal/RECOVERYHISTORY").exists());
+    assert_nothing_delivered(&env);
+}
+
+#[test]
+fn unreadable_history_file_is_fatal_not_missing() {
+    let env = Env::new();
+    let history = "00000002.history";
+    fs::write(
+        env.archive_file(history),
+        "1\t0/5000000\tno recovery target specified\n",
+    )
+    .unwrap();
+    hand_over(&env);
+    chmod(&env.archive_file(history), 0o000);
+    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), history)));
+    let done = Job::launch(&env, c).finish_within(Duration::from_secs(3));
+    chmod(&env.archive_file(history), 0o644);
+    done.exited(FATAL)
+        .within(Duration::from_secs(1))
+        .logged("cannot read")
+        .logged("Permission denied");
+    assert!(!env.datadir.join("pg_wal/RECOVERYHISTORY").exists());
+    assert_nothing_delivered(&env);
+}
