@@ -1003,3 +1003,26 @@ fn unreadable_history_file_is_fatal_not_missing() {
     assert!(!env.datadir.join("pg_wal/RECOVERYHISTORY").exists());
     assert_nothing_delivered(&env);
 }
+
+/// pg_standby 13 decides "size 0 → smart failover" from `stat` alone,
+/// before opening the file (contract doc §1.8), so an empty trigger file
+/// the server user cannot read (e.g. `touch`ed by root under umask 077)
+/// still fails over. Ours opens it first and keeps waiting.
+#[test]
+#[ignore = "bug: an empty but unreadable trigger file gives no smart failover (pg_standby 13 fails over on size 0 without opening it)"]
+fn empty_unreadable_trigger_file_is_a_smart_failover() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "").unwrap();
+    hand_over(&env);
+    if is_root() {
+        std::os::unix::fs::chown(&trigger, Some(0), Some(0)).unwrap();
+    }
+    chmod(&trigger, 0o000);
+    let trigger_arg = trigger.display().to_string();
+    let c = unprivileged(cmd(&env, &args(&env, &quick(&["-t", &trigger_arg]), NAME)));
+    let done = Job::launch(&env, c).finish_within(Duration::from_secs(3));
+    chmod(&trigger, 0o644);
+    done.exited(1).logged("smart failover");
+    assert_nothing_delivered(&env);
+}
