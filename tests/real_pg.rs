@@ -115,6 +115,7 @@ fn fatal_lines(s: &Server) -> Vec<String> {
         .filter(|l| !l.contains("the database system is starting up"))
         .filter(|l| !l.contains("not yet accepting connections"))
         .filter(|l| !l.contains("the database system is shutting down"))
+        .filter(|l| !l.contains("terminating connection due to administrator command"))
         .map(str::to_string)
         .collect()
 }
