@@ -1,0 +1,101 @@
+//! One fault against a real server: a segment from another cluster lands in
+//! the archive under the name a warm standby is waiting for. pg_standby
+//! refuses it and exits 250, so PostgreSQL stops recovery with FATAL
+//! instead of replaying a foreign segment, reading it as the end of WAL
+//! and promoting (what pg_standby 13 led to).
+//!
+//! Uses the real-server harness in tests/support (see tests/real_pg.rs).
+
+mod common;
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pg_standby::wal::SegmentName;
+use support::pg::{PrimaryOptions, Sandbox, StandbyOptions, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+trait Must<T> {
+    fn must(self) -> T;
+}
+impl<T> Must<T> for anyhow::Result<T> {
+    #[track_caller]
+    fn must(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+}
+
+fn binary_under_test() -> PathBuf {
+    std::env::var_os("PG_STANDBY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pg_standby")))
+}
+
+#[test]
+fn foreign_segment_stops_the_standby_instead_of_promoting_it() {
+    let sb = Sandbox::new("faults_pg").must();
+    eprintln!("[faults_pg] {} in {}", sb.pg().version, sb.path().display());
+    let bin = sb.install_binary(&binary_under_test()).must();
+    let primary = sb.primary("primary", &PrimaryOptions::default()).must();
+    let backup = primary.cold_backup("base").must();
+    let trigger = sb.trigger_path("standby");
+    let opts = format!("-s 1 --bad-file-timeout 1 -t {}", trigger.display());
+    let so = StandbyOptions {
+        restore_command: sb.restore_command(&bin, &opts, false),
+        trigger: Some(trigger),
+        ..Default::default()
+    };
+    let standby = sb.standby("standby", &backup, &so).must();
+    standby.start().must();
+
+    // A normal segment first: the standby replays it and waits for the next.
+    let seg = primary.insert_and_switch(1).must();
+    primary.wait_archived(&seg, WAIT).must();
+    wait_until(WAIT, "row 1 on the standby", || standby.has_row(1)).must();
+    let size = primary.wal_segment_size().must();
+    let current = SegmentName::parse(&seg).unwrap();
+    let next = SegmentName::from_segno(current.tli, current.segno(size).unwrap() + 1, size);
+    let next = next.to_string();
+
+    // The primary stays idle, so the real `next` is not archived; a
+    // segment of another cluster lands under its name, atomically.
+    let foreign = common::segment_bytes(&next, size, 42, size);
+    let incoming = sb.path().join(format!("{next}.incoming"));
+    sb.write_file(&incoming, &foreign).must();
+    fs::rename(&incoming, sb.archive().join(&next)).unwrap();
+
+    standby.wait_stopped(WAIT).must();
+    let log = standby.log();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("another cluster") || l.contains("FATAL:"))
+    {
+        eprintln!("[faults_pg] {line}");
+    }
+    assert!(
+        log.contains("it belongs to another cluster (system identifier 42"),
+        "our message is not in the server log:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("FATAL:") && l.contains("could not restore file")),
+        "no FATAL from the server:\n{log}"
+    );
+    assert!(
+        !standby.log_shows_promotion(),
+        "the standby promoted:\n{log}"
+    );
+    assert!(
+        !standby.data.join("pg_wal").join(&next).exists(),
+        "the foreign segment reached pg_wal"
+    );
+    assert!(!standby.data.join("pg_wal/RECOVERYXLOG").exists());
+    // The archive still holds it, untouched, for the operator to inspect.
+    assert!(fs::read(sb.archive().join(&next)).unwrap() == foreign);
+}
