@@ -626,7 +626,7 @@ fn read_only_archive_file_is_restored() {
 fn flood_of_unrelated_files_does_not_delay_delivery() {
     // On tmpfs where possible: creating 10,000 files on a disk filesystem
     // alone can take seconds.
-    let env = if Path::new("/dev/shm").is_dir() {
+    let env = if shm_free() >= GIB {
         env_in(Path::new("/dev/shm"))
     } else {
         Env::new()
@@ -759,20 +759,25 @@ fn sigint_during_the_wait_is_a_fast_failover() {
     done.exited(1).logged("fast failover: SIGINT received");
 }
 
-/// A 1 GiB segment on tmpfs, so that the copy lasts long enough to signal
-/// the process while its temporary file exists. Returns `None` (after a
-/// note) where that cannot be arranged.
-fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
-    let shm = Path::new("/dev/shm");
+/// Bytes free in /dev/shm (tmpfs), 0 if there is none.
+fn shm_free() -> u64 {
     // SAFETY: statvfs on a valid C string into a zeroed struct.
-    let free = unsafe {
+    unsafe {
         let mut s: libc::statvfs = std::mem::zeroed();
         if libc::statvfs(c"/dev/shm".as_ptr(), &mut s) != 0 {
             0
         } else {
             s.f_bavail as u64 * s.f_frsize as u64
         }
-    };
+    }
+}
+
+/// A 1 GiB segment on tmpfs, so that the copy lasts long enough to signal
+/// the process while its temporary file exists. Returns `None` (after a
+/// note) where that cannot be arranged.
+fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
+    let shm = Path::new("/dev/shm");
+    let free = shm_free();
     if free < 8 * GIB {
         eprintln!("skipped: /dev/shm has {free} bytes free, need 8 GiB for 1 GiB segments");
         return None;
