@@ -33,6 +33,14 @@ pub fn classify(content: &[u8]) -> Trigger {
 /// Read the trigger file; on "fast", truncate it so a repeated request for
 /// an already restored segment is answered as in smart mode.
 pub fn read(path: &Path) -> Trigger {
+    // An empty file means smart failover even when we may not open it (a
+    // root `touch` under umask 077), as in pg_standby 13, which looks at
+    // the size first.
+    match fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Trigger::Absent,
+        Ok(meta) if meta.len() == 0 => return Trigger::Smart,
+        _ => {}
+    }
     let mut content = Vec::new();
     let opened = fs::File::open(path);
     let result = opened.and_then(|f| f.take(READ_LIMIT).read_to_end(&mut content));

@@ -1012,9 +1012,8 @@ fn unreadable_history_file_is_fatal_not_missing() {
 /// pg_standby 13 decides "size 0 → smart failover" from `stat` alone,
 /// before opening the file (contract doc §1.8), so an empty trigger file
 /// the server user cannot read (e.g. `touch`ed by root under umask 077)
-/// still fails over. Ours opens it first and keeps waiting.
+/// still fails over. So does ours.
 #[test]
-#[ignore = "bug: an empty but unreadable trigger file gives no smart failover (pg_standby 13 fails over on size 0 without opening it)"]
 fn empty_unreadable_trigger_file_is_a_smart_failover() {
     let env = Env::new();
     let trigger = env.path("trigger");
