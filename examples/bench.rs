@@ -1,0 +1,1183 @@
+//! Benchmarks against what users would run instead (issue 5).
+//!
+//! `cargo build --release && cargo run --release --example bench -- <scenario>`
+//! with scenario one of: latency, failover, catchup, percall, idle, busy,
+//! cleanup, bigseg, all.
+//!
+//! * The binary under test: `$PG_STANDBY_BIN`, else `target/release/pg_standby`.
+//! * The original pg_standby 13 is compared when `$PG_STANDBY_13` names its
+//!   binary (`scripts/fetch-pg-standby-13` fetches it).
+//! * Servers: the real-server harness of the integration suite
+//!   (tests/support/pg.rs; `$PG_BINDIR` picks the PostgreSQL build).
+//! * Programs that are compared run alternately (or side by side) in one run,
+//!   because this machine is shared and noisy: read the ratios.
+//! * Sample counts: `LATENCY_SAMPLES` (50), `FAILOVER_ROUNDS` (3),
+//!   `CATCHUP_ROUNDS` (3), `CATCHUP_SEGMENTS` (200), `PERCALL_RUNS` (30),
+//!   `IDLE_SECS` (60), `BUSY_FILES` (10000), `CLEANUP_ROUNDS` (3),
+//!   `BIGSEG_RUNS` (5).
+//!
+//! Results are printed as Markdown and appended to `target/bench/results.md`.
+
+#[path = "../tests/support/pg.rs"]
+mod pg;
+
+use anyhow::{Context, Result, bail, ensure};
+use pg::{BaseBackup, PgInstall, PrimaryOptions, Sandbox, Server, StandbyOptions, wait_until};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1024 * 1024;
+const SYSID: u64 = 7_300_000_000_000_000_001;
+
+fn main() -> Result<()> {
+    let scenario = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let progs = Progs::find()?;
+    header(&progs, &scenario)?;
+    let run = |name: &str| -> Result<()> {
+        let started = Instant::now();
+        let r = match name {
+            "latency" => latency(&progs),
+            "failover" => failover(&progs),
+            "catchup" => catchup(&progs),
+            "percall" => percall(&progs),
+            "idle" => idle(&progs),
+            "busy" => busy(&progs),
+            "cleanup" => cleanup(&progs),
+            "bigseg" => bigseg(&progs),
+            other => bail!(
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, all"
+            ),
+        };
+        say(&format!(
+            "\n_{name}: {:.0} s, load average after: {}_\n",
+            started.elapsed().as_secs_f64(),
+            loadavg()
+        ));
+        r
+    };
+    if scenario == "all" {
+        let mut failed = Vec::new();
+        for s in [
+            "percall", "cleanup", "idle", "busy", "latency", "failover", "catchup", "bigseg",
+        ] {
+            if let Err(e) = run(s) {
+                say(&format!("\n**{s} failed:** {e:#}\n"));
+                failed.push(s);
+            }
+        }
+        ensure!(failed.is_empty(), "failed scenarios: {failed:?}");
+        Ok(())
+    } else {
+        run(&scenario)
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+struct Progs {
+    ours: PathBuf,
+    orig: Option<PathBuf>,
+}
+
+impl Progs {
+    fn find() -> Result<Progs> {
+        let ours = std::env::var_os("PG_STANDBY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/pg_standby")
+            });
+        ensure!(
+            ours.is_file(),
+            "{} is missing: run `cargo build --release` first (or set PG_STANDBY_BIN)",
+            ours.display()
+        );
+        let orig = match std::env::var_os("PG_STANDBY_13") {
+            Some(p) if !p.is_empty() => {
+                let p = PathBuf::from(p);
+                ensure!(p.is_file(), "PG_STANDBY_13={} is not a file", p.display());
+                Some(p)
+            }
+            _ => None,
+        };
+        Ok(Progs { ours, orig })
+    }
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn results_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/results.md")
+}
+
+/// Print and append to target/bench/results.md.
+fn say(s: &str) {
+    println!("{s}");
+    let p = results_file();
+    let _ = fs::create_dir_all(p.parent().unwrap());
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(p) {
+        let _ = writeln!(f, "{s}");
+    }
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn header(p: &Progs, scenario: &str) -> Result<()> {
+    let pg = PgInstall::detect()?;
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    say(&format!(
+        "\n## bench {scenario} — {}\n\n- machine: {} cores, {cpu}, kernel {}, {} \n- PostgreSQL: {} ({})\n- ours: {}\n- original: {}\n- load average at start: {}\n",
+        sh("date -u '+%Y-%m-%d %H:%M UTC'"),
+        sh("nproc"),
+        sh("uname -r"),
+        sh("free -g | awk '/Mem:/ {print $2 \" GiB RAM\"}'"),
+        pg.version,
+        pg.bindir.display(),
+        sh(&format!("{} --version", p.ours.display())),
+        match &p.orig {
+            Some(o) => sh(&format!("{} --version", o.display())),
+            None => "not given (PG_STANDBY_13 unset)".into(),
+        },
+        loadavg(),
+    ));
+    Ok(())
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Copy `src` into the sandbox's bin/ as `name`, runnable by the server user.
+fn install_as(sb: &Sandbox, src: &Path, name: &str) -> Result<PathBuf> {
+    let dst = sb.path().join("bin").join(name);
+    sb.write_file(
+        &dst,
+        &fs::read(src).with_context(|| format!("read {}", src.display()))?,
+    )?;
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))?;
+    Ok(dst)
+}
+
+/// Turn a (not yet started) archive-recovery standby into a standby-mode one.
+fn to_standby_mode(sb: &Sandbox, srv: &Server) -> Result<()> {
+    if srv.major() >= 12 {
+        fs::remove_file(srv.data.join("recovery.signal"))?;
+        sb.write_file(&srv.data.join("standby.signal"), b"")?;
+    } else {
+        sb.append_file(&srv.data.join("recovery.conf"), "standby_mode = on\n")?;
+    }
+    Ok(())
+}
+
+fn cp_command(sb: &Sandbox) -> String {
+    format!("cp {}/%f %p", sb.archive().display())
+}
+
+fn psql_cmd(srv: &Server, sqls: &[&str]) -> Command {
+    let mut c = Command::new(&srv.sandbox().pg().psql);
+    c.args([
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+    ])
+    .arg("-h")
+    .arg(&srv.dir)
+    .arg("-p")
+    .arg(srv.port.to_string())
+    .env("PGCONNECT_TIMEOUT", "10")
+    .env("PGOPTIONS", "-c statement_timeout=180000")
+    .env_remove("PGSERVICE");
+    for s in sqls {
+        c.arg("-c").arg(s);
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// A child whose exit time is recorded: (exit instant, success, stderr).
+type Waiter = JoinHandle<(Instant, bool, String)>;
+
+fn spawn_waiter(mut cmd: Command) -> Result<Waiter> {
+    let child = cmd.spawn().context("spawn psql")?;
+    Ok(thread::spawn(move || match child.wait_with_output() {
+        Ok(o) => (
+            Instant::now(),
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ),
+        Err(e) => (Instant::now(), false, e.to_string()),
+    }))
+}
+
+/// When `path` reaches `size` bytes (polled every 0.5 ms).
+fn watch_archive(path: PathBuf, size: u64, timeout: Duration) -> JoinHandle<Option<Instant>> {
+    thread::spawn(move || {
+        let start = Instant::now();
+        loop {
+            if fs::metadata(&path)
+                .map(|m| m.len() == size)
+                .unwrap_or(false)
+            {
+                return Some(Instant::now());
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            thread::sleep(Duration::from_micros(500));
+        }
+    })
+}
+
+/// Signed milliseconds from `from` to `to`.
+fn ms(to: Instant, from: Instant) -> f64 {
+    if to >= from {
+        (to - from).as_secs_f64() * 1e3
+    } else {
+        -((from - to).as_secs_f64() * 1e3)
+    }
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let idx = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[idx]
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
+}
+
+fn median(v: &[f64]) -> f64 {
+    pct(v, 50.0)
+}
+
+/// The long page header a PostgreSQL 15 server writes at the start of
+/// `name`, padded to `len` bytes (as tests/common/mod.rs does).
+fn segment_bytes(name: &str, seg_size: u64, sysid: u64, len: u64) -> Vec<u8> {
+    let tli = u32::from_str_radix(&name[0..8], 16).unwrap();
+    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
+    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
+    let pageaddr = (log << 32) + seg * seg_size;
+    let mut h = Vec::with_capacity(len as usize);
+    h.extend_from_slice(&0xD110u16.to_ne_bytes());
+    h.extend_from_slice(&2u16.to_ne_bytes());
+    h.extend_from_slice(&tli.to_ne_bytes());
+    h.extend_from_slice(&pageaddr.to_ne_bytes());
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&sysid.to_ne_bytes());
+    h.extend_from_slice(&(seg_size as u32).to_ne_bytes());
+    h.extend_from_slice(&8192u32.to_ne_bytes());
+    h.resize(len as usize, 0);
+    let mark = format!("payload of {name}");
+    h[8192..8192 + mark.len()].copy_from_slice(mark.as_bytes());
+    h
+}
+
+/// Segment `n` (counted from 0) of timeline 1 for 16 MiB segments.
+fn seg_name(n: u64) -> String {
+    format!("{:08X}{:08X}{:08X}", 1, n / 256, n % 256)
+}
+
+/// A throw-away archive + data directory (pg_control, recovery.signal,
+/// pg_wal/) for calling the programs by hand, as the server would.
+struct Scratch {
+    root: tempfile::TempDir,
+    archive: PathBuf,
+    data: PathBuf,
+}
+
+impl Scratch {
+    fn new(label: &str, sysid: u64) -> Result<Scratch> {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("pgsb-bench-{label}-"))
+            .tempdir_in("/tmp")?;
+        let archive = root.path().join("archive");
+        let data = root.path().join("data");
+        fs::create_dir_all(&archive)?;
+        fs::create_dir_all(data.join("pg_wal"))?;
+        fs::create_dir_all(data.join("global"))?;
+        let mut control = sysid.to_ne_bytes().to_vec();
+        control.resize(8192, 0);
+        fs::write(data.join("global/pg_control"), control)?;
+        fs::write(data.join("recovery.signal"), "")?;
+        Ok(Scratch {
+            root,
+            archive,
+            data,
+        })
+    }
+
+    fn data_for(&self, name: &str) -> Result<PathBuf> {
+        let d = self.root.path().join(name);
+        fs::create_dir_all(d.join("pg_wal"))?;
+        fs::create_dir_all(d.join("global"))?;
+        fs::copy(
+            self.data.join("global/pg_control"),
+            d.join("global/pg_control"),
+        )?;
+        fs::write(d.join("recovery.signal"), "")?;
+        Ok(d)
+    }
+}
+
+struct Usage {
+    wall_ms: f64,
+    cpu_ms: f64,
+    maxrss_kib: i64,
+    status: i32,
+}
+
+/// Run to completion and collect wall time, CPU and peak RSS. Peak RSS and
+/// CPU come from `/usr/bin/time -f "%M %U %S"` when it is installed (a forked
+/// child's ru_maxrss starts from its parent's peak, so wait4() here would
+/// report this benchmark's own size); they cover the program and the children
+/// it waited for.
+fn run_usage(cmd: &mut Command) -> Result<Usage> {
+    let time = Path::new("/usr/bin/time");
+    let out = std::env::temp_dir().join(format!("pgsb-bench-time-{}", std::process::id()));
+    let mut wrapped;
+    let cmd = if time.is_file() {
+        wrapped = Command::new(time);
+        wrapped
+            .args(["-f", "%M %U %S", "-o"])
+            .arg(&out)
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        if let Some(d) = cmd.get_current_dir() {
+            wrapped.current_dir(d);
+        }
+        &mut wrapped
+    } else {
+        cmd
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let t = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?;
+    let (status, ru) = wait_rusage(child)?;
+    let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (mut cpu, mut rss) = (cpu_ms(&ru), ru.ru_maxrss);
+    if time.is_file() {
+        let s = fs::read_to_string(&out).unwrap_or_default();
+        // with a non-zero exit, /usr/bin/time writes "Command exited..." first
+        if let Some(l) = s.lines().last() {
+            let f: Vec<f64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if f.len() == 3 {
+                rss = f[0] as i64;
+                cpu = (f[1] + f[2]) * 1e3;
+            }
+        }
+        let _ = fs::remove_file(&out);
+    }
+    Ok(Usage {
+        wall_ms,
+        cpu_ms: cpu,
+        maxrss_kib: rss,
+        status,
+    })
+}
+
+fn wait_rusage(child: Child) -> Result<(i32, libc::rusage)> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 on our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    ensure!(
+        r == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, ru))
+}
+
+fn cpu_ms(ru: &libc::rusage) -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// utime + stime of a running process (all threads), in ms.
+fn proc_cpu_ms(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').context("bad stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime 15
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks * 1e3 / hz)
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+// ---------------------------------------------------------------- latency
+
+fn wait_row_sql(id: i64) -> String {
+    format!(
+        "DO $$BEGIN WHILE NOT EXISTS (SELECT 1 FROM t WHERE id = {id}) LOOP PERFORM pg_sleep(0.002); END LOOP; END$$"
+    )
+}
+
+fn latency(p: &Progs) -> Result<()> {
+    let n = env_num("LATENCY_SAMPLES", 50) as i64;
+    let sb = Sandbox::new("lat")?;
+    let primary = sb.primary("primary", &PrimaryOptions::default())?;
+    let backup = primary.cold_backup("base")?;
+    let segsize = primary.wal_segment_size()?;
+    let ours = install_as(&sb, &p.ours, "pg_standby")?;
+    let mut standbys: Vec<(String, Server)> = Vec::new();
+    let rc = sb.restore_command(&ours, "", false);
+    standbys.push(("ours".into(), standby(&sb, &backup, "ours", &rc, None)?));
+    if let Some(o) = &p.orig {
+        let orig = install_as(&sb, o, "pg_standby13")?;
+        let rc = sb.restore_command(&orig, "-s 1", false);
+        standbys.push((
+            "original 13 -s 1".into(),
+            standby(&sb, &backup, "orig", &rc, None)?,
+        ));
+    }
+    let cps = standby(&sb, &backup, "cpstandby", &cp_command(&sb), None)?;
+    to_standby_mode(&sb, &cps)?;
+    standbys.push(("standby mode + cp".into(), cps));
+    for (_, s) in &standbys {
+        s.start()?;
+    }
+    primary.insert_and_switch(1)?;
+    for (_, s) in &standbys {
+        s.wait_row(1, Duration::from_secs(60))?;
+    }
+    say(&format!(
+        "### Arrival latency ({n} samples, all standbys side by side, one primary)\n\n\
+         Hot standbys from one cold backup: ours `{}`; original `-s 1`; standby.signal + `cp`. \
+         recovery_prefetch = off on the standbys (PG 15+). Per sample: a DO loop polling every 2 ms on each \
+         standby is connected, then `INSERT` + `pg_switch_wal()` on the primary; \
+         *end-to-end* = switch returned → row visible; *restore side* = segment complete in the archive → row visible; \
+         *archiver* = switch returned → segment complete in the archive (polled every 0.5 ms).\n",
+        sb.restore_command(Path::new("pg_standby"), "", false)
+    ));
+    let mut e2e: Vec<Vec<f64>> = vec![Vec::new(); standbys.len()];
+    let mut rest: Vec<Vec<f64>> = vec![Vec::new(); standbys.len()];
+    let mut arch = Vec::new();
+    let mut failures = 0;
+    for i in 0..n {
+        let id = 1000 + i;
+        let seg = primary.current_segment()?;
+        let waiters = standbys
+            .iter()
+            .map(|(_, s)| spawn_waiter(psql_cmd(s, &[&wait_row_sql(id)])))
+            .collect::<Result<Vec<_>>>()?;
+        thread::sleep(Duration::from_millis(300));
+        let aw = watch_archive(sb.archive().join(&seg), segsize, Duration::from_secs(60));
+        let switched = primary.insert_and_switch(id)?;
+        let t0 = Instant::now();
+        let ta = aw.join().unwrap();
+        if switched != seg {
+            eprintln!("sample {i}: switched {switched}, watched {seg}");
+        }
+        if let Some(ta) = ta {
+            arch.push(ms(ta, t0));
+        }
+        for (k, w) in waiters.into_iter().enumerate() {
+            let (t, ok, err) = w.join().unwrap();
+            if !ok {
+                failures += 1;
+                eprintln!("sample {i} {}: {}", standbys[k].0, err.trim());
+                continue;
+            }
+            e2e[k].push(ms(t, t0));
+            if let Some(ta) = ta {
+                rest[k].push(ms(t, ta));
+            }
+        }
+        eprint!(".");
+    }
+    eprintln!();
+    say("| program | end-to-end p50 | p90 | max | restore side p50 | p90 | max | samples |");
+    say("|---|---|---|---|---|---|---|---|");
+    for (k, (name, _)) in standbys.iter().enumerate() {
+        say(&format!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} |",
+            median(&e2e[k]),
+            pct(&e2e[k], 90.0),
+            max(&e2e[k]),
+            median(&rest[k]),
+            pct(&rest[k], 90.0),
+            max(&rest[k]),
+            e2e[k].len()
+        ));
+    }
+    say(&format!(
+        "\narchiver (switch returned → segment complete in the archive): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms; failed samples: {failures}",
+        median(&arch),
+        pct(&arch, 90.0),
+        max(&arch)
+    ));
+    let k = 0;
+    let mut sorted = e2e[k].clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    say(&format!(
+        "ours, end-to-end, all samples (ms, sorted): {:?}",
+        sorted.iter().map(|x| x.round() as i64).collect::<Vec<_>>()
+    ));
+    Ok(())
+}
+
+fn standby(
+    sb: &Sandbox,
+    backup: &BaseBackup,
+    name: &str,
+    restore_command: &str,
+    trigger: Option<PathBuf>,
+) -> Result<Server> {
+    sb.standby(
+        name,
+        backup,
+        &StandbyOptions {
+            restore_command: restore_command.to_string(),
+            trigger,
+            ..Default::default()
+        },
+    )
+}
+
+// ---------------------------------------------------------------- failover
+
+#[derive(Clone, Copy, PartialEq)]
+enum How {
+    Trigger(&'static str),
+    Promote,
+}
+
+fn pg_ctl_promote(srv: &Server) -> Command {
+    let pg = srv.sandbox().pg();
+    let exe = pg.bindir.join("pg_ctl");
+    let mut c = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "env"]);
+        if let Some(lib) = &pg.libdir {
+            c.arg(format!("LD_LIBRARY_PATH={}", lib.display()));
+        }
+        c.arg(exe);
+        c
+    } else {
+        let mut c = Command::new(exe);
+        if let Some(lib) = &pg.libdir {
+            c.env("LD_LIBRARY_PATH", lib);
+        }
+        c
+    };
+    c.arg("-D")
+        .arg(&srv.data)
+        .args(["-W", "promote"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+fn failover(p: &Progs) -> Result<()> {
+    let rounds = env_num("FAILOVER_ROUNDS", 3);
+    let sb = Sandbox::new("fo")?;
+    let primary = sb.primary("primary", &PrimaryOptions::default())?;
+    let backup = primary.cold_backup("base")?;
+    primary.insert_and_switch(1)?;
+    let last = primary.insert_and_switch(2)?;
+    primary.wait_archived(&last, Duration::from_secs(30))?;
+    let ours = install_as(&sb, &p.ours, "pg_standby")?;
+    let orig = match &p.orig {
+        Some(o) => Some(install_as(&sb, o, "pg_standby13")?),
+        None => None,
+    };
+    // (label, binary + options or None for cp, how)
+    let mut variants: Vec<(String, Option<(PathBuf, &str)>, How)> = vec![
+        (
+            "ours, smart (empty trigger)".into(),
+            Some((ours.clone(), "")),
+            How::Trigger(""),
+        ),
+        (
+            "ours, fast (\"fast\")".into(),
+            Some((ours.clone(), "")),
+            How::Trigger("fast"),
+        ),
+    ];
+    if let Some(o) = &orig {
+        variants.push((
+            "original 13 -s 1, smart".into(),
+            Some((o.clone(), "-s 1")),
+            How::Trigger(""),
+        ));
+        variants.push((
+            "original 13 -s 1, fast".into(),
+            Some((o.clone(), "-s 1")),
+            How::Trigger("fast"),
+        ));
+    }
+    variants.push((
+        "standby.signal + cp, `pg_ctl promote`".into(),
+        None,
+        How::Promote,
+    ));
+    say(&format!(
+        "### Failover ({rounds} rounds, variants alternated)\n\n\
+         Each sample: a fresh hot standby from one cold backup, started and idle (waiting for the next segment) for 1.5 s; \
+         a psql on it polls `pg_is_in_recovery()` every 5 ms; then the trigger file is written (or `pg_ctl promote -W` runs); \
+         time until an `INSERT` on the standby has committed. Restore command `<program> [-s 1] -t TRIGGER ARCHIVE %f %p`.\n"
+    ));
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for r in 0..rounds {
+        for (k, (label, prog, how)) in variants.iter().enumerate() {
+            let name = format!("fo{r}v{k}");
+            let trig = sb.trigger_path(&name);
+            let (rc, trigger) = match prog {
+                Some((bin, opts)) => (
+                    sb.restore_command(bin, &format!("{opts} -t {}", trig.display()), false),
+                    Some(trig.clone()),
+                ),
+                None => (cp_command(&sb), None),
+            };
+            let s = standby(&sb, &backup, &name, &rc, trigger)?;
+            if *how == How::Promote {
+                to_standby_mode(&sb, &s)?;
+            }
+            s.start()?;
+            s.wait_row(2, Duration::from_secs(60))?;
+            thread::sleep(Duration::from_millis(1500));
+            let w = spawn_waiter(psql_cmd(
+                &s,
+                &[
+                    "DO $$BEGIN WHILE pg_is_in_recovery() LOOP PERFORM pg_sleep(0.005); END LOOP; END$$",
+                    &format!("INSERT INTO t VALUES ({}, 'after failover')", 100 + k),
+                ],
+            ))?;
+            thread::sleep(Duration::from_millis(300));
+            let t0 = Instant::now();
+            match how {
+                How::Trigger(content) => sb.write_file(&trig, content.as_bytes())?,
+                How::Promote => {
+                    pg_ctl_promote(&s).status()?;
+                }
+            }
+            let (mut t, ok, err) = w.join().unwrap();
+            if !ok {
+                // the connection did not survive: retry the write until it works
+                eprintln!("{label}: {}", err.trim());
+                wait_until(Duration::from_secs(300), "a write after failover", || {
+                    Ok(s.psql(&format!(
+                        "INSERT INTO t VALUES ({}, 'after failover')",
+                        100 + k
+                    ))
+                    .is_ok())
+                })?;
+                t = Instant::now();
+            }
+            let dt = ms(t, t0);
+            eprintln!("{label}: {dt:.0} ms");
+            times[k].push(dt);
+            let dir = s.dir.clone();
+            drop(s);
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+    say("| variant | median | min | max | samples (ms) |");
+    say("|---|---|---|---|---|");
+    for (k, (label, _, _)) in variants.iter().enumerate() {
+        let v = &times[k];
+        say(&format!(
+            "| {label} | {:.0} ms | {:.0} ms | {:.0} ms | {:?} |",
+            median(v),
+            v.iter().copied().fold(f64::NAN, f64::min),
+            max(v),
+            v.iter().map(|x| x.round() as i64).collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- catch-up
+
+fn catchup(p: &Progs) -> Result<()> {
+    let rounds = env_num("CATCHUP_ROUNDS", 3);
+    let nseg = env_num("CATCHUP_SEGMENTS", 200);
+    let sb = Sandbox::new("cu")?;
+    let primary = sb.primary(
+        "primary",
+        &PrimaryOptions {
+            extra_conf: "max_wal_size = 8GB\ncheckpoint_timeout = 1h\n".into(),
+            ..Default::default()
+        },
+    )?;
+    let backup = primary.cold_backup("base")?;
+    let before = sb.archived_segments().len();
+    let t = Instant::now();
+    primary.psql(&format!(
+        "DO $$BEGIN FOR i IN 1..{nseg} LOOP \
+           INSERT INTO t SELECT i * 1000 + g, repeat('x', 200) FROM generate_series(1, 500) g; \
+           PERFORM pg_switch_wal(); END LOOP; END$$"
+    ))?;
+    let target = primary.psql("SELECT pg_current_wal_insert_lsn()")?;
+    let last = primary.switch_wal()?;
+    primary.wait_archived(&last, Duration::from_secs(900))?;
+    let segs = sb.archived_segments().len() - before;
+    eprintln!(
+        "archived {segs} segments in {:.1} s; target LSN {target}",
+        t.elapsed().as_secs_f64()
+    );
+    let ours = install_as(&sb, &p.ours, "pg_standby")?;
+    let mut progs: Vec<(String, String, bool)> = vec![
+        ("ours".into(), sb.restore_command(&ours, "", false), false),
+        ("cp (standby.signal)".into(), cp_command(&sb), true),
+    ];
+    if let Some(o) = &p.orig {
+        let orig = install_as(&sb, o, "pg_standby13")?;
+        progs.push((
+            "original 13 -s 1".into(),
+            sb.restore_command(&orig, "-s 1", false),
+            false,
+        ));
+    }
+    say(&format!(
+        "### Catch-up ({segs} segments of {} MiB, {rounds} rounds, programs alternated)\n\n\
+         The primary wrote {nseg} × (500 rows + `pg_switch_wal()`) after the cold backup, while no standby ran; \
+         each sample: a fresh hot standby from that backup, `pg_ctl start` → `pg_last_wal_replay_lsn()` ≥ the primary's \
+         last insert LSN (polled every 50 ms; server start-up included). Restore commands: ours `pg_standby ARCHIVE %f %p`, \
+         `cp ARCHIVE/%f %p` with standby.signal, original `pg_standby -s 1 ARCHIVE %f %p`. No %r (the archive is shared by all samples).\n",
+        primary.wal_segment_size()? / MIB
+    ));
+    let mut totals: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
+    for r in 0..rounds {
+        let n = progs.len();
+        for j in 0..n {
+            // rotate the order every round
+            let k = (j + r as usize) % n;
+            let (label, rc, standby_mode) = &progs[k];
+            let name = format!("cu{r}p{k}");
+            let s = standby(&sb, &backup, &name, rc, None)?;
+            if *standby_mode {
+                to_standby_mode(&sb, &s)?;
+            }
+            let t0 = Instant::now();
+            s.start_nowait()?;
+            wait_until(Duration::from_secs(900), "catch-up", || {
+                Ok(s.psql(&format!(
+                    "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
+                ))? == "t")
+            })?;
+            let dt = t0.elapsed().as_secs_f64() * 1e3;
+            eprintln!("{label}: {dt:.0} ms");
+            totals[k].push(dt);
+            let dir = s.dir.clone();
+            drop(s);
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+    say(
+        "| program | median total | per segment | × cp (median of per-round ratios) | totals (ms) |",
+    );
+    say("|---|---|---|---|---|");
+    for (k, (label, _, _)) in progs.iter().enumerate() {
+        let ratios: Vec<f64> = totals[k]
+            .iter()
+            .zip(&totals[1])
+            .map(|(a, b)| a / b)
+            .collect();
+        say(&format!(
+            "| {label} | {:.0} ms | {:.1} ms | {:.2} | {:?} |",
+            median(&totals[k]),
+            median(&totals[k]) / segs as f64,
+            median(&ratios),
+            totals[k]
+                .iter()
+                .map(|x| x.round() as i64)
+                .collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- per call
+
+/// Alternate `cmds` for `runs` rounds; print wall/CPU/peak RSS per program.
+fn alternate(cwd: &Path, cmds: &[(String, Vec<String>)], runs: u64) -> Result<Vec<Vec<Usage>>> {
+    let mut res: Vec<Vec<Usage>> = (0..cmds.len()).map(|_| Vec::new()).collect();
+    for _ in 0..runs {
+        for (k, (label, argv)) in cmds.iter().enumerate() {
+            let u = run_usage(Command::new(&argv[0]).args(&argv[1..]).current_dir(cwd))?;
+            ensure!(u.status == 0, "{label} exited with {}", u.status);
+            res[k].push(u);
+        }
+    }
+    say("| program | wall p50 | wall p90 | × cp (p50) | CPU p50 | peak RSS max |");
+    say("|---|---|---|---|---|---|");
+    let cp50 = median(&res[0].iter().map(|u| u.wall_ms).collect::<Vec<_>>());
+    for (k, (label, _)) in cmds.iter().enumerate() {
+        let wall: Vec<f64> = res[k].iter().map(|u| u.wall_ms).collect();
+        let cpu: Vec<f64> = res[k].iter().map(|u| u.cpu_ms).collect();
+        let rss = res[k].iter().map(|u| u.maxrss_kib).max().unwrap_or(0);
+        say(&format!(
+            "| {label} | {:.1} ms | {:.1} ms | {:.2} | {:.1} ms | {:.1} MiB |",
+            median(&wall),
+            pct(&wall, 90.0),
+            median(&wall) / cp50,
+            median(&cpu),
+            rss as f64 / 1024.0
+        ));
+    }
+    Ok(res)
+}
+
+fn copy_cmds(p: &Progs, archive: &Path, seg: &str) -> Vec<(String, Vec<String>)> {
+    let a = archive.display().to_string();
+    let src = archive.join(seg).display().to_string();
+    let mut v = vec![
+        (
+            "cp".to_string(),
+            vec!["cp".into(), src.clone(), "pg_wal/RECOVERYXLOG".into()],
+        ),
+        (
+            "cp && sync FILE (cp + fsync)".to_string(),
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("cp {src} pg_wal/RECOVERYXLOG && sync pg_wal/RECOVERYXLOG"),
+            ],
+        ),
+        (
+            "ours".to_string(),
+            vec![
+                p.ours.display().to_string(),
+                a.clone(),
+                seg.into(),
+                "pg_wal/RECOVERYXLOG".into(),
+            ],
+        ),
+    ];
+    if let Some(o) = &p.orig {
+        v.push((
+            "original 13".to_string(),
+            vec![
+                o.display().to_string(),
+                a,
+                seg.into(),
+                "pg_wal/RECOVERYXLOG".into(),
+            ],
+        ));
+    }
+    v
+}
+
+fn hyperfine(cwd: &Path, cmds: &[(String, Vec<String>)], runs: u64, out: &Path) {
+    let mut c = Command::new("hyperfine");
+    c.current_dir(cwd)
+        .args([
+            "-N",
+            "-w",
+            "3",
+            "-r",
+            &runs.to_string(),
+            "--export-markdown",
+        ])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (label, argv) in cmds {
+        if argv[0] == "sh" {
+            continue; // -N splits on spaces; the shell variant is in the table above
+        }
+        c.arg("-n").arg(label).arg(argv.join(" "));
+    }
+    match c.status() {
+        Ok(s) if s.success() => {
+            say(&format!(
+                "\nhyperfine (each program's runs back to back, `hyperfine -N -w 3 -r {runs}` in the data directory):\n"
+            ));
+            say(&fs::read_to_string(out).unwrap_or_default());
+        }
+        _ => say("\n(hyperfine not available or failed: `apt-get install hyperfine`)\n"),
+    }
+}
+
+fn percall(p: &Progs) -> Result<()> {
+    let runs = env_num("PERCALL_RUNS", 30);
+    let sc = Scratch::new("percall", SYSID)?;
+    let seg = seg_name(5);
+    fs::write(
+        sc.archive.join(&seg),
+        segment_bytes(&seg, 16 * MIB, SYSID, 16 * MIB),
+    )?;
+    let cmds = copy_cmds(p, &sc.archive, &seg);
+    say(&format!(
+        "### Per call: restore one existing 16 MiB segment ({runs} rounds, programs alternated)\n\n\
+         In a data directory with recovery.signal: `<program> ARCHIVE {seg} pg_wal/RECOVERYXLOG` vs `cp ARCHIVE/{seg} pg_wal/RECOVERYXLOG`; \
+         archive and data directory on the same ext4 file system, source in the page cache. \
+         Wall time around each call (`/usr/bin/time` included, same for all); CPU (user+sys, 10 ms resolution) and peak RSS from `/usr/bin/time -f \"%M %U %S\"` (includes waited-for children: `sh` and `cp` for the original).\n"
+    ));
+    alternate(&sc.data, &cmds, runs)?;
+    hyperfine(
+        &sc.data,
+        &cmds,
+        runs,
+        &results_file().with_file_name("percall-hyperfine.md"),
+    );
+    Ok(())
+}
+
+fn bigseg(p: &Progs) -> Result<()> {
+    let runs = env_num("BIGSEG_RUNS", 5);
+    let sb = Sandbox::new("big")?;
+    let primary = sb.primary(
+        "primary",
+        &PrimaryOptions {
+            wal_segsize_mb: Some(1024),
+            ..Default::default()
+        },
+    )?;
+    let seg = primary.switch_wal()?;
+    primary.wait_archived(&seg, Duration::from_secs(600))?;
+    let sysid: u64 = {
+        let raw = fs::read(primary.data.join("global/pg_control"))?;
+        u64::from_ne_bytes(raw[..8].try_into()?)
+    };
+    let sc = Scratch::new("bigseg", sysid)?;
+    let cmds = copy_cmds(p, &sb.archive(), &seg);
+    say(&format!(
+        "### Per call with 1 GiB segments (`initdb --wal-segsize=1024`, a real archived segment, {runs} rounds alternated)\n\n\
+         `<program> ARCHIVE {seg} pg_wal/RECOVERYXLOG` in a data directory carrying the primary's system identifier.\n"
+    ));
+    alternate(&sc.data, &cmds, runs)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- idle / busy
+
+/// Start ours and the original waiting for a segment that never comes.
+fn spawn_waiting(p: &Progs, sc: &Scratch, seg: &str) -> Result<Vec<(String, Child)>> {
+    let mut v = Vec::new();
+    let mut progs = vec![("ours".to_string(), p.ours.clone(), vec![])];
+    if let Some(o) = &p.orig {
+        progs.push(("original 13 -s 1".to_string(), o.clone(), vec!["-s", "1"]));
+    }
+    for (label, bin, opts) in progs {
+        let d = sc.data_for(&label.replace(' ', "_"))?;
+        let child = Command::new(bin)
+            .args(opts)
+            .arg(&sc.archive)
+            .arg(seg)
+            .arg("pg_wal/RECOVERYXLOG")
+            .current_dir(d)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        v.push((label, child));
+    }
+    Ok(v)
+}
+
+fn idle(p: &Progs) -> Result<()> {
+    let secs = env_num("IDLE_SECS", 60);
+    let sc = Scratch::new("idle", SYSID)?;
+    fs::write(
+        sc.archive.join(seg_name(1)),
+        segment_bytes(&seg_name(1), 16 * MIB, SYSID, 16 * MIB),
+    )?;
+    let kids = spawn_waiting(p, &sc, &seg_name(2))?;
+    thread::sleep(Duration::from_secs(2));
+    let start: Vec<f64> = kids
+        .iter()
+        .map(|(_, c)| proc_cpu_ms(c.id()))
+        .collect::<Result<_>>()?;
+    thread::sleep(Duration::from_secs(secs));
+    say(&format!(
+        "### Idle: waiting {secs} s for a segment that does not come (side by side)\n\n\
+         `<program> [-s 1] ARCHIVE {} pg_wal/RECOVERYXLOG` in a data directory with recovery.signal; CPU = utime+stime \
+         from /proc/PID/stat (10 ms ticks) from 2 s after the start to {secs} s later; *total* = wait4() rusage of the whole life \
+         (start-up included, µs resolution).\n",
+        seg_name(2)
+    ));
+    say("| program | CPU over the window | share of one core | total CPU (rusage) | peak RSS |");
+    say("|---|---|---|---|---|");
+    for ((label, c), s0) in kids.into_iter().zip(start) {
+        let s1 = proc_cpu_ms(c.id())?;
+        signal(c.id(), libc::SIGKILL);
+        let (_, ru) = wait_rusage(c)?;
+        say(&format!(
+            "| {label} | {:.0} ms | {:.3} % | {:.1} ms | {:.1} MiB |",
+            s1 - s0,
+            (s1 - s0) / (secs as f64 * 10.0),
+            cpu_ms(&ru),
+            ru.ru_maxrss as f64 / 1024.0
+        ));
+    }
+    Ok(())
+}
+
+fn busy(p: &Progs) -> Result<()> {
+    let files = env_num("BUSY_FILES", 10_000);
+    let sc = Scratch::new("busy", SYSID)?;
+    let kids = spawn_waiting(p, &sc, &seg_name(2))?;
+    thread::sleep(Duration::from_secs(2));
+    let start: Vec<f64> = kids
+        .iter()
+        .map(|(_, c)| proc_cpu_ms(c.id()))
+        .collect::<Result<_>>()?;
+    let t = Instant::now();
+    let payload = vec![b'x'; 8192];
+    for i in 0..files {
+        // unrelated: other tools' files, partial names, other segments' temp files
+        let name = match i % 3 {
+            0 => format!("unrelated-{i}.txt"),
+            1 => format!("{}.tmp{i}", seg_name(3)),
+            _ => format!("{:08X}{:016X}.backup", 1, i),
+        };
+        fs::write(sc.archive.join(name), &payload)?;
+    }
+    let gen_ms = t.elapsed().as_secs_f64() * 1e3;
+    thread::sleep(Duration::from_secs(2));
+    let window = t.elapsed().as_secs_f64();
+    say(&format!(
+        "### Busy: {files} unrelated 8 KiB files written into the archive during the wait (side by side)\n\n\
+         Same set-up as idle; the files (`unrelated-N.txt`, `<segment>.tmpN`, `<name>.backup`) were written as fast as one \
+         thread could ({gen_ms:.0} ms); CPU from just before the first file to 2 s after the last ({window:.1} s).\n"
+    ));
+    say("| program | CPU over the window | CPU per 1,000 files | still waiting |");
+    say("|---|---|---|---|");
+    for ((label, mut c), s0) in kids.into_iter().zip(start) {
+        let s1 = proc_cpu_ms(c.id())?;
+        let alive = c.try_wait()?.is_none();
+        signal(c.id(), libc::SIGKILL);
+        let _ = wait_rusage(c);
+        say(&format!(
+            "| {label} | {:.0} ms | {:.1} ms | {} |",
+            s1 - s0,
+            (s1 - s0) * 1000.0 / files as f64,
+            if alive { "yes" } else { "NO (exited)" }
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- cleanup
+
+fn fill_archive(archive: &Path, n: u64) -> Result<String> {
+    for i in 1..=n {
+        let f = fs::File::create(archive.join(seg_name(i)))?;
+        f.set_len(16 * MIB)?; // sparse: names are what cleanup looks at
+    }
+    let req = seg_name(n + 1);
+    fs::write(
+        archive.join(&req),
+        segment_bytes(&req, 16 * MIB, SYSID, 16 * MIB),
+    )?;
+    Ok(req)
+}
+
+fn cleanup(p: &Progs) -> Result<()> {
+    let rounds = env_num("CLEANUP_ROUNDS", 3);
+    let pg = PgInstall::detect()?;
+    let archivecleanup = pg.bindir.join("pg_archivecleanup");
+    say(&format!(
+        "### Cleanup with %r ({rounds} rounds, programs alternated)\n\n\
+         A fresh archive of N sparse 16 MiB segment files plus the requested segment R; one call \
+         `<program> ARCHIVE R pg_wal/RECOVERYXLOG R` (restore R, remove the N older segments), wall time. \
+         `pg_archivecleanup ARCHIVE R` (removal only) as a reference.\n"
+    ));
+    say("| segments | program | wall p50 | wall max | left in archive |");
+    say("|---|---|---|---|---|");
+    for n in [10_000u64, 100_000] {
+        let mut progs: Vec<(String, PathBuf, bool)> = vec![("ours".into(), p.ours.clone(), true)];
+        if let Some(o) = &p.orig {
+            progs.push(("original 13".into(), o.clone(), true));
+        }
+        if archivecleanup.is_file() {
+            progs.push((
+                "pg_archivecleanup (reference)".into(),
+                archivecleanup.clone(),
+                false,
+            ));
+        }
+        let mut walls: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
+        let mut left: Vec<usize> = vec![0; progs.len()];
+        for _ in 0..rounds {
+            for (k, (label, bin, restore)) in progs.iter().enumerate() {
+                let sc = Scratch::new("cleanup", SYSID)?;
+                let req = fill_archive(&sc.archive, n)?;
+                let mut c = Command::new(bin);
+                c.current_dir(&sc.data).arg(&sc.archive).arg(&req);
+                if *restore {
+                    c.args(["pg_wal/RECOVERYXLOG", &req]);
+                }
+                let u = run_usage(&mut c)?;
+                ensure!(u.status == 0, "{label} exited with {}", u.status);
+                walls[k].push(u.wall_ms);
+                left[k] = fs::read_dir(&sc.archive)?.count();
+            }
+        }
+        for (k, (label, _, _)) in progs.iter().enumerate() {
+            say(&format!(
+                "| {n} | {label} | {:.0} ms | {:.0} ms | {} |",
+                median(&walls[k]),
+                max(&walls[k]),
+                left[k]
+            ));
+        }
+    }
+    Ok(())
+}
