@@ -601,8 +601,13 @@ impl Server {
             if self.psql("SELECT 1").is_ok() {
                 return Ok(());
             }
-            // give the postmaster a moment to write its pid file before judging
-            if start.elapsed() > Duration::from_millis(1500) && !self.is_running() {
+            // A pid file whose process is gone means the server died; no pid
+            // file at all is judged only after a while (a loaded machine).
+            let died = match self.postmaster_pid() {
+                Some(pid) => !pid_alive(pid),
+                None => start.elapsed() > Duration::from_secs(10),
+            };
+            if died && start.elapsed() > Duration::from_millis(300) {
                 bail!(
                     "server {} is not running; log tail:\n{}",
                     self.name,
