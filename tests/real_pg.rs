@@ -570,3 +570,63 @@ fn i_invalid_option_does_not_promote() {
         &["-s"],
     );
 }
+
+/// j. SIGUSR1 to the waiting binary: fast failover, at once.
+#[test]
+fn j_sigusr1_fast_failover() {
+    let env = setup("j", PrimaryOptions::default());
+    let (standby, _) = env.standby("standby", "", false);
+    for id in 1..=2 {
+        env.archive_row(id);
+    }
+    standby.wait_row(2, WAIT).must();
+    let mut pids = Vec::new();
+    wait_until(WAIT, "the restore command to be waiting", || {
+        pids = binary_processes(&env.bin);
+        Ok(!pids.is_empty())
+    })
+    .must();
+    let t0 = Instant::now();
+    for pid in &pids {
+        let st = std::process::Command::new("kill")
+            .args(["-USR1", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -USR1 {pid}");
+    }
+    standby.wait_promoted(WAIT).must();
+    let took = t0.elapsed();
+    eprintln!("[j] SIGUSR1 -> promoted: {took:?}");
+    assert!(took < Duration::from_secs(10), "failover took {took:?}");
+    assert_eq!(standby.count().must(), 2);
+    standby
+        .psql("INSERT INTO t VALUES (1000, 'after SIGUSR1')")
+        .must();
+}
+
+/// k. In PostgreSQL's own standby mode (standby.signal; standby_mode = on on
+/// 10/11) the binary answers at once instead of waiting: segments still
+/// arrive through the server's retry loop, and `pg_ctl promote` is prompt.
+#[test]
+fn k_standby_mode_answers_at_once() {
+    let env = setup("k", PrimaryOptions::default());
+    let (mut so, _) = env.standby_opts("standby", "", false);
+    so.standby_mode = true;
+    so.extra_conf = "wal_retrieve_retry_interval = '200ms'\n".into();
+    let standby = env.sb.standby("standby", &env.backup, &so).must();
+    standby.start().must();
+    for id in 1..=3 {
+        env.archive_row(id);
+        standby.wait_row(id, WAIT).must();
+    }
+    let t0 = Instant::now();
+    standby.promote().must();
+    let took = t0.elapsed();
+    eprintln!("[k] pg_ctl promote took {took:?}");
+    assert!(took < Duration::from_secs(10), "promotion took {took:?}");
+    assert!(!standby.in_recovery().must());
+    assert_eq!(standby.count().must(), 3);
+    standby
+        .psql("INSERT INTO t VALUES (1000, 'after promote')")
+        .must();
+}

@@ -448,7 +448,8 @@ impl Sandbox {
     }
 
     /// A standby in *archive recovery* (recovery.signal on 12+, recovery.conf
-    /// without standby_mode on 10/11) made from a copy of `backup`. Not started.
+    /// without standby_mode on 10/11) made from a copy of `backup`, or in
+    /// standby mode when `opts.standby_mode` is set. Not started.
     pub fn standby(
         &self,
         name: &str,
@@ -468,6 +469,9 @@ impl Sandbox {
             recovery += &format!("recovery_end_command = 'rm -f {}'\n", t.display());
         }
         recovery += "recovery_target_timeline = 'latest'\n";
+        if opts.standby_mode && major < 12 {
+            recovery += "standby_mode = on\n";
+        }
         let mut conf = String::from("\n# --- test harness: warm standby ---\nhot_standby = on\n");
         conf += if opts.archive_mode {
             "archive_mode = on\n"
@@ -482,7 +486,12 @@ impl Sandbox {
         conf += "\n";
         if major >= 12 {
             conf += &recovery;
-            self.write_file(&data.join("recovery.signal"), b"")?;
+            let signal = if opts.standby_mode {
+                "standby.signal"
+            } else {
+                "recovery.signal"
+            };
+            self.write_file(&data.join(signal), b"")?;
         } else {
             self.write_file(&data.join("recovery.conf"), recovery.as_bytes())?;
         }
@@ -515,6 +524,10 @@ pub struct StandbyOptions {
     pub archive_mode: bool,
     /// Extra postgresql.conf lines.
     pub extra_conf: String,
+    /// PostgreSQL's own standby mode (standby.signal, or standby_mode = on in
+    /// recovery.conf) instead of archive recovery: not the warm-standby setup,
+    /// used to check that the binary answers at once there.
+    pub standby_mode: bool,
 }
 
 /// A stopped, consistent copy of a primary's data directory.
@@ -623,6 +636,14 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `pg_ctl promote`, waiting for the end of recovery.
+    pub fn promote(&self) -> Result<()> {
+        let mut c = self.pg_ctl();
+        c.args(["-w", "-t", "60", "promote"]);
+        run_ok(&mut c).with_context(|| format!("pg_ctl promote {}", self.name))?;
+        Ok(())
     }
 
     /// `pg_ctl stop -m <mode>` (smart|fast|immediate), waiting for it.
