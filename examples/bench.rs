@@ -249,22 +249,36 @@ fn spawn_waiter(mut cmd: Command) -> Result<Waiter> {
     }))
 }
 
-/// When `path` reaches `size` bytes (polled every 0.5 ms).
-fn watch_archive(path: PathBuf, size: u64, timeout: Duration) -> JoinHandle<Option<Instant>> {
+/// When each file that is new in `archive` reached `size` bytes (directory
+/// polled every 0.5 ms until `stop` is set).
+fn watch_archive(
+    archive: PathBuf,
+    size: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> JoinHandle<std::collections::HashMap<String, Instant>> {
+    use std::sync::atomic::Ordering;
+    let complete = move |archive: &Path| -> Vec<String> {
+        fs::read_dir(archive)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.metadata().map(|m| m.len() == size).unwrap_or(false))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before: std::collections::HashSet<String> = complete(&archive).into_iter().collect();
     thread::spawn(move || {
-        let start = Instant::now();
-        loop {
-            if fs::metadata(&path)
-                .map(|m| m.len() == size)
-                .unwrap_or(false)
-            {
-                return Some(Instant::now());
-            }
-            if start.elapsed() > timeout {
-                return None;
+        let mut seen = std::collections::HashMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            for n in complete(&archive) {
+                if !before.contains(&n) {
+                    seen.entry(n).or_insert_with(Instant::now);
+                }
             }
             thread::sleep(Duration::from_micros(500));
         }
+        seen
     })
 }
 
@@ -461,6 +475,19 @@ fn proc_cpu_ms(pid: u32) -> Result<f64> {
     Ok(ticks * 1e3 / hz)
 }
 
+/// Peak resident set size of a running process (VmHWM), in KiB.
+fn vm_hwm_kib(pid: u32) -> i64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(-1)
+}
+
 fn signal(pid: u32, sig: i32) {
     // SAFETY: signalling our own child.
     unsafe {
@@ -519,24 +546,25 @@ fn latency(p: &Progs) -> Result<()> {
     let mut failures = 0;
     for i in 0..n {
         let id = 1000 + i;
-        let seg = primary.current_segment()?;
         let waiters = standbys
             .iter()
             .map(|(_, s)| spawn_waiter(psql_cmd(s, &[&wait_row_sql(id)])))
             .collect::<Result<Vec<_>>>()?;
         thread::sleep(Duration::from_millis(300));
-        let aw = watch_archive(sb.archive().join(&seg), segsize, Duration::from_secs(60));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let aw = watch_archive(sb.archive(), segsize, stop.clone());
         let switched = primary.insert_and_switch(id)?;
         let t0 = Instant::now();
-        let ta = aw.join().unwrap();
-        if switched != seg {
-            eprintln!("sample {i}: switched {switched}, watched {seg}");
+        let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let ta = aw.join().unwrap().get(&switched).copied();
+        if ta.is_none() {
+            eprintln!("sample {i}: {switched} not seen arriving in the archive");
         }
         if let Some(ta) = ta {
             arch.push(ms(ta, t0));
         }
-        for (k, w) in waiters.into_iter().enumerate() {
-            let (t, ok, err) = w.join().unwrap();
+        for (k, (t, ok, err)) in results.into_iter().enumerate() {
             if !ok {
                 failures += 1;
                 eprintln!("sample {i} {}: {}", standbys[k].0, err.trim());
@@ -600,6 +628,9 @@ fn standby(
 
 // ---------------------------------------------------------------- failover
 
+/// (label, program and options (None: `cp`), how the failover is asked for)
+type Variant<'a> = (String, Option<(PathBuf, &'a str)>, How);
+
 #[derive(Clone, Copy, PartialEq)]
 enum How {
     Trigger(&'static str),
@@ -646,7 +677,7 @@ fn failover(p: &Progs) -> Result<()> {
         None => None,
     };
     // (label, binary + options or None for cp, how)
-    let mut variants: Vec<(String, Option<(PathBuf, &str)>, How)> = vec![
+    let mut variants: Vec<Variant> = vec![
         (
             "ours, smart (empty trigger)".into(),
             Some((ours.clone(), "")),
@@ -1052,10 +1083,13 @@ fn idle(p: &Progs) -> Result<()> {
          (start-up included, µs resolution).\n",
         seg_name(2)
     ));
-    say("| program | CPU over the window | share of one core | total CPU (rusage) | peak RSS |");
+    say(
+        "| program | CPU over the window | share of one core | total CPU (rusage) | peak RSS (VmHWM) |",
+    );
     say("|---|---|---|---|---|");
     for ((label, c), s0) in kids.into_iter().zip(start) {
         let s1 = proc_cpu_ms(c.id())?;
+        let hwm = vm_hwm_kib(c.id());
         signal(c.id(), libc::SIGKILL);
         let (_, ru) = wait_rusage(c)?;
         say(&format!(
@@ -1063,7 +1097,7 @@ fn idle(p: &Progs) -> Result<()> {
             s1 - s0,
             (s1 - s0) / (secs as f64 * 10.0),
             cpu_ms(&ru),
-            ru.ru_maxrss as f64 / 1024.0
+            hwm as f64 / 1024.0
         ));
     }
     Ok(())
@@ -1097,17 +1131,21 @@ fn busy(p: &Progs) -> Result<()> {
          Same set-up as idle; the files (`unrelated-N.txt`, `<segment>.tmpN`, `<name>.backup`) were written as fast as one \
          thread could ({gen_ms:.0} ms); CPU from just before the first file to 2 s after the last ({window:.1} s).\n"
     ));
-    say("| program | CPU over the window | CPU per 1,000 files | still waiting |");
-    say("|---|---|---|---|");
+    say(
+        "| program | CPU over the window | CPU per 1,000 files | peak RSS (VmHWM) | still waiting |",
+    );
+    say("|---|---|---|---|---|");
     for ((label, mut c), s0) in kids.into_iter().zip(start) {
         let s1 = proc_cpu_ms(c.id())?;
+        let hwm = vm_hwm_kib(c.id());
         let alive = c.try_wait()?.is_none();
         signal(c.id(), libc::SIGKILL);
         let _ = wait_rusage(c);
         say(&format!(
-            "| {label} | {:.0} ms | {:.1} ms | {} |",
+            "| {label} | {:.0} ms | {:.1} ms | {:.1} MiB | {} |",
             s1 - s0,
             (s1 - s0) * 1000.0 / files as f64,
+            hwm as f64 / 1024.0,
             if alive { "yes" } else { "NO (exited)" }
         ));
     }
