@@ -598,6 +598,22 @@ fn latency(p: &Progs) -> Result<()> {
         pct(&arch, 90.0),
         max(&arch)
     ));
+    // ours logs "restored X after waiting W s (16 MiB copied in C s)"
+    let copies: Vec<f64> = standbys[0]
+        .1
+        .log()
+        .lines()
+        .filter_map(|l| l.split("copied in ").nth(1))
+        .filter_map(|r| r.split(' ').next()?.parse::<f64>().ok())
+        .map(|s| s * 1e3)
+        .collect();
+    say(&format!(
+        "ours' own log, copy + fsync + rename per segment ({} restores): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        copies.len(),
+        median(&copies),
+        pct(&copies, 90.0),
+        max(&copies)
+    ));
     let k = 0;
     let mut sorted = e2e[k].clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
@@ -815,6 +831,11 @@ fn catchup(p: &Progs) -> Result<()> {
     let mut progs: Vec<(String, String, bool)> = vec![
         ("ours".into(), sb.restore_command(&ours, "", false), false),
         ("cp (standby.signal)".into(), cp_command(&sb), true),
+        (
+            "cp && sync %p (standby.signal; cp + fsync)".into(),
+            format!("{} && sync %p", cp_command(&sb)),
+            true,
+        ),
     ];
     if let Some(o) = &p.orig {
         let orig = install_as(&sb, o, "pg_standby13")?;
@@ -829,10 +850,11 @@ fn catchup(p: &Progs) -> Result<()> {
          The primary wrote {nseg} × (500 rows + `pg_switch_wal()`) after the cold backup, while no standby ran; \
          each sample: a fresh hot standby from that backup, `pg_ctl start` → `pg_last_wal_replay_lsn()` ≥ the primary's \
          last insert LSN (polled every 50 ms; server start-up included). Restore commands: ours `pg_standby ARCHIVE %f %p`, \
-         `cp ARCHIVE/%f %p` with standby.signal, original `pg_standby -s 1 ARCHIVE %f %p`. No %r (the archive is shared by all samples).\n",
+         `cp ARCHIVE/%f %p` (and `cp ARCHIVE/%f %p && sync %p`) with standby.signal, original `pg_standby -s 1 ARCHIVE %f %p`. No %r (the archive is shared by all samples).\n",
         primary.wal_segment_size()? / MIB
     ));
     let mut totals: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
+    let mut copy_totals: Vec<f64> = Vec::new();
     for r in 0..rounds {
         let n = progs.len();
         for j in 0..n {
@@ -852,6 +874,17 @@ fn catchup(p: &Progs) -> Result<()> {
                 ))? == "t")
             })?;
             let dt = t0.elapsed().as_secs_f64() * 1e3;
+            // ours logs "(16 MiB copied in C s)": copy + fdatasync + rename
+            let copy_ms: f64 = s
+                .log()
+                .lines()
+                .filter_map(|l| l.split("copied in ").nth(1))
+                .filter_map(|r| r.split(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+                * 1e3;
+            if copy_ms > 0.0 {
+                copy_totals.push(copy_ms);
+            }
             eprintln!("{label}: {dt:.0} ms");
             totals[k].push(dt);
             let dir = s.dir.clone();
@@ -880,6 +913,11 @@ fn catchup(p: &Progs) -> Result<()> {
                 .collect::<Vec<_>>()
         ));
     }
+    say(&format!(
+        "\nours' own log: copy + fdatasync + rename summed over all restores of one run: median {:.0} ms ({:.1} ms per segment)",
+        median(&copy_totals),
+        median(&copy_totals) / segs as f64
+    ));
     Ok(())
 }
 
