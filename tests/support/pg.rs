@@ -245,10 +245,58 @@ struct SandboxInner {
     root: PathBuf,
     pg: Arc<PgInstall>,
     owner: Option<(u32, u32)>,
+    watchdog: Option<std::process::Child>,
+}
+
+/// Cleans up after a test process that died without running its destructors
+/// (killed by `timeout`, SIGKILL, an abort): once `$1` (our pid) is gone, the
+/// sandbox's postmasters get SIGQUIT (immediate shutdown), then SIGKILL, the
+/// programs copied into `$2/bin` are killed, and `$2` is removed unless `$3`
+/// is 1. It only touches processes started from this sandbox.
+const WATCHDOG: &str = r#"
+while kill -0 "$1" 2>/dev/null; do sleep 1; done
+pids=""
+for f in "$2"/*/data/postmaster.pid; do
+  [ -f "$f" ] && pids="$pids $(head -n 1 "$f")"
+done
+[ -n "$pids" ] && kill -QUIT $pids 2>/dev/null && sleep 2 && kill -KILL $pids 2>/dev/null
+for p in /proc/[0-9]*; do
+  a=$(tr '\0' '\n' < "$p/cmdline" 2>/dev/null | head -n 1)
+  case "$a" in "$2"/bin/*) kill -KILL "${p#/proc/}" 2>/dev/null ;; esac
+done
+[ "$3" = 1 ] || rm -rf "$2"
+"#;
+
+fn start_watchdog(root: &Path) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let keep = if std::env::var_os("PG_HARNESS_KEEP").is_some() {
+        "1"
+    } else {
+        "0"
+    };
+    Command::new("sh")
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg("pg-harness-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(root)
+        .arg(keep)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // its own process group: Ctrl-C and `timeout` signal ours, not it
+        .process_group(0)
+        .spawn()
+        .map_err(|e| eprintln!("[harness] no watchdog for {}: {e}", root.display()))
+        .ok()
 }
 
 impl Drop for SandboxInner {
     fn drop(&mut self) {
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
         // Anything still running from this sandbox (a restore command that
         // outlived its server, for instance) goes first.
         for pid in pids_running(&self.root.join("bin")) {
@@ -299,11 +347,16 @@ impl Sandbox {
                 root,
                 pg,
                 owner,
+                watchdog: None,
             }),
         };
         sb.chown(sb.path())?;
         sb.mkdir(&sb.archive())?;
         sb.mkdir(&sb.path().join("bin"))?;
+        let mut sb = sb;
+        if let Some(inner) = Arc::get_mut(&mut sb.inner) {
+            inner.watchdog = start_watchdog(&inner.root);
+        }
         Ok(sb)
     }
 
