@@ -259,6 +259,12 @@ impl Session {
         let why = probe.describe();
         let incomplete = matches!(probe, Probe::Incomplete { .. });
         if smart {
+            // A segment still being archived is worth a short wait: it holds
+            // the last commits the failover is meant to keep.
+            if incomplete && stuck.observe(probe.fingerprint(&path)) < self.config.sleep {
+                tracing::debug!("smart failover: waiting for {name} to be complete: {why}");
+                return None;
+            }
             tracing::warn!(
                 "smart failover: {name} is in the archive but not restored: {why}; recovery ends here"
             );

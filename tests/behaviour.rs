@@ -428,3 +428,41 @@ fn a_name_before_its_timeline_began_is_answered_at_once() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("-w 1"));
 }
+
+#[test]
+fn smart_failover_waits_for_a_segment_still_being_archived() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "").unwrap();
+    let t = trigger.display().to_string();
+    let bytes = segment(S1);
+    let path = env.archive_file(S1);
+    fs::write(&path, &bytes[..bytes.len() / 4]).unwrap();
+    let run = env.spawn(&["-s", "2", "-t", &t], S1, &[]);
+    let_it_start();
+    fs::write(&path, &bytes).unwrap();
+    let done = run.finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert_eq!(fs::read(env.restored()).unwrap(), bytes);
+}
+
+#[test]
+fn smart_failover_gives_up_on_a_stalled_partial_segment() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "").unwrap();
+    let t = trigger.display().to_string();
+    let bytes = segment(S1);
+    fs::write(env.archive_file(S1), &bytes[..bytes.len() / 4]).unwrap();
+    let done = env
+        .spawn(&["-s", "1", "-t", &t], S1, &[])
+        .finish_within(Duration::from_secs(5));
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(done.elapsed >= Duration::from_secs(1));
+    assert!(
+        done.stderr.contains("is in the archive but not restored"),
+        "{}",
+        done.stderr
+    );
+    assert!(!env.restored().exists());
+}
