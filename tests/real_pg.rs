@@ -2,13 +2,28 @@
 //! directory, warm standbys (archive recovery, hot_standby = on) using
 //! pg_standby as restore_command.
 //!
-//! Server binaries: `$PG_BINDIR`, else `pg_config --bindir`, else the newest
-//! `/usr/lib/postgresql/*/bin` (see tests/support/pg.rs). The binary under
-//! test is this crate's `pg_standby`, or `$PG_STANDBY_BIN` to run the same
-//! scenarios against another implementation.
+//!     cargo test --test real_pg                      # local server (Debian: PG 15)
+//!     PG_BINDIR=/path/to/bin cargo test --test real_pg
+//!     scripts/pg-matrix test                         # PostgreSQL 10..18
+//!
+//! * `PG_BINDIR`: server binaries; else `pg_config --bindir`, else the newest
+//!   `/usr/lib/postgresql/*/bin` (see tests/support/pg.rs).
+//! * `PG_STANDBY_BIN`: run the scenarios against another restore command
+//!   (e.g. the original pg_standby 13); default: this crate's `pg_standby`.
+//! * `PG_HARNESS_KEEP=1`: keep the temp dirs (`/tmp/pgsb-<test>-*`) for a look.
 //!
 //! Every test has its own temp dir, servers and ports, so they run in
-//! parallel. Server logs are printed when a test fails.
+//! parallel; each takes 5-25 s. Server logs (with pg_standby's own messages,
+//! which go to the server's stderr) are printed when a test fails. Run as
+//! root, the servers run as `postgres` (see the harness).
+//!
+//! a  rows arrive over 25 segments        h  recovery across a timeline switch
+//! b  smart failover keeps every row      i  misconfiguration: FATAL, not promotion
+//! c  fast failover skips archived WAL    j  SIGUSR1: fast failover
+//! d  -w timeout failover                 k  standby mode: answers at once
+//! e  %r cleanup, restart mid-stream
+//! f  stop (fast, immediate) while waiting
+//! g  1 MB and 64 MB WAL segments
 
 mod support;
 
