@@ -10,32 +10,13 @@ mod common;
 mod support;
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use pg_standby::wal::SegmentName;
 use support::pg::{PrimaryOptions, Sandbox, StandbyOptions, wait_until};
+use support::{Must, binary_under_test};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-trait Must<T> {
-    fn must(self) -> T;
-}
-impl<T> Must<T> for anyhow::Result<T> {
-    #[track_caller]
-    fn must(self) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => panic!("{e:#}"),
-        }
-    }
-}
-
-fn binary_under_test() -> PathBuf {
-    std::env::var_os("PG_STANDBY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pg_standby")))
-}
 
 #[test]
 fn foreign_segment_stops_the_standby_instead_of_promoting_it() {

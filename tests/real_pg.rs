@@ -33,29 +33,9 @@ use std::time::{Duration, Instant};
 use support::pg::{
     BaseBackup, PrimaryOptions, Sandbox, Server, StandbyOptions, pids_running, wait_until,
 };
+use support::{Must, binary_under_test};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// `Result::unwrap` that prints the whole error chain, and panics (so server
-/// logs get printed while the servers are dropped).
-trait Must<T> {
-    fn must(self) -> T;
-}
-impl<T> Must<T> for anyhow::Result<T> {
-    #[track_caller]
-    fn must(self) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => panic!("{e:#}"),
-        }
-    }
-}
-
-fn binary_under_test() -> PathBuf {
-    std::env::var_os("PG_STANDBY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pg_standby")))
-}
 
 struct Env {
     sb: Sandbox,
