@@ -72,6 +72,11 @@ pub struct Cli {
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
 
+    /// Flush the copy to disk before renaming it into place (PostgreSQL
+    /// flushes restored files itself when fsync = on)
+    #[arg(long = "fsync")]
+    pub fsync: bool,
+
     /// Do not watch for events; check every -s seconds only
     #[arg(long = "no-watch")]
     pub no_watch: bool,

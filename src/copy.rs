@@ -1,7 +1,13 @@
 //! Delivering a file: copy into a temporary file beside the destination,
-//! flush it, rename it into place. The destination is either absent or
-//! complete, never partial, and no temporary file outlives the process
-//! (short of SIGKILL).
+//! rename it into place. The destination is either absent or complete,
+//! never partial, and no temporary file outlives the process (short of
+//! SIGKILL).
+//!
+//! Flushing the copy is optional: the server moves a restored file into
+//! pg_wal with `durable_rename()`, which flushes it (fsync = on), and after
+//! a crash it deletes a leftover `%p` and restores again from the archive.
+//! A flush of ours would only move that cost earlier, or add one the user
+//! turned off.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -32,7 +38,13 @@ impl From<anyhow::Error> for CopyError {
     }
 }
 
-pub fn deliver(src: &File, len: u64, source: &Path, dest: &Path) -> Result<(), CopyError> {
+pub fn deliver(
+    src: &File,
+    len: u64,
+    source: &Path,
+    dest: &Path,
+    flush: bool,
+) -> Result<(), CopyError> {
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -50,9 +62,11 @@ pub fn deliver(src: &File, len: u64, source: &Path, dest: &Path) -> Result<(), C
         ))),
         interrupted => interrupted,
     })?;
-    tmp.as_file()
-        .sync_data()
-        .with_context(|| format!("could not flush \"{}\"", tmp.path().display()))?;
+    if flush {
+        tmp.as_file()
+            .sync_data()
+            .with_context(|| format!("could not flush \"{}\"", tmp.path().display()))?;
+    }
     if signals::terminating().is_some() {
         return Err(CopyError::Interrupted);
     }
@@ -155,7 +169,7 @@ mod tests {
         std::fs::create_dir(&dest_dir).unwrap();
         let dest = dest_dir.join("RECOVERYXLOG");
         let src = File::open(&src_path).unwrap();
-        deliver(&src, data.len() as u64, &src_path, &dest).unwrap();
+        deliver(&src, data.len() as u64, &src_path, &dest, true).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert_eq!(std::fs::read_dir(&dest_dir).unwrap().count(), 1);
     }
@@ -167,7 +181,7 @@ mod tests {
         std::fs::write(&src_path, b"short").unwrap();
         let dest = dir.path().join("out");
         let src = File::open(&src_path).unwrap();
-        let err = deliver(&src, 100, &src_path, &dest).unwrap_err();
+        let err = deliver(&src, 100, &src_path, &dest, false).unwrap_err();
         assert!(matches!(err, CopyError::Failed(_)));
         assert!(!dest.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

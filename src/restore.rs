@@ -59,6 +59,7 @@ impl Session {
                 wake,
                 sender,
                 &config.archive,
+                &config.archive_path(),
                 config.trigger_file.as_deref(),
             )
         } else {
@@ -379,6 +380,8 @@ impl Session {
             ready.len >> 20,
             copy_started.elapsed().as_secs_f64()
         );
+        // Our own unlinks would only wake the watcher.
+        self.waiter.stop_watching();
         self.clean_archive(name, ready.accepted.seg_size);
         Outcome::Restored
     }
@@ -410,7 +413,13 @@ impl Session {
         let source = self.config.archive_path();
         let attempts = self.config.max_retries + 1;
         for attempt in 1..=attempts {
-            let error = match copy::deliver(src, len, &source, &self.config.destination) {
+            let error = match copy::deliver(
+                src,
+                len,
+                &source,
+                &self.config.destination,
+                self.config.fsync,
+            ) {
                 Ok(()) => return Ok(()),
                 Err(CopyError::Interrupted) => {
                     return Err(self.interrupted().unwrap_or(Outcome::Killed(libc::SIGTERM)));

@@ -31,25 +31,28 @@ impl Waiter {
         }
     }
 
-    /// Watch the archive and the trigger file's directory. Falls back to
+    /// Watch the archive and the trigger file's directory for events that
+    /// concern `file` (in the archive) or the trigger file. Falls back to
     /// polling (with a debug line) when no watch can be set up.
     pub fn watching(
         wake: Receiver<()>,
         sender: SyncSender<()>,
         archive: &Path,
+        file: &Path,
         trigger: Option<&Path>,
     ) -> Self {
         let mut waiter = Self::sleeper(wake, archive);
-        let archive_dir = archive.to_path_buf();
-        let trigger_file = trigger.map(Path::to_path_buf);
+        // Any kind of event on these paths counts (created, written,
+        // renamed in, removed); events on other files in a busy archive
+        // cannot change our answer and would only cost wake-ups.
+        let mut interesting = vec![archive.to_path_buf(), file.to_path_buf()];
+        interesting.extend(trigger.map(Path::to_path_buf));
         let handler = move |event: notify::Result<Event>| {
             let relevant = match &event {
                 Ok(e) => {
                     e.need_rescan()
                         || e.paths.is_empty()
-                        || e.paths.iter().any(|p| {
-                            p.starts_with(&archive_dir) || Some(p) == trigger_file.as_ref()
-                        })
+                        || e.paths.iter().any(|p| interesting.contains(p))
                 }
                 Err(_) => true,
             };
@@ -102,6 +105,12 @@ impl Waiter {
                 self.archive.display()
             ),
         }
+    }
+
+    /// Stop watching: what follows (cleanup) generates events of its own.
+    pub fn stop_watching(&mut self) {
+        self.watcher = None;
+        self.archive_id = None;
     }
 
     pub fn is_watching(&self) -> bool {

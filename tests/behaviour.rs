@@ -466,3 +466,13 @@ fn smart_failover_gives_up_on_a_stalled_partial_segment() {
     );
     assert!(!env.restored().exists());
 }
+
+#[test]
+fn fsync_option_delivers_the_same_file() {
+    let env = Env::new();
+    env.archive_atomically(S1, &segment(S1));
+    let out = env.run(&["--fsync"], S1, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(fs::read(env.restored()).unwrap(), segment(S1));
+    assert!(env.stray_files().is_empty());
+}
