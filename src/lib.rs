@@ -21,7 +21,6 @@ pub mod waiter;
 pub mod wal;
 
 use std::path::PathBuf;
-use std::sync::mpsc;
 
 pub use cli::Cli;
 pub use exit::{Fatal, Outcome};
@@ -31,8 +30,7 @@ use restore::Session;
 
 pub fn run(cli: Cli) -> Outcome {
     let legacy = cli.legacy_exit_codes;
-    let (sender, wake) = mpsc::sync_channel(1);
-    if let Err(e) = signals::install(sender.clone()) {
+    if let Err(e) = signals::install() {
         tracing::error!("{e:#}");
         return Outcome::Fatal(Fatal::Io);
     }
@@ -58,5 +56,5 @@ pub fn run(cli: Cli) -> Outcome {
             return Outcome::Fatal(Fatal::Usage);
         }
     };
-    Session::new(config, cwd, legacy, wake, sender).run()
+    Session::new(config, cwd, legacy).run()
 }

@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cleanup;
@@ -29,19 +29,13 @@ pub struct Session {
     /// How long we may wait for a segment: `None` waits until failover.
     wait_budget: Option<Duration>,
     sysid: Option<u64>,
-    waiter: Waiter,
+    waiter: Option<Waiter>,
     started: Instant,
     last_trigger_note: Option<String>,
 }
 
 impl Session {
-    pub fn new(
-        config: Config,
-        cwd: PathBuf,
-        legacy: bool,
-        wake: Receiver<()>,
-        sender: SyncSender<()>,
-    ) -> Self {
+    pub fn new(config: Config, cwd: PathBuf, legacy: bool) -> Self {
         let mode = RecoveryMode::detect(&cwd);
         let wait_budget = if config.called_by_a_tool() {
             Some(Duration::ZERO)
@@ -50,21 +44,6 @@ impl Session {
         } else {
             None
         };
-        let may_wait = wait_budget != Some(Duration::ZERO);
-        let segment = matches!(config.request, WalFileName::Segment(_));
-        // Watch before the first look at the archive, so nothing that lands
-        // in between goes unnoticed.
-        let waiter = if may_wait && segment && config.watch {
-            Waiter::watching(
-                wake,
-                sender,
-                &config.archive,
-                &config.archive_path(),
-                config.trigger_file.as_deref(),
-            )
-        } else {
-            Waiter::sleeper(wake, &config.archive)
-        };
         Self {
             sysid: None,
             config,
@@ -72,10 +51,34 @@ impl Session {
             legacy,
             mode,
             wait_budget,
-            waiter,
+            waiter: None,
             started: Instant::now(),
             last_trigger_note: None,
         }
+    }
+
+    /// The waiter, set up on first need: a call that finds its file at
+    /// once starts no watcher and no thread.
+    fn waiter(&mut self) -> &mut Waiter {
+        let config = &self.config;
+        self.waiter.get_or_insert_with(|| {
+            let (sender, wake) = mpsc::sync_channel(1);
+            if let Err(e) = signals::wake_on_signal(sender.clone()) {
+                tracing::debug!("{e:#}: signals are noticed at the next check only");
+            }
+            let segment = matches!(config.request, WalFileName::Segment(_));
+            if segment && config.watch {
+                Waiter::watching(
+                    wake,
+                    sender,
+                    &config.archive,
+                    &config.archive_path(),
+                    config.trigger_file.as_deref(),
+                )
+            } else {
+                Waiter::sleeper(wake, &config.archive)
+            }
+        })
     }
 
     pub fn run(mut self) -> Outcome {
@@ -143,10 +146,10 @@ impl Session {
             c.sleep.as_secs(),
             c.max_wait
                 .map_or("forever".into(), |w| format!("{} s", w.as_secs())),
-            if self.waiter.is_watching() {
-                "watching for file events"
+            if c.watch {
+                "watching for file events while waiting"
             } else {
-                "polling"
+                "polling only"
             },
         );
     }
@@ -242,8 +245,14 @@ impl Session {
             if let Some(outcome) = self.out_of_time(name, waited) {
                 return outcome;
             }
+            if self.waiter.is_none() {
+                // Watch, then look again at once: a file that landed
+                // between the first look and the watch is not missed.
+                self.waiter();
+                continue;
+            }
             let timeout = self.next_timeout(waited);
-            self.waiter.wait(timeout);
+            self.waiter().wait(timeout);
         }
     }
 
@@ -381,7 +390,7 @@ impl Session {
             copy_started.elapsed().as_secs_f64()
         );
         // Our own unlinks would only wake the watcher.
-        self.waiter.stop_watching();
+        self.waiter = None;
         self.clean_archive(name, ready.accepted.seg_size);
         Outcome::Restored
     }
@@ -455,7 +464,7 @@ impl Session {
             if left.is_zero() {
                 return None;
             }
-            self.waiter.wait(left);
+            self.waiter().wait(left);
         }
     }
 

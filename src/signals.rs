@@ -6,7 +6,7 @@
 //! instead of reading an exit status. SIGUSR1 and SIGINT ask for a fast
 //! failover.
 
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::thread;
 
@@ -16,17 +16,31 @@ use signal_hook::iterator::Signals;
 
 static TERMINATE_BY: AtomicI32 = AtomicI32::new(0);
 static FAILOVER_BY: AtomicI32 = AtomicI32::new(0);
-static RECEIVED: AtomicU32 = AtomicU32::new(0);
 
-/// Handle the four signals from now on; each one also wakes the waiter.
-pub fn install(wake: SyncSender<()>) -> Result<()> {
-    let mut signals =
-        Signals::new([SIGTERM, SIGQUIT, SIGUSR1, SIGINT]).context("installing signal handlers")?;
+const HANDLED: [i32; 4] = [SIGTERM, SIGQUIT, SIGUSR1, SIGINT];
+
+/// Record the four signals from now on. No thread: the handlers only store
+/// to atomics, which the copy loop and the waiter read.
+pub fn install() -> Result<()> {
+    for signal in HANDLED {
+        // SAFETY: the action only does atomic stores, which are
+        // async-signal-safe.
+        unsafe { signal_hook::low_level::register(signal, move || record(signal)) }
+            .with_context(|| format!("installing a handler for signal {signal}"))?;
+    }
+    Ok(())
+}
+
+/// Also wake a waiter blocked on `wake` at each signal. Started only when
+/// there is something to wait for, so a call that finds its file at once
+/// starts no thread.
+pub fn wake_on_signal(wake: SyncSender<()>) -> Result<()> {
+    let mut signals = Signals::new(HANDLED).context("installing signal handlers")?;
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            for signal in signals.forever() {
-                record(signal);
+            for _ in signals.forever() {
+                // A full channel already holds a wake-up: nothing is lost.
                 let _ = wake.try_send(());
             }
         })
@@ -35,7 +49,6 @@ pub fn install(wake: SyncSender<()>) -> Result<()> {
 }
 
 fn record(signal: i32) {
-    RECEIVED.fetch_add(1, Ordering::SeqCst);
     match signal {
         SIGTERM => {
             let _ = TERMINATE_BY.compare_exchange(0, SIGTERM, Ordering::SeqCst, Ordering::SeqCst);

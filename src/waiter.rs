@@ -107,16 +107,6 @@ impl Waiter {
         }
     }
 
-    /// Stop watching: what follows (cleanup) generates events of its own.
-    pub fn stop_watching(&mut self) {
-        self.watcher = None;
-        self.archive_id = None;
-    }
-
-    pub fn is_watching(&self) -> bool {
-        self.archive_id.is_some()
-    }
-
     /// Sleep until woken or `timeout` passes, then swallow wake-ups that
     /// piled up meanwhile: one re-check covers them all.
     pub fn wait(&mut self, timeout: Duration) {
