@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
-use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 pub struct Waiter {
     wake: Receiver<()>,
@@ -51,8 +52,9 @@ impl Waiter {
             let relevant = match &event {
                 Ok(e) => {
                     e.need_rescan()
-                        || e.paths.is_empty()
-                        || e.paths.iter().any(|p| interesting.contains(p))
+                        || (may_change_the_answer(&e.kind)
+                            && (e.paths.is_empty()
+                                || e.paths.iter().any(|p| interesting.contains(p))))
                 }
                 Err(_) => true,
             };
@@ -118,5 +120,35 @@ impl Waiter {
         }
         while self.wake.try_recv().is_ok() {}
         self.rearm();
+    }
+}
+
+/// Opening or reading a file changes nothing, and our own looks at the
+/// archive and the trigger file cause exactly those events: waking on them
+/// would make every look trigger the next one.
+fn may_change_the_answer(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(access) => *access == AccessKind::Close(AccessMode::Write),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    #[test]
+    fn reads_do_not_wake_but_writes_and_renames_do() {
+        let access = |a| may_change_the_answer(&EventKind::Access(a));
+        assert!(!access(AccessKind::Open(AccessMode::Any)));
+        assert!(!access(AccessKind::Close(AccessMode::Read)));
+        assert!(!access(AccessKind::Read));
+        assert!(access(AccessKind::Close(AccessMode::Write)));
+        assert!(may_change_the_answer(&EventKind::Create(CreateKind::File)));
+        assert!(may_change_the_answer(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(may_change_the_answer(&EventKind::Any));
     }
 }

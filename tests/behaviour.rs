@@ -476,3 +476,40 @@ fn fsync_option_delivers_the_same_file() {
     assert_eq!(fs::read(env.restored()).unwrap(), segment(S1));
     assert!(env.stray_files().is_empty());
 }
+
+/// CPU time (user + system) a running process has used so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Our own looks at a present but incomplete file, and at an invalid
+/// trigger file, must not wake us again (inotify reports opens too).
+#[test]
+fn waiting_on_an_incomplete_file_does_not_spin() {
+    let env = Env::new();
+    fs::write(env.archive_file(S1), &segment(S1)[..100_000]).unwrap();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "not a trigger").unwrap();
+    let t = trigger.display().to_string();
+    let mut run = env.spawn(&["-s", "60", "-t", &t], S1, &[]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(run.is_running());
+    let used = cpu_time(run.pid());
+    run.signal(libc::SIGTERM);
+    let _ = run.finish_within(Duration::from_secs(5));
+    assert!(
+        used < Duration::from_millis(200),
+        "used {used:?} of CPU in 1 s of waiting"
+    );
+}
