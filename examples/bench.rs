@@ -162,7 +162,12 @@ fn header(p: &Progs, scenario: &str) -> Result<()> {
         sh("free -g | awk '/Mem:/ {print $2 \" GiB RAM\"}'"),
         pg.version,
         pg.bindir.display(),
-        sh(&format!("{} --version", p.ours.display())),
+        format!(
+            "{} ({}, sha256 {})",
+            sh(&format!("{} --version", p.ours.display())),
+            p.ours.display(),
+            sh(&format!("sha256sum {} | cut -c1-16", p.ours.display()))
+        ),
         match &p.orig {
             Some(o) => sh(&format!("{} --version", o.display())),
             None => "not given (PG_STANDBY_13 unset)".into(),
@@ -928,6 +933,8 @@ fn alternate(cwd: &Path, cmds: &[(String, Vec<String>)], runs: u64) -> Result<Ve
     let mut res: Vec<Vec<Usage>> = (0..cmds.len()).map(|_| Vec::new()).collect();
     for _ in 0..runs {
         for (k, (label, argv)) in cmds.iter().enumerate() {
+            // the server unlinks %p before it runs restore_command
+            let _ = fs::remove_file(cwd.join("pg_wal/RECOVERYXLOG"));
             let u = run_usage(Command::new(&argv[0]).args(&argv[1..]).current_dir(cwd))?;
             ensure!(u.status == 0, "{label} exited with {}", u.status);
             res[k].push(u);
@@ -1001,6 +1008,8 @@ fn hyperfine(cwd: &Path, cmds: &[(String, Vec<String>)], runs: u64, out: &Path) 
             "3",
             "-r",
             &runs.to_string(),
+            "--prepare",
+            "rm -f pg_wal/RECOVERYXLOG",
             "--export-markdown",
         ])
         .arg(out)
@@ -1015,7 +1024,7 @@ fn hyperfine(cwd: &Path, cmds: &[(String, Vec<String>)], runs: u64, out: &Path) 
     match c.status() {
         Ok(s) if s.success() => {
             say(&format!(
-                "\nhyperfine (each program's runs back to back, `hyperfine -N -w 3 -r {runs}` in the data directory):\n"
+                "\nhyperfine (each program's runs back to back, `hyperfine -N -w 3 -r {runs} --prepare 'rm -f pg_wal/RECOVERYXLOG'` in the data directory):\n"
             ));
             say(&fs::read_to_string(out).unwrap_or_default());
         }
@@ -1035,7 +1044,8 @@ fn percall(p: &Progs) -> Result<()> {
     say(&format!(
         "### Per call: restore one existing 16 MiB segment ({runs} rounds, programs alternated)\n\n\
          In a data directory with recovery.signal: `<program> ARCHIVE {seg} pg_wal/RECOVERYXLOG` vs `cp ARCHIVE/{seg} pg_wal/RECOVERYXLOG`; \
-         archive and data directory on the same ext4 file system, source in the page cache. \
+         archive and data directory on the same ext4 file system, source in the page cache; \
+         pg_wal/RECOVERYXLOG is removed before each call, as the server does. \
          Wall time around each call (`/usr/bin/time` included, same for all); CPU (user+sys, 10 ms resolution) and peak RSS from `/usr/bin/time -f \"%M %U %S\"` (includes waited-for children: `sh` and `cp` for the original).\n"
     ));
     alternate(&sc.data, &cmds, runs)?;
