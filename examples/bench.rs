@@ -154,6 +154,12 @@ fn header(p: &Progs, scenario: &str) -> Result<()> {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_default();
+    let ours_id = format!(
+        "{} ({}, sha256 {})",
+        sh(&format!("{} --version", p.ours.display())),
+        p.ours.display(),
+        sh(&format!("sha256sum {} | cut -c1-16", p.ours.display()))
+    );
     say(&format!(
         "\n## bench {scenario} — {}\n\n- machine: {} cores, {cpu}, kernel {}, {} \n- PostgreSQL: {} ({})\n- ours: {}\n- original: {}\n- load average at start: {}\n",
         sh("date -u '+%Y-%m-%d %H:%M UTC'"),
@@ -162,12 +168,7 @@ fn header(p: &Progs, scenario: &str) -> Result<()> {
         sh("free -g | awk '/Mem:/ {print $2 \" GiB RAM\"}'"),
         pg.version,
         pg.bindir.display(),
-        format!(
-            "{} ({}, sha256 {})",
-            sh(&format!("{} --version", p.ours.display())),
-            p.ours.display(),
-            sh(&format!("sha256sum {} | cut -c1-16", p.ours.display()))
-        ),
+        ours_id,
         match &p.orig {
             Some(o) => sh(&format!("{} --version", o.display())),
             None => "not given (PG_STANDBY_13 unset)".into(),
