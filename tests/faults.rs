@@ -287,23 +287,34 @@ fn chown_tree(path: &Path) {
 }
 
 /// Run the child unprivileged: as nobody when we are root (root ignores
-/// file modes), as ourselves otherwise.
-fn unprivileged(mut cmd: Command) -> Command {
-    if is_root() {
-        // SAFETY: only async-signal-safe libc calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(NOBODY) != 0
-                    || libc::setuid(NOBODY) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+/// file modes), as ourselves otherwise. As nobody it runs a copy of the
+/// binary inside the environment, since the build directory may be out of
+/// nobody's reach (a clone in root's home).
+fn unprivileged(env: &Env, cmd: Command) -> Command {
+    if !is_root() {
+        return cmd;
     }
-    cmd
+    let bin = env.root.path().join("pg_standby");
+    fs::copy(binary(), &bin).unwrap();
+    std::os::unix::fs::chown(&bin, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut c = Command::new(&bin);
+    c.args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        c.current_dir(dir);
+    }
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(NOBODY) != 0
+                || libc::setuid(NOBODY) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -523,7 +534,7 @@ fn destination_read_only_retries_then_fatal() {
     env.archive_atomically(NAME, &bytes);
     hand_over(&env);
     chmod(&env.datadir.join("pg_wal"), 0o555);
-    let c = unprivileged(cmd(&env, &args(&env, &quick(&["-r", "1"]), NAME)));
+    let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&["-r", "1"]), NAME)));
     let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
     chmod(&env.datadir.join("pg_wal"), 0o755);
     done.exited(FATAL)
@@ -575,7 +586,7 @@ fn unreadable_archive_file_is_fatal_after_the_bad_file_timeout() {
     env.archive_atomically(NAME, &bytes);
     hand_over(&env);
     chmod(&env.archive_file(NAME), 0o000);
-    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), NAME)));
+    let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), NAME)));
     let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
     chmod(&env.archive_file(NAME), 0o644);
     done.exited(FATAL)
@@ -593,7 +604,7 @@ fn unreadable_archive_directory_is_fatal_after_the_bad_file_timeout() {
     env.archive_atomically(NAME, &bytes);
     hand_over(&env);
     chmod(&env.archive, 0o000);
-    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), NAME)));
+    let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), NAME)));
     let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
     chmod(&env.archive, 0o755);
     done.exited(FATAL)
@@ -614,7 +625,7 @@ fn read_only_archive_file_is_restored() {
         std::os::unix::fs::chown(env.archive_file(NAME), Some(0), Some(0)).unwrap();
     }
     chmod(&env.archive_file(NAME), 0o444);
-    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), NAME)));
+    let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), NAME)));
     Job::launch(&env, c)
         .finish_within(Duration::from_secs(3))
         .exited(0);
@@ -664,7 +675,10 @@ fn unreadable_trigger_file_warns_and_keeps_waiting() {
     hand_over(&env);
     chmod(&trigger, 0o000);
     let trigger_arg = trigger.display().to_string();
-    let c = unprivileged(cmd(&env, &args(&env, &quick(&["-t", &trigger_arg]), NAME)));
+    let c = unprivileged(
+        &env,
+        cmd(&env, &args(&env, &quick(&["-t", &trigger_arg]), NAME)),
+    );
     let mut job = Job::launch(&env, c);
     job.wait_log("cannot read trigger file");
     std::thread::sleep(Duration::from_millis(300));
@@ -998,7 +1012,7 @@ fn unreadable_history_file_is_fatal_not_missing() {
     .unwrap();
     hand_over(&env);
     chmod(&env.archive_file(history), 0o000);
-    let c = unprivileged(cmd(&env, &args(&env, &quick(&[]), history)));
+    let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), history)));
     let done = Job::launch(&env, c).finish_within(Duration::from_secs(3));
     chmod(&env.archive_file(history), 0o644);
     done.exited(FATAL)
@@ -1024,7 +1038,10 @@ fn empty_unreadable_trigger_file_is_a_smart_failover() {
     }
     chmod(&trigger, 0o000);
     let trigger_arg = trigger.display().to_string();
-    let c = unprivileged(cmd(&env, &args(&env, &quick(&["-t", &trigger_arg]), NAME)));
+    let c = unprivileged(
+        &env,
+        cmd(&env, &args(&env, &quick(&["-t", &trigger_arg]), NAME)),
+    );
     let done = Job::launch(&env, c).finish_within(Duration::from_secs(3));
     chmod(&trigger, 0o644);
     done.exited(1).logged("smart failover");
