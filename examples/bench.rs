@@ -23,6 +23,8 @@ mod pg;
 
 use anyhow::{Context, Result, bail, ensure};
 use pg::{BaseBackup, PgInstall, PrimaryOptions, Sandbox, Server, StandbyOptions, wait_until};
+use pg_standby::header::LongPageHeader;
+use pg_standby::wal::SegmentName;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -211,30 +213,9 @@ fn cp_command(sb: &Sandbox) -> String {
 }
 
 fn psql_cmd(srv: &Server, sqls: &[&str]) -> Command {
-    let mut c = Command::new(&srv.sandbox().pg().psql);
-    c.args([
-        "-X",
-        "-A",
-        "-t",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-U",
-        "postgres",
-        "-d",
-        "postgres",
-    ])
-    .arg("-h")
-    .arg(&srv.dir)
-    .arg("-p")
-    .arg(srv.port.to_string())
-    .env("PGCONNECT_TIMEOUT", "10")
-    .env("PGOPTIONS", "-c statement_timeout=180000")
-    .env_remove("PGSERVICE");
-    for s in sqls {
-        c.arg("-c").arg(s);
-    }
-    c.stdin(Stdio::null())
+    let mut c = srv.psql_command(sqls);
+    c.env("PGOPTIONS", "-c statement_timeout=180000")
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
@@ -315,26 +296,14 @@ fn median(v: &[f64]) -> f64 {
     pct(v, 50.0)
 }
 
-/// The long page header a PostgreSQL 15 server writes at the start of
-/// `name`, padded to `len` bytes (as tests/common/mod.rs does).
+/// A segment as a PostgreSQL 15 server writes it: the long page header of
+/// `name`, padded to `len` bytes.
 fn segment_bytes(name: &str, seg_size: u64, sysid: u64, len: u64) -> Vec<u8> {
-    let tli = u32::from_str_radix(&name[0..8], 16).unwrap();
-    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
-    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
-    let pageaddr = (log << 32) + seg * seg_size;
-    let mut h = Vec::with_capacity(len as usize);
-    h.extend_from_slice(&0xD110u16.to_ne_bytes());
-    h.extend_from_slice(&2u16.to_ne_bytes());
-    h.extend_from_slice(&tli.to_ne_bytes());
-    h.extend_from_slice(&pageaddr.to_ne_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h.extend_from_slice(&sysid.to_ne_bytes());
-    h.extend_from_slice(&(seg_size as u32).to_ne_bytes());
-    h.extend_from_slice(&8192u32.to_ne_bytes());
-    h.resize(len as usize, 0);
-    let mark = format!("payload of {name}");
-    h[8192..8192 + mark.len()].copy_from_slice(mark.as_bytes());
-    h
+    let parsed = SegmentName::parse(name).expect("a segment name");
+    let header = LongPageHeader::for_segment(&parsed, seg_size as u32, sysid).expect("fits");
+    let mut bytes = header.to_bytes().to_vec();
+    bytes.resize(len as usize, 0);
+    bytes
 }
 
 /// Segment `n` (counted from 0) of timeline 1 for 16 MiB segments.

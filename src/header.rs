@@ -59,6 +59,36 @@ impl LongPageHeader {
     }
 }
 
+impl LongPageHeader {
+    /// The header a PostgreSQL 15 server writes at the start of segment
+    /// `name`, or `None` if the name does not fit `seg_size`. For tools and
+    /// tests that build segments.
+    pub fn for_segment(name: &SegmentName, seg_size: u32, sysid: u64) -> Option<Self> {
+        Some(Self {
+            magic: 0xD110,
+            info: XLP_LONG_HEADER,
+            tli: name.tli,
+            pageaddr: name.start_lsn(u64::from(seg_size))?,
+            sysid,
+            seg_size,
+            xlog_blcksz: 8192,
+        })
+    }
+
+    /// The inverse of [`LongPageHeader::parse`]; padding bytes are zero.
+    pub fn to_bytes(&self) -> [u8; LONG_HEADER_LEN] {
+        let mut b = [0u8; LONG_HEADER_LEN];
+        b[0..2].copy_from_slice(&self.magic.to_ne_bytes());
+        b[2..4].copy_from_slice(&self.info.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.tli.to_ne_bytes());
+        b[8..16].copy_from_slice(&self.pageaddr.to_ne_bytes());
+        b[24..32].copy_from_slice(&self.sysid.to_ne_bytes());
+        b[32..36].copy_from_slice(&self.seg_size.to_ne_bytes());
+        b[36..40].copy_from_slice(&self.xlog_blcksz.to_ne_bytes());
+        b
+    }
+}
+
 /// Fixed offsets inside a fixed-size array: cannot go out of bounds.
 fn field<const N: usize>(bytes: &[u8; LONG_HEADER_LEN], offset: usize) -> [u8; N] {
     let mut out = [0; N];
@@ -228,35 +258,13 @@ pub fn fmt_lsn(lsn: u64) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    pub const SYSID: u64 = 7_300_000_000_000_000_001;
+    const SYSID: u64 = 7_300_000_000_000_000_001;
 
-    /// The header a PostgreSQL 15 server writes at the start of `name`.
-    pub fn header_for(name: &str, seg_size: u32) -> LongPageHeader {
-        let n = SegmentName::parse(name).unwrap();
-        LongPageHeader {
-            magic: 0xD110,
-            info: XLP_LONG_HEADER,
-            tli: n.tli,
-            pageaddr: n.start_lsn(u64::from(seg_size)).unwrap(),
-            sysid: SYSID,
-            seg_size,
-            xlog_blcksz: 8192,
-        }
-    }
-
-    pub fn encode(h: &LongPageHeader) -> [u8; LONG_HEADER_LEN] {
-        let mut b = [0u8; LONG_HEADER_LEN];
-        b[0..2].copy_from_slice(&h.magic.to_ne_bytes());
-        b[2..4].copy_from_slice(&h.info.to_ne_bytes());
-        b[4..8].copy_from_slice(&h.tli.to_ne_bytes());
-        b[8..16].copy_from_slice(&h.pageaddr.to_ne_bytes());
-        b[24..32].copy_from_slice(&h.sysid.to_ne_bytes());
-        b[32..36].copy_from_slice(&h.seg_size.to_ne_bytes());
-        b[36..40].copy_from_slice(&h.xlog_blcksz.to_ne_bytes());
-        b
+    fn header_for(name: &str, seg_size: u32) -> LongPageHeader {
+        LongPageHeader::for_segment(&SegmentName::parse(name).unwrap(), seg_size, SYSID).unwrap()
     }
 
     const NAME: &str = "000000020000000100000003";
@@ -269,7 +277,7 @@ pub(crate) mod tests {
     #[test]
     fn round_trips_through_bytes() {
         let h = header_for(NAME, 16 * MIB);
-        assert_eq!(LongPageHeader::parse(&encode(&h)), h);
+        assert_eq!(LongPageHeader::parse(&h.to_bytes()), h);
     }
 
     #[test]

@@ -321,26 +321,6 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// A separate environment on another filesystem (e.g. tmpfs), set up as
-/// `Env::new` does.
-fn env_in(parent: &Path) -> Env {
-    let root = tempfile::tempdir_in(parent).unwrap();
-    let archive = root.path().join("archive");
-    let datadir = root.path().join("data");
-    fs::create_dir_all(&archive).unwrap();
-    fs::create_dir_all(datadir.join("pg_wal")).unwrap();
-    fs::create_dir_all(datadir.join("global")).unwrap();
-    let mut control = SYSID.to_ne_bytes().to_vec();
-    control.resize(8192, 0);
-    fs::write(datadir.join("global/pg_control"), control).unwrap();
-    fs::write(datadir.join("recovery.signal"), "").unwrap();
-    Env {
-        root,
-        archive,
-        datadir,
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Files in the archive that are not (yet) a deliverable segment.
 
@@ -638,7 +618,7 @@ fn flood_of_unrelated_files_does_not_delay_delivery() {
     // On tmpfs where possible: creating 10,000 files on a disk filesystem
     // alone can take seconds.
     let env = if shm_free() >= GIB {
-        env_in(Path::new("/dev/shm"))
+        Env::new_in(Path::new("/dev/shm"))
     } else {
         Env::new()
     };
@@ -796,7 +776,7 @@ fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
         eprintln!("skipped: /dev/shm has {free} bytes free, need 8 GiB for 1 GiB segments");
         return None;
     }
-    let env = env_in(shm);
+    let env = Env::new_in(shm);
     let name = "000000010000000000000002";
     let header = segment_bytes(name, GIB, SYSID, 16384);
     let path = env.archive_file(name);

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use pg_standby::header::LongPageHeader;
+use pg_standby::wal::SegmentName;
+
 pub const MIB: u64 = 1024 * 1024;
 pub const SEG: u64 = 16 * MIB;
 pub const SYSID: u64 = 7_300_000_000_000_000_001;
@@ -18,27 +21,20 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pg_standby"))
 }
 
-/// The long page header a PostgreSQL 15 server writes at the start of
-/// `name`, padded to `len` bytes.
+/// A segment as a PostgreSQL 15 server writes it: the long page header of
+/// `name`, padded to `len` bytes (longer or shorter than `seg_size` to make
+/// faulty files).
 pub fn segment_bytes(name: &str, seg_size: u64, sysid: u64, len: u64) -> Vec<u8> {
-    let tli = u32::from_str_radix(&name[0..8], 16).unwrap();
-    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
-    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
-    let pageaddr = (log << 32) + seg * seg_size;
-    let mut h = Vec::with_capacity(len as usize);
-    h.extend_from_slice(&0xD110u16.to_ne_bytes());
-    h.extend_from_slice(&2u16.to_ne_bytes());
-    h.extend_from_slice(&tli.to_ne_bytes());
-    h.extend_from_slice(&pageaddr.to_ne_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h.extend_from_slice(&sysid.to_ne_bytes());
-    h.extend_from_slice(&(seg_size as u32).to_ne_bytes());
-    h.extend_from_slice(&8192u32.to_ne_bytes());
-    h.resize(len as usize, 0);
+    let parsed = SegmentName::parse(name).unwrap();
+    let header = LongPageHeader::for_segment(&parsed, seg_size as u32, sysid).unwrap();
+    let mut bytes = header.to_bytes().to_vec();
+    bytes.resize(len as usize, 0);
     // Something recognisable past the header, to compare copies.
     let mark = format!("payload of {name}");
-    h[8192..8192 + mark.len()].copy_from_slice(mark.as_bytes());
-    h
+    if let Some(dest) = bytes.get_mut(8192..8192 + mark.len()) {
+        dest.copy_from_slice(mark.as_bytes());
+    }
+    bytes
 }
 
 pub fn segment(name: &str) -> Vec<u8> {
@@ -64,7 +60,16 @@ impl Env {
     }
 
     pub fn with_signal(signal: &str) -> Self {
-        let root = tempfile::tempdir().unwrap();
+        Self::in_dir(&std::env::temp_dir(), signal)
+    }
+
+    /// An archive-recovery environment under `parent` (e.g. a tmpfs).
+    pub fn new_in(parent: &Path) -> Self {
+        Self::in_dir(parent, "recovery.signal")
+    }
+
+    fn in_dir(parent: &Path, signal: &str) -> Self {
+        let root = tempfile::tempdir_in(parent).unwrap();
         let archive = root.path().join("archive");
         let datadir = root.path().join("data");
         fs::create_dir_all(&archive).unwrap();

@@ -724,9 +724,9 @@ impl Server {
         })
     }
 
-    /// Run SQL through psql; returns stdout, trimmed (`-XAtq`, one `-c` per
-    /// statement so each runs in its own transaction).
-    pub fn psql_multi(&self, statements: &[&str]) -> Result<String> {
+    /// A psql command for `statements` on this server (`-XAtq`, one `-c`
+    /// per statement so each runs in its own transaction).
+    pub fn psql_command(&self, statements: &[&str]) -> Command {
         let mut c = Command::new(&self.sandbox.pg().psql);
         c.args([
             "-X",
@@ -750,6 +750,12 @@ impl Server {
         for s in statements {
             c.arg("-c").arg(s);
         }
+        c
+    }
+
+    /// Run SQL through psql; returns stdout, trimmed.
+    pub fn psql_multi(&self, statements: &[&str]) -> Result<String> {
+        let mut c = self.psql_command(statements);
         let out = run(&mut c)?;
         if !out.status.success() {
             bail!(
