@@ -174,6 +174,23 @@ mod tests {
         assert_eq!(std::fs::read_dir(&dest_dir).unwrap().count(), 1);
     }
 
+    /// tmpfs to disk: copy_file_range refuses (EXDEV), the fallback copies.
+    #[test]
+    fn copies_across_filesystems() {
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("no /dev/shm: skipped");
+            return;
+        };
+        let src_path = shm.path().join("src");
+        let data: Vec<u8> = (0..(1 << 20) + 7).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&src_path, &data).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        let src = File::open(&src_path).unwrap();
+        deliver(&src, data.len() as u64, &src_path, &dest, false).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+    }
+
     #[test]
     fn a_short_source_is_an_error_and_nothing_is_left() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,9 @@
 //! Sleeping until something may have changed: a filesystem event in the
 //! archive or next to the trigger file, a signal, or the polling floor.
 //!
-//! Events are hints; the caller re-checks the filesystem after every wake.
-//! The watch is set up before the first check so nothing falls in between.
+//! Events are hints; the caller re-checks the filesystem after every wake,
+//! and looks once more after setting up the watch, so that nothing that
+//! lands in between goes unnoticed.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
