@@ -421,7 +421,8 @@ impl Session {
     fn deliver_with_retries(&mut self, src: &File, len: u64) -> Result<(), Outcome> {
         let source = self.config.archive_path();
         let attempts = self.config.max_retries + 1;
-        for attempt in 1..=attempts {
+        let mut attempt = 1;
+        loop {
             let error = match copy::deliver(
                 src,
                 len,
@@ -446,8 +447,8 @@ impl Session {
             if let Some(outcome) = self.pause(pause) {
                 return Err(outcome);
             }
+            attempt += 1;
         }
-        unreachable!("the last attempt returns")
     }
 
     fn pause(&mut self, length: Duration) -> Option<Outcome> {
