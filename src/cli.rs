@@ -27,7 +27,9 @@ recovery instead of promoting; --legacy-exit-codes gives pg_standby 13's 2 and 3
     override_usage = "pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]",
     after_help = AFTER_HELP,
     disable_help_flag = true,
-    disable_version_flag = true
+    disable_version_flag = true,
+    // getopt lets a later option win over an earlier one.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Copy the file from the archive (the default and only mode)
@@ -211,6 +213,12 @@ mod tests {
             (cli.sleep, cli.max_retries, cli.keep_files, cli.max_wait),
             (5, 3, 0, 0)
         );
+    }
+
+    #[test]
+    fn repeated_options_take_the_last_value() {
+        let cli = parse(&["-d", "-d", "-s", "1", "-s", "2", "-c", "-c", "/a", "F", "P"]).unwrap();
+        assert_eq!(cli.sleep, 2);
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! turned off.
 
 use std::fs::File;
+use std::fs::Permissions;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -52,6 +53,9 @@ pub fn deliver(
     let mut tmp = tempfile::Builder::new()
         .prefix(".pg_standby.")
         .suffix(".tmp")
+        // As cp would: the server's umask (0077, or 0027 with group
+        // access) decides the mode.
+        .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("could not create a temporary file in \"{}\"", dir.display()))?;
     copy_range(src, tmp.as_file_mut(), len).map_err(|e| match e {
@@ -90,6 +94,10 @@ fn copy_range(src: &File, dst: &mut File, len: u64) -> Result<(), CopyError> {
             }
             Err(e) => return Err(anyhow!(e).into()),
         };
+        if copied == 0 && offset == 0 {
+            // Some filesystems answer 0 instead of an error (overlayfs).
+            return user_space_copy(src, dst, len);
+        }
         if copied == 0 {
             return Err(anyhow!("the source shrank to {offset} bytes during the copy").into());
         }

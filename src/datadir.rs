@@ -19,17 +19,22 @@ pub enum RecoveryMode {
 
 impl RecoveryMode {
     pub fn detect(datadir: &Path) -> Self {
+        // recovery.conf exists only on 10 and 11 (12+ refuses to start with
+        // one), where signal files mean nothing: it decides alone.
+        if let Ok(conf) = fs::read_to_string(datadir.join("recovery.conf")) {
+            return if standby_mode_on(&conf) {
+                Self::Standby
+            } else {
+                Self::Archive
+            };
+        }
         // The server gives standby.signal precedence when both exist.
         if datadir.join("standby.signal").exists() {
-            return Self::Standby;
-        }
-        if datadir.join("recovery.signal").exists() {
-            return Self::Archive;
-        }
-        match fs::read_to_string(datadir.join("recovery.conf")) {
-            Ok(conf) if standby_mode_on(&conf) => Self::Standby,
-            Ok(_) => Self::Archive,
-            Err(_) => Self::Unknown,
+            Self::Standby
+        } else if datadir.join("recovery.signal").exists() {
+            Self::Archive
+        } else {
+            Self::Unknown
         }
     }
 
@@ -90,6 +95,13 @@ mod tests {
         assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Standby);
         fs::write(dir.path().join("recovery.conf"), "restore_command = 'x'\n").unwrap();
         assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Archive);
+        fs::write(dir.path().join("standby.signal"), "").unwrap();
+        assert_eq!(
+            RecoveryMode::detect(dir.path()),
+            RecoveryMode::Archive,
+            "a stray standby.signal means nothing next to recovery.conf (10, 11)"
+        );
+        fs::remove_file(dir.path().join("standby.signal")).unwrap();
         fs::remove_file(dir.path().join("recovery.conf")).unwrap();
         fs::write(dir.path().join("recovery.signal"), "").unwrap();
         assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Archive);

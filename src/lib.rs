@@ -2,7 +2,8 @@
 //! standbys, a drop-in replacement for the pg_standby PostgreSQL shipped
 //! until version 13.
 //!
-//! [`run`] is the whole program; `main` only parses and exits.
+//! [`run`] is the whole program; `main` installs the signal handlers
+//! ([`signals::install`]), parses and exits.
 
 pub mod cleanup;
 pub mod cli;
@@ -30,10 +31,6 @@ use restore::Session;
 
 pub fn run(cli: Cli) -> Outcome {
     let legacy = cli.legacy_exit_codes;
-    if let Err(e) = signals::install() {
-        tracing::error!("{e:#}");
-        return Outcome::Fatal(Fatal::Io);
-    }
     if cli.link {
         tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
     }

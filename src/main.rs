@@ -11,6 +11,12 @@ fn main() -> ExitCode {
         std::process::exit(i32::from(exit::FATAL));
     }));
     let legacy = std::env::args_os().any(|a| a == "--legacy-exit-codes");
+    // First of all, so that no signal meets its default action (SIGUSR1's
+    // would kill us, which the server reads as FATAL, not as a failover).
+    if let Err(e) = signals::install() {
+        eprintln!("pg_standby: {e:#}");
+        return Outcome::Fatal(Fatal::Io).exit_code(legacy);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

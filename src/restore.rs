@@ -218,6 +218,12 @@ impl Session {
             }
             let probe = probe::probe_segment(&source, &name, self.sysid);
             let waited = self.started.elapsed();
+            let bad = match &probe {
+                Probe::Invalid(_) | Probe::Oversized { .. } | Probe::Unreadable(_) => {
+                    Some((kind_of(&probe), probe.describe()))
+                }
+                _ => None,
+            };
             match probe {
                 Probe::Ready(ready) => return self.deliver_segment(name, ready, waited),
                 Probe::Absent if smart => {
@@ -242,7 +248,7 @@ impl Session {
                     }
                 }
             }
-            if let Some(outcome) = self.out_of_time(name, waited) {
+            if let Some(outcome) = self.out_of_time(name, waited, bad) {
                 return outcome;
             }
             if self.waiter.is_none() {
@@ -265,38 +271,21 @@ impl Session {
         stuck: &mut Stuck,
         smart: bool,
     ) -> Option<Outcome> {
-        let path = self.config.archive_path();
         let why = probe.describe();
-        let incomplete = matches!(probe, Probe::Incomplete { .. });
-        if smart {
-            // A segment still being archived is worth a short wait: it holds
-            // the last commits the failover is meant to keep.
-            if incomplete && stuck.observe(probe.fingerprint(&path)) < self.config.sleep {
-                tracing::debug!("smart failover: waiting for {name} to be complete: {why}");
-                return None;
-            }
-            tracing::warn!(
-                "smart failover: {name} is in the archive but not restored: {why}; recovery ends here"
-            );
-            return Some(Outcome::NotRestored);
+        let unchanged = stuck.observe(probe.fingerprint(&self.config.archive_path()));
+        if matches!(probe, Probe::Incomplete { .. }) {
+            return self.judge_incomplete(name, &why, unchanged, stuck, smart);
         }
+        // Invalid, oversized or unreadable: never delivered, and never a
+        // reason to end recovery, smart failover or not.
         if self.wait_budget == Some(Duration::ZERO) {
-            if incomplete {
-                tracing::info!("not restored: {name}: {why}");
-                return Some(Outcome::NotRestored);
-            }
             return Some(self.fatal(kind_of(probe), format!("not restoring {name}: {why}")));
         }
-        let unchanged = stuck.observe(probe.fingerprint(&path));
         if unchanged == Duration::ZERO {
-            if incomplete {
-                tracing::debug!("waiting for {name}: {why}");
-            } else {
-                tracing::warn!(
-                    "not restoring {name}: {why}; waiting up to {} s for a valid copy",
-                    self.config.bad_file_timeout.as_secs()
-                );
-            }
+            tracing::warn!(
+                "not restoring {name}: {why}; waiting up to {} s for a valid copy",
+                self.config.bad_file_timeout.as_secs()
+            );
         }
         if unchanged >= self.config.bad_file_timeout {
             return Some(self.fatal(
@@ -306,6 +295,40 @@ impl Session {
                     unchanged.as_secs()
                 ),
             ));
+        }
+        None
+    }
+
+    /// A segment still being written is waited for, as long as it takes: an
+    /// archive_command that died mid-copy leaves one for good, and stopping
+    /// the server then would block the failover the operator needs. A smart
+    /// failover gives up on it once it stops growing for `-s` seconds.
+    fn judge_incomplete(
+        &self,
+        name: SegmentName,
+        why: &str,
+        unchanged: Duration,
+        stuck: &mut Stuck,
+        smart: bool,
+    ) -> Option<Outcome> {
+        if self.wait_budget == Some(Duration::ZERO) {
+            tracing::info!("not restored: {name}: {why}");
+            return Some(Outcome::NotRestored);
+        }
+        if smart && unchanged >= self.config.sleep {
+            tracing::warn!(
+                "smart failover: {name} is in the archive but not restored: {why}, unchanged for {} s; recovery ends here",
+                unchanged.as_secs()
+            );
+            return Some(Outcome::NotRestored);
+        }
+        if unchanged >= self.config.bad_file_timeout && stuck.first_report() {
+            tracing::warn!(
+                "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? the trigger file fails over)",
+                unchanged.as_secs()
+            );
+        } else if unchanged == Duration::ZERO {
+            tracing::debug!("waiting for {name}: {why}");
         }
         None
     }
@@ -340,7 +363,22 @@ impl Session {
         never
     }
 
-    fn out_of_time(&self, name: SegmentName, waited: Duration) -> Option<Outcome> {
+    /// `-w` or the standby-mode budget ran out. A bad file in the archive
+    /// still stops recovery: timing out must not skip past it.
+    fn out_of_time(
+        &self,
+        name: SegmentName,
+        waited: Duration,
+        bad: Option<(Fatal, String)>,
+    ) -> Option<Outcome> {
+        let expired = self.config.max_wait.is_some_and(|w| waited >= w)
+            || self.wait_budget.is_some_and(|b| waited >= b);
+        if let (true, Some((kind, why))) = (expired, bad) {
+            return Some(self.fatal(
+                kind,
+                format!("not restoring {name}: {why}; not failing over past it"),
+            ));
+        }
         if let Some(max_wait) = self.config.max_wait
             && waited >= max_wait
         {
@@ -452,6 +490,8 @@ impl Session {
     }
 
     fn pause(&mut self, length: Duration) -> Option<Outcome> {
+        // Set up the wake-ups before the first check, so no signal is missed.
+        self.waiter();
         let until = Instant::now() + length;
         loop {
             if let Some(outcome) = self.interrupted() {
@@ -550,6 +590,7 @@ fn kind_of(probe: &Probe) -> Fatal {
 struct Stuck {
     fingerprint: Option<String>,
     since: Instant,
+    reported: bool,
 }
 
 impl Stuck {
@@ -557,6 +598,7 @@ impl Stuck {
         Self {
             fingerprint: None,
             since: Instant::now(),
+            reported: false,
         }
     }
 
@@ -564,8 +606,14 @@ impl Stuck {
         if fingerprint != self.fingerprint {
             self.fingerprint = fingerprint;
             self.since = Instant::now();
+            self.reported = false;
             return Duration::ZERO;
         }
         self.since.elapsed()
+    }
+
+    /// True once per unchanged state: warn about it only once.
+    fn first_report(&mut self) -> bool {
+        !std::mem::replace(&mut self.reported, true)
     }
 }
