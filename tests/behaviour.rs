@@ -513,3 +513,26 @@ fn waiting_on_an_incomplete_file_does_not_spin() {
         "used {used:?} of CPU in 1 s of waiting"
     );
 }
+
+/// The restored file's mode follows the server's umask, as cp's would
+/// (0640 on a cluster initialised with --allow-group-access).
+#[test]
+fn the_restored_file_mode_follows_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    env.archive_atomically(S1, &segment(S1));
+    let args = env.restore_args(&[], S1, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = env.command(&args);
+    // SAFETY: umask is async-signal-safe and cannot fail.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o027);
+            Ok(())
+        });
+    }
+    assert_eq!(cmd.output().unwrap().status.code(), Some(0));
+    let mode = fs::metadata(env.restored()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+}
