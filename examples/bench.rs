@@ -27,7 +27,7 @@ use pg_standby::header::LongPageHeader;
 use pg_standby::wal::SegmentName;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::{self, JoinHandle};
@@ -178,12 +178,6 @@ fn header(p: &Progs, scenario: &str) -> Result<()> {
         loadavg(),
     ));
     Ok(())
-}
-
-fn is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
 }
 
 /// Copy `src` into the sandbox's bin/ as `name`, runnable by the server user.
@@ -629,26 +623,8 @@ enum How {
 }
 
 fn pg_ctl_promote(srv: &Server) -> Command {
-    let pg = srv.sandbox().pg();
-    let exe = pg.bindir.join("pg_ctl");
-    let mut c = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", "env"]);
-        if let Some(lib) = &pg.libdir {
-            c.arg(format!("LD_LIBRARY_PATH={}", lib.display()));
-        }
-        c.arg(exe);
-        c
-    } else {
-        let mut c = Command::new(exe);
-        if let Some(lib) = &pg.libdir {
-            c.env("LD_LIBRARY_PATH", lib);
-        }
-        c
-    };
-    c.arg("-D")
-        .arg(&srv.data)
-        .args(["-W", "promote"])
+    let mut c = srv.pg_ctl();
+    c.args(["-W", "promote"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c

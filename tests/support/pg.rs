@@ -641,7 +641,8 @@ impl Server {
             .append_file(&self.data.join("postgresql.conf"), text)
     }
 
-    fn pg_ctl(&self) -> Command {
+    /// `pg_ctl -D <data>` for this server, run as `postgres` when we are root.
+    pub fn pg_ctl(&self) -> Command {
         let mut c = self.sandbox.pg().server_cmd("pg_ctl");
         c.current_dir(&self.dir).arg("-D").arg(&self.data);
         c
