@@ -1,7 +1,8 @@
 //! Delivering a file: copy into a temporary file beside the destination,
-//! rename it into place. The destination is either absent or complete,
-//! never partial, and no temporary file outlives the process (short of
-//! SIGKILL).
+//! check the copy, rename it into place. The destination is either absent
+//! or complete, never partial. A temporary file is locked while it is
+//! written, so one left by a killed process (SIGKILL, the OOM killer, a
+//! host crash) is recognised and removed by a later call.
 //!
 //! Flushing the copy is optional: the server moves a restored file into
 //! pg_wal with `durable_rename()`, which flushes it (fsync = on), and after
@@ -9,12 +10,12 @@
 //! A flush of ours would only move that cost earlier, or add one the user
 //! turned off.
 
-use std::fs::File;
-use std::fs::Permissions;
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -25,12 +26,19 @@ use crate::signals;
 const CHUNK: usize = 4 << 20;
 /// Buffer for the read/write fallback (filesystems without copy_file_range).
 const FALLBACK_BUFFER: usize = 256 << 10;
+const TEMP_PREFIX: &str = ".pg_standby.";
+const TEMP_SUFFIX: &str = ".tmp";
+/// A temporary file younger than this is never swept: its writer may not
+/// have locked it yet.
+const SWEEP_MIN_AGE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub enum CopyError {
     /// A shutdown signal arrived; the temporary file is gone.
     Interrupted,
     Failed(anyhow::Error),
+    /// The copy was made but failed the caller's check; it is gone.
+    Rejected(String),
 }
 
 impl From<anyhow::Error> for CopyError {
@@ -39,25 +47,31 @@ impl From<anyhow::Error> for CopyError {
     }
 }
 
+/// Copy `len` bytes of `src` beside `dest`, have `verify` accept the copy,
+/// then rename it onto `dest`.
 pub fn deliver(
     src: &File,
     len: u64,
     source: &Path,
     dest: &Path,
     flush: bool,
+    verify: &dyn Fn(&File) -> Result<(), String>,
 ) -> Result<(), CopyError> {
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".pg_standby.")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
         // As cp would: the server's umask (0077, or 0027 with group
         // access) decides the mode.
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("could not create a temporary file in \"{}\"", dir.display()))?;
+    // Held until the file is renamed or removed: it tells a later call
+    // that this file is not a leftover.
+    lock(tmp.as_file()).with_context(|| format!("could not lock \"{}\"", tmp.path().display()))?;
     copy_range(src, tmp.as_file_mut(), len).map_err(|e| match e {
         CopyError::Failed(e) => CopyError::Failed(e.context(format!(
             "could not copy \"{}\" to \"{}\"",
@@ -71,6 +85,7 @@ pub fn deliver(
             .sync_data()
             .with_context(|| format!("could not flush \"{}\"", tmp.path().display()))?;
     }
+    verify(tmp.as_file()).map_err(CopyError::Rejected)?;
     if signals::terminating().is_some() {
         return Err(CopyError::Interrupted);
     }
@@ -78,6 +93,74 @@ pub fn deliver(
         .map_err(|e| anyhow!(e.error))
         .with_context(|| format!("could not rename the copy onto \"{}\"", dest.display()))?;
     Ok(())
+}
+
+fn lock(file: &File) -> io::Result<()> {
+    // SAFETY: flock on a descriptor that is open for the call's duration.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Remove the temporary files that killed calls left in `dir`. One is
+/// provably dead when nobody holds its lock (a lock dies with its process)
+/// and it is not brand new. Returns how many were removed.
+pub fn sweep_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        match remove_if_dead(&path) {
+            Ok(Some(len)) => {
+                removed += 1;
+                tracing::warn!(
+                    "removed \"{}\" ({len} bytes): a temporary file left by a pg_standby that was killed mid-copy",
+                    path.display()
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "could not remove the leftover temporary file \"{}\": {e}",
+                path.display()
+            ),
+        }
+    }
+    removed
+}
+
+fn remove_if_dead(path: &Path) -> io::Result<Option<u64>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let young = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_none_or(|age| age < SWEEP_MIN_AGE);
+    if !meta.is_file() || young || lock(&file).is_err() {
+        return Ok(None);
+    }
+    match fs::remove_file(path) {
+        Ok(()) => Ok(Some(meta.len())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn copy_range(src: &File, dst: &mut File, len: u64) -> Result<(), CopyError> {
@@ -177,7 +260,7 @@ mod tests {
         std::fs::create_dir(&dest_dir).unwrap();
         let dest = dest_dir.join("RECOVERYXLOG");
         let src = File::open(&src_path).unwrap();
-        deliver(&src, data.len() as u64, &src_path, &dest, true).unwrap();
+        deliver(&src, data.len() as u64, &src_path, &dest, true, &|_| Ok(())).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert_eq!(std::fs::read_dir(&dest_dir).unwrap().count(), 1);
     }
@@ -195,7 +278,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("RECOVERYXLOG");
         let src = File::open(&src_path).unwrap();
-        deliver(&src, data.len() as u64, &src_path, &dest, false).unwrap();
+        deliver(
+            &src,
+            data.len() as u64,
+            &src_path,
+            &dest,
+            false,
+            &|_| Ok(()),
+        )
+        .unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
     }
 
@@ -206,9 +297,50 @@ mod tests {
         std::fs::write(&src_path, b"short").unwrap();
         let dest = dir.path().join("out");
         let src = File::open(&src_path).unwrap();
-        let err = deliver(&src, 100, &src_path, &dest, false).unwrap_err();
+        let err = deliver(&src, 100, &src_path, &dest, false, &|_| Ok(())).unwrap_err();
         assert!(matches!(err, CopyError::Failed(_)));
         assert!(!dest.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_rejected_copy_is_not_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("src");
+        std::fs::write(&src_path, b"0123456789").unwrap();
+        let dest = dir.path().join("out");
+        let src = File::open(&src_path).unwrap();
+        let err = deliver(&src, 10, &src_path, &dest, false, &|_| Err("no".into())).unwrap_err();
+        assert!(matches!(err, CopyError::Rejected(ref why) if why == "no"));
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sweeps_dead_leftovers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let dead = dir.path().join(".pg_standby.dead.tmp");
+        let live = dir.path().join(".pg_standby.live.tmp");
+        let fresh = dir.path().join(".pg_standby.fresh.tmp");
+        let other = dir.path().join("000000010000000000000001");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"x").unwrap();
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        std::fs::write(&fresh, b"x").unwrap();
+        let held = File::open(&live).unwrap();
+        lock(&held).unwrap();
+        assert_eq!(sweep_leftovers(dir.path()), 1);
+        assert!(!dead.exists());
+        assert!(live.exists() && fresh.exists() && other.exists());
+        drop(held);
+        assert_eq!(sweep_leftovers(dir.path()), 1);
+        assert!(!live.exists());
     }
 }

@@ -5,6 +5,7 @@
 //! [`run`] is the whole program; `main` installs the signal handlers
 //! ([`signals::install`]), parses and exits.
 
+mod archive;
 pub mod cleanup;
 pub mod cli;
 pub mod config;
@@ -13,6 +14,8 @@ pub mod datadir;
 pub mod exit;
 pub mod header;
 pub mod logging;
+mod open;
+mod policy;
 pub mod probe;
 mod restore;
 pub mod signals;

@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use crate::header::{self, Accepted, Defect, LONG_HEADER_LEN, LongPageHeader};
+use crate::open::{self, Identity};
 use crate::wal::SegmentName;
 
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub struct ReadySegment {
     pub file: File,
     pub len: u64,
     pub accepted: Accepted,
+    /// The file as it was validated: a copy is delivered only if the file
+    /// still is exactly this afterwards.
+    pub identity: Identity,
 }
 
 impl Probe {
@@ -67,6 +71,7 @@ impl Probe {
             Self::Oversized { size, expected } => {
                 format!("it is larger than a segment ({size} bytes, its header says {expected})")
             }
+            Self::Unreadable(e) if e.kind() == io::ErrorKind::InvalidInput => e.to_string(),
             Self::Unreadable(e) => format!("it cannot be read: {e}"),
             Self::Ready(r) => format!("it is ready ({} bytes)", r.len),
         }
@@ -76,7 +81,7 @@ impl Probe {
 pub fn probe_segment(path: &Path, name: &SegmentName, sysid: Option<u64>) -> Probe {
     // Read-only: pg_standby 13 opened read-write and so never restored from
     // a read-only archive.
-    let file = match File::open(path) {
+    let file = match open::regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Probe::Absent,
         Err(e) => return Probe::Unreadable(e),
@@ -85,9 +90,6 @@ pub fn probe_segment(path: &Path, name: &SegmentName, sysid: Option<u64>) -> Pro
         Ok(m) => m,
         Err(e) => return Probe::Unreadable(e),
     };
-    if !meta.is_file() {
-        return Probe::Unreadable(io::Error::other("not a regular file"));
-    }
     let size = meta.len();
     let mut raw = [0u8; LONG_HEADER_LEN];
     if size < LONG_HEADER_LEN as u64 {
@@ -114,7 +116,26 @@ pub fn probe_segment(path: &Path, name: &SegmentName, sysid: Option<u64>) -> Pro
             file,
             len: size,
             accepted,
+            identity: Identity::of(&meta),
         }),
+    }
+}
+
+/// Check the header of a copy before it is renamed into place: what
+/// reaches `%p` must be the segment that was validated.
+pub fn recheck(
+    copy: &File,
+    name: &SegmentName,
+    sysid: Option<u64>,
+    want: Accepted,
+) -> Result<(), String> {
+    let mut raw = [0u8; LONG_HEADER_LEN];
+    copy.read_exact_at(&mut raw, 0)
+        .map_err(|e| format!("cannot read back the copy's header: {e}"))?;
+    match header::check(&LongPageHeader::parse(&raw), name, sysid) {
+        Ok(got) if got == want => Ok(()),
+        Ok(_) => Err("the copy's header differs from the validated one".into()),
+        Err(defect) => Err(format!("the copy's header does not check out: {defect}")),
     }
 }
 
@@ -126,7 +147,7 @@ pub fn archive_segment_size(archive: &Path, sysid: Option<u64>) -> Option<u64> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = SegmentName::parse(e.file_name().to_str()?)?;
-            let file = File::open(e.path()).ok()?;
+            let file = open::regular(&e.path()).ok()?;
             let mut raw = [0u8; LONG_HEADER_LEN];
             file.read_exact_at(&mut raw, 0).ok()?;
             header::check(&LongPageHeader::parse(&raw), &name, sysid).ok()

@@ -1,19 +1,21 @@
-//! One invocation's work: wait for the requested file, deliver it, clean
-//! up the archive, and decide the outcome.
+//! One invocation's work: look at the archive, let the policy decide, act
+//! (wait, deliver, end), clean up the archive, and log each outcome once.
 
 use std::fmt::Display;
 use std::fs::File;
-use std::io;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::archive::Archive;
 use crate::cleanup;
 use crate::config::Config;
 use crate::copy::{self, CopyError};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{Fatal, Outcome};
-use crate::header::fmt_lsn;
+use crate::open::Identity;
+use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
 use crate::probe::{self, Probe, ReadySegment};
 use crate::signals;
 use crate::timeline;
@@ -26,23 +28,51 @@ pub struct Session {
     cwd: PathBuf,
     legacy: bool,
     mode: RecoveryMode,
-    /// How long we may wait for a segment: `None` waits until failover.
-    wait_budget: Option<Duration>,
+    rules: Rules,
     sysid: Option<u64>,
     waiter: Option<Waiter>,
     started: Instant,
+    failover: Failover,
+    /// What asked for the failover, and when it was first seen.
+    failover_cause: String,
+    failover_seen: Option<Instant>,
     last_trigger_note: Option<String>,
+    standby_trigger_warned: bool,
+}
+
+/// One look at the archive, as the policy needs it.
+struct Look {
+    seen: Seen,
+    /// A one-line account, for the log.
+    why: String,
+    /// What must change for the file to count as changed.
+    state: String,
+}
+
+/// What became of one attempt to deliver a validated file.
+enum Delivery {
+    Done,
+    /// The source changed under the copy: look at it again.
+    Changed(String),
+    Failed(anyhow::Error),
+    Interrupted,
 }
 
 impl Session {
     pub fn new(config: Config, cwd: PathBuf, legacy: bool) -> Self {
         let mode = RecoveryMode::detect(&cwd);
-        let wait_budget = if config.called_by_a_tool() {
+        let budget = if config.called_by_a_tool() {
             Some(Duration::ZERO)
         } else if mode == RecoveryMode::Standby {
             Some(config.standby_wait)
         } else {
             None
+        };
+        let rules = Rules {
+            sleep: config.sleep,
+            max_wait: config.max_wait,
+            budget,
+            bad_file_timeout: config.bad_file_timeout,
         };
         Self {
             sysid: None,
@@ -50,10 +80,14 @@ impl Session {
             cwd,
             legacy,
             mode,
-            wait_budget,
+            rules,
             waiter: None,
             started: Instant::now(),
+            failover: Failover::None,
+            failover_cause: String::new(),
+            failover_seen: None,
             last_trigger_note: None,
+            standby_trigger_warned: false,
         }
     }
 
@@ -82,8 +116,12 @@ impl Session {
     }
 
     pub fn run(mut self) -> Outcome {
-        if let Some(outcome) = self.check_archive() {
-            return outcome;
+        let archive = match Archive::open(&self.config.archive) {
+            Ok(a) => a,
+            Err(why) => return self.fatal(Fatal::Archive, why),
+        };
+        if let Err(why) = self.check_destination() {
+            return self.fatal(Fatal::Usage, why);
         }
         self.sysid = match datadir::system_identifier(&self.cwd) {
             Ok(id) => Some(id),
@@ -96,35 +134,47 @@ impl Session {
             }
         };
         self.log_settings();
+        copy::sweep_leftovers(destination_dir(&self.config.destination));
         match self.config.request {
-            WalFileName::Segment(name) => self.restore_segment(name),
-            _ => self.restore_at_once(),
+            WalFileName::Segment(name) => self.restore_segment(&archive, name),
+            _ => self.restore_at_once(&archive),
         }
     }
 
-    fn check_archive(&self) -> Option<Outcome> {
-        let archive = &self.config.archive;
-        match std::fs::metadata(archive) {
-            Ok(m) if m.is_dir() => None,
-            Ok(_) => Some(self.fatal(
-                Fatal::Archive,
-                format!(
-                    "archive location \"{}\" is not a directory",
-                    archive.display()
-                ),
-            )),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(self.fatal(
-                Fatal::Archive,
-                format!("archive location \"{}\" does not exist", archive.display()),
-            )),
-            Err(e) => Some(self.fatal(
-                Fatal::Archive,
-                format!(
-                    "archive location \"{}\" cannot be used: {e}",
-                    archive.display()
-                ),
-            )),
+    /// `%p` must be where the server wants the file. The likely mistake is
+    /// a forgotten `%p`, which makes `%r` the destination.
+    fn check_destination(&self) -> Result<(), String> {
+        let dest = self.cwd.join(&self.config.destination);
+        let file_name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if WalFileName::parse(file_name).is_some() && file_name != self.config.wal_file {
+            return Err(format!(
+                "XLOGFILEPATH \"{}\" is a WAL file name, not %p: is %p missing from restore_command, \
+                 so that %r took its place? (restore_command = 'pg_standby ... ARCHIVELOCATION %f %p %r')",
+                self.config.destination.display()
+            ));
         }
+        if dest.is_dir() {
+            return Err(format!(
+                "XLOGFILEPATH \"{}\" is a directory, not the file path %p",
+                self.config.destination.display()
+            ));
+        }
+        let server_call = self.mode != RecoveryMode::Unknown && !self.config.called_by_a_tool();
+        let in_pg_wal = || {
+            let parent = dest.parent().and_then(|p| p.canonicalize().ok());
+            parent.is_some() && parent == self.cwd.join("pg_wal").canonicalize().ok()
+        };
+        if server_call && !in_pg_wal() {
+            return Err(format!(
+                "XLOGFILEPATH \"{}\" is not in the data directory's pg_wal: the third argument must be %p \
+                 (restore_command = 'pg_standby ... ARCHIVELOCATION %f %p %r')",
+                self.config.destination.display()
+            ));
+        }
+        Ok(())
     }
 
     fn log_settings(&self) {
@@ -156,290 +206,413 @@ impl Session {
 
     /// History, backup-history and partial files are complete when they
     /// appear: deliver at once or report them missing at once.
-    fn restore_at_once(&mut self) -> Outcome {
-        let source = self.config.archive_path();
-        let file = match File::open(&source) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                tracing::info!(
-                    "not restored: {} is not in the archive",
-                    self.config.wal_file
-                );
-                return Outcome::NotRestored;
-            }
-            Err(e) => {
-                return self.fatal(
-                    Fatal::Io,
-                    format!("cannot read \"{}\": {e}", source.display()),
-                );
-            }
-        };
-        let len = match file.metadata() {
-            Ok(m) => m.len(),
-            Err(e) => {
-                return self.fatal(
-                    Fatal::Io,
-                    format!("cannot stat \"{}\": {e}", source.display()),
-                );
-            }
-        };
-        match self.deliver_with_retries(&file, len) {
-            Ok(()) => {
-                tracing::info!("restored {} ({len} bytes)", self.config.wal_file);
-                Outcome::Restored
-            }
-            Err(outcome) => outcome,
-        }
-    }
-
-    fn restore_segment(&mut self, name: SegmentName) -> Outcome {
-        let source = self.config.archive_path();
-        let mut smart = false;
-        let mut stuck = Stuck::new();
-        let mut never_exists_checked = false;
+    fn restore_at_once(&mut self, archive: &Archive) -> Outcome {
+        let name = self.config.wal_file.clone();
+        let mut failures = 0;
         loop {
-            if let Some(outcome) = self.interrupted() {
-                return outcome;
-            }
-            match self.check_trigger() {
-                Trigger::Fast => {
-                    tracing::info!(
-                        "fast failover: trigger file says \"fast\"; not restoring {name}: recovery ends now"
-                    );
+            let entry = match archive.file(&name) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
+                    // The server asks for history files it does not expect
+                    // to exist at every start and promotion.
+                    tracing::debug!("{name} is not in the archive (a routine question)");
                     return Outcome::NotRestored;
                 }
-                Trigger::Smart if !smart => {
-                    smart = true;
-                    tracing::info!(
-                        "smart failover: trigger file found; restoring what the archive still holds"
+                Err(e) => {
+                    let why = archive.gone().map_or_else(
+                        || format!("cannot restore {name}: {e}"),
+                        |gone| {
+                            format!(
+                                "archive location \"{}\" is gone: {gone}",
+                                archive.dir().display()
+                            )
+                        },
                     );
+                    return self.fatal(Fatal::Io, format!("{why}; {}", FIX_FILE));
                 }
-                _ => {}
-            }
-            let probe = probe::probe_segment(&source, &name, self.sysid);
-            let waited = self.started.elapsed();
-            let bad = match &probe {
-                Probe::Invalid(_) | Probe::Oversized { .. } | Probe::Unreadable(_) => {
-                    Some((kind_of(&probe), probe.describe()))
-                }
-                _ => None,
             };
-            match probe {
-                Probe::Ready(ready) => return self.deliver_segment(name, ready, waited),
-                Probe::Absent if smart => {
-                    tracing::info!(
-                        "smart failover: {name} is not in the archive; recovery ends after {:.3} s",
-                        waited.as_secs_f64()
-                    );
-                    return Outcome::NotRestored;
+            let verify = |_: &File| unchanged(&entry.file, entry.identity);
+            match self.deliver(&entry.file, entry.len, entry.identity, &verify) {
+                Delivery::Done => {
+                    tracing::info!("restored {name} ({} bytes)", entry.len);
+                    return Outcome::Restored;
                 }
-                Probe::Absent => {
-                    if !never_exists_checked {
-                        never_exists_checked = true;
-                        if self.can_never_exist(name) {
-                            return Outcome::NotRestored;
-                        }
-                    }
+                Delivery::Changed(why) => {
+                    tracing::warn!("{name} {why}; not delivered; looking again");
                 }
-                other => {
-                    if let Some(outcome) = self.judge_undeliverable(name, &other, &mut stuck, smart)
-                    {
+                Delivery::Failed(error) => {
+                    if let Some(outcome) = self.after_copy_failure(error, &mut failures) {
                         return outcome;
                     }
                 }
+                Delivery::Interrupted => return self.killed(),
             }
-            if let Some(outcome) = self.out_of_time(name, waited, bad) {
-                return outcome;
-            }
-            if self.waiter.is_none() {
-                // Watch, then look again at once: a file that landed
-                // between the first look and the watch is not missed.
-                self.waiter();
-                continue;
-            }
-            let timeout = self.next_timeout(waited);
-            self.waiter().wait(timeout);
         }
     }
 
-    /// A present file that cannot be delivered (yet). Returns the outcome
-    /// when it is time to stop waiting for it.
-    fn judge_undeliverable(
+    fn restore_segment(&mut self, archive: &Archive, name: SegmentName) -> Outcome {
+        let mut stuck = Stuck::new();
+        let mut never_exists_checked = false;
+        let mut failures = 0;
+        let mut noted = None;
+        loop {
+            if let Some(signal) = signals::terminating() {
+                return self.shut_down(signal);
+            }
+            self.update_failover(name);
+            let waited = self.started.elapsed();
+            let probe = archive.segment(&name, self.sysid);
+            let look = self.classify(archive, name, &probe, waited, &mut never_exists_checked);
+            let why = look.why.as_str();
+            let now = Observation {
+                seen: look.seen,
+                unchanged: stuck.observe(look.seen, &look.state),
+                waited,
+                failover: self.failover,
+            };
+            match policy::next_step(&self.rules, &now) {
+                Step::Deliver => {
+                    // The policy delivers only what the probe found ready.
+                    let Probe::Ready(ready) = probe else { continue };
+                    match self.deliver_segment(name, &ready) {
+                        Delivery::Done => {
+                            self.log_restored(name, &ready, waited);
+                            // Our own unlinks would only wake the watcher.
+                            self.waiter = None;
+                            self.clean_archive(archive, name, ready.accepted.seg_size);
+                            return Outcome::Restored;
+                        }
+                        Delivery::Changed(why) => {
+                            tracing::warn!("{name} {why}; not delivered; looking again");
+                        }
+                        Delivery::Failed(error) => {
+                            if let Some(outcome) = self.after_copy_failure(error, &mut failures) {
+                                return outcome;
+                            }
+                        }
+                        Delivery::Interrupted => return self.killed(),
+                    }
+                }
+                Step::Wait { timeout, note } => {
+                    let this = Some((note, look.state.clone()));
+                    if note != Note::None && this != noted {
+                        self.log_note(archive, name, note, why, now.unchanged);
+                        noted = this;
+                    }
+                    if self.waiter.is_none() {
+                        // Watch, then look again at once: a file that landed
+                        // between the first look and the watch is not missed.
+                        self.waiter();
+                        continue;
+                    }
+                    self.waiter().wait(timeout);
+                }
+                Step::NotRestored(reason) => {
+                    self.log_not_restored(name, reason, why, &now);
+                    return Outcome::NotRestored;
+                }
+                Step::Fatal(kind, reason) => {
+                    let message = self.fatal_message(archive, name, reason, why, &now);
+                    return self.fatal(kind, message);
+                }
+            }
+        }
+    }
+
+    /// Turn a probe into what the policy needs.
+    fn classify(
         &self,
+        archive: &Archive,
         name: SegmentName,
         probe: &Probe,
-        stuck: &mut Stuck,
-        smart: bool,
-    ) -> Option<Outcome> {
+        waited: Duration,
+        never_exists_checked: &mut bool,
+    ) -> Look {
         let why = probe.describe();
-        let unchanged = stuck.observe(probe.fingerprint(&self.config.archive_path()));
-        if matches!(probe, Probe::Incomplete { .. }) {
-            return self.judge_incomplete(name, &why, unchanged, stuck, smart);
+        let look = |seen, why: String| {
+            let state = format!("{why} {}", fingerprint(&archive.path_of(&name.to_string())));
+            Look { seen, why, state }
+        };
+        match probe {
+            Probe::Ready(_) => look(Seen::Ready, why),
+            Probe::Incomplete { .. } => look(Seen::Incomplete, why),
+            Probe::Invalid(_) => look(Seen::Bad(Fatal::BadSegment), why),
+            Probe::Oversized { .. } => look(Seen::Bad(Fatal::Oversized), why),
+            Probe::Unreadable(_) | Probe::Absent => {
+                if let Some(gone) = archive.gone() {
+                    return look(Seen::ArchiveGone, gone);
+                }
+                if let Probe::Unreadable(_) = probe {
+                    return look(Seen::Bad(Fatal::Io), why);
+                }
+                if !std::mem::replace(never_exists_checked, true)
+                    && self.can_never_exist(archive, name)
+                {
+                    return look(Seen::NeverExists, why);
+                }
+                let failing_over = self.failover == Failover::Smart
+                    || self.rules.max_wait.is_some_and(|w| waited >= w);
+                match failing_over
+                    .then(|| archive.in_flight(&name.to_string()))
+                    .flatten()
+                {
+                    Some(files) => Look {
+                        seen: Seen::InFlight,
+                        why: "it is still being written under another name".into(),
+                        state: files,
+                    },
+                    None => look(Seen::Absent, why),
+                }
+            }
         }
-        // Invalid, oversized or unreadable: never delivered, and never a
-        // reason to end recovery, smart failover or not.
-        if self.wait_budget == Some(Duration::ZERO) {
-            return Some(self.fatal(kind_of(probe), format!("not restoring {name}: {why}")));
-        }
-        if unchanged == Duration::ZERO {
-            tracing::warn!(
-                "not restoring {name}: {why}; waiting up to {} s for a valid copy",
-                self.config.bad_file_timeout.as_secs()
-            );
-        }
-        if unchanged >= self.config.bad_file_timeout {
-            return Some(self.fatal(
-                kind_of(probe),
-                format!(
-                    "not restoring {name}: {why}, unchanged for {} s",
-                    unchanged.as_secs()
-                ),
-            ));
-        }
-        None
     }
 
-    /// A segment still being written is waited for, as long as it takes: an
-    /// archive_command that died mid-copy leaves one for good, and stopping
-    /// the server then would block the failover the operator needs. A smart
-    /// failover gives up on it once it stops growing for `-s` seconds.
-    fn judge_incomplete(
-        &self,
-        name: SegmentName,
-        why: &str,
-        unchanged: Duration,
-        stuck: &mut Stuck,
-        smart: bool,
-    ) -> Option<Outcome> {
-        if self.wait_budget == Some(Duration::ZERO) {
-            tracing::info!("not restored: {name}: {why}");
-            return Some(Outcome::NotRestored);
+    /// Read the signals and the trigger file; a failover only escalates.
+    fn update_failover(&mut self, name: SegmentName) {
+        let before = self.failover;
+        if let Some(signal) = signals::failover_requested() {
+            self.set_failover(Failover::Fast, format!("{signal} received"));
         }
-        if smart && unchanged >= self.config.sleep {
+        match self.check_trigger() {
+            Trigger::Fast => self.set_failover(Failover::Fast, "trigger file says \"fast\"".into()),
+            Trigger::Smart => self.set_failover(Failover::Smart, "trigger file found".into()),
+            _ => {}
+        }
+        if self.failover == before {
+            return;
+        }
+        if self.mode == RecoveryMode::Standby && !self.standby_trigger_warned {
+            self.standby_trigger_warned = true;
             tracing::warn!(
-                "smart failover: {name} is in the archive but not restored: {why}, unchanged for {} s; recovery ends here",
-                unchanged.as_secs()
+                "{}, but this server runs in standby mode (standby.signal): a failover here only makes \
+                 it retry and stream; it does not end recovery. To promote, run \"pg_ctl promote\", or \
+                 start a warm standby with recovery.signal instead of standby.signal",
+                self.failover_cause
             );
-            return Some(Outcome::NotRestored);
-        }
-        if unchanged >= self.config.bad_file_timeout && stuck.first_report() {
-            tracing::warn!(
-                "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? the trigger file fails over)",
-                unchanged.as_secs()
+        } else if self.failover == Failover::Smart {
+            tracing::info!(
+                "smart failover: {}; restoring what the archive still holds, from {name} on",
+                self.failover_cause
             );
-        } else if unchanged == Duration::ZERO {
-            tracing::debug!("waiting for {name}: {why}");
         }
-        None
+    }
+
+    fn set_failover(&mut self, to: Failover, cause: String) {
+        if to > self.failover {
+            self.failover = to;
+            self.failover_cause = cause;
+            self.failover_seen.get_or_insert_with(Instant::now);
+        }
     }
 
     /// On PostgreSQL 12 and older the server asks for the newest timeline
     /// first, even where that timeline cannot have the segment.
-    fn can_never_exist(&self, name: SegmentName) -> bool {
+    fn can_never_exist(&self, archive: &Archive, name: SegmentName) -> bool {
         if name.tli <= 1 {
             return false;
         }
         let pg_wal = self.cwd.join("pg_wal");
-        let dirs = [self.config.archive.as_path(), pg_wal.as_path()];
-        let Some(begin) = timeline::find_history(name.tli, &dirs)
+        let Some(begin) = archive
+            .history(name.tli)
+            .or_else(|| timeline::find_history(name.tli, &[&pg_wal]))
             .as_deref()
             .and_then(timeline::begin_lsn)
         else {
             return false;
         };
-        let Some(seg_size) = probe::archive_segment_size(&self.config.archive, self.sysid)
+        let Some(seg_size) = archive
+            .segment_size(self.sysid)
             .or_else(|| probe::archive_segment_size(&pg_wal, self.sysid))
         else {
             return false;
         };
-        let never = timeline::precedes_timeline_start(name, begin, seg_size);
-        if never {
-            tracing::info!(
-                "not restored: {name} can never exist: timeline {} begins at {}, after this segment",
-                name.tli,
-                fmt_lsn(begin)
-            );
-        }
-        never
+        timeline::precedes_timeline_start(name, begin, seg_size)
     }
 
-    /// `-w` or the standby-mode budget ran out. A bad file in the archive
-    /// still stops recovery: timing out must not skip past it.
-    fn out_of_time(
-        &self,
-        name: SegmentName,
-        waited: Duration,
-        bad: Option<(Fatal, String)>,
-    ) -> Option<Outcome> {
-        let expired = self.config.max_wait.is_some_and(|w| waited >= w)
-            || self.wait_budget.is_some_and(|b| waited >= b);
-        if let (true, Some((kind, why))) = (expired, bad) {
+    fn deliver_segment(&mut self, name: SegmentName, ready: &ReadySegment) -> Delivery {
+        let sysid = self.sysid;
+        let verify = |copy: &File| {
+            unchanged(&ready.file, ready.identity)?;
+            probe::recheck(copy, &name, sysid, ready.accepted)
+        };
+        self.deliver(&ready.file, ready.len, ready.identity, &verify)
+    }
+
+    fn deliver(
+        &mut self,
+        src: &File,
+        len: u64,
+        validated: Identity,
+        verify: &dyn Fn(&File) -> Result<(), String>,
+    ) -> Delivery {
+        let source = self.config.archive_path();
+        match copy::deliver(
+            src,
+            len,
+            &source,
+            &self.config.destination,
+            self.config.fsync,
+            verify,
+        ) {
+            Ok(()) => Delivery::Done,
+            Err(CopyError::Interrupted) => Delivery::Interrupted,
+            Err(CopyError::Rejected(why)) => Delivery::Changed(why),
+            // A copy that failed because the source changed is not a copy
+            // failure: the file must be looked at again.
+            Err(CopyError::Failed(e)) => match unchanged(src, validated) {
+                Err(why) => Delivery::Changed(format!("{why} ({e:#})")),
+                Ok(()) => Delivery::Failed(e),
+            },
+        }
+    }
+
+    /// `-r` retries, pausing 0, s, 2s, ... as pg_standby does; each retry
+    /// looks at (and validates) the archive file again.
+    fn after_copy_failure(&mut self, error: anyhow::Error, failures: &mut u32) -> Option<Outcome> {
+        *failures += 1;
+        let attempts = self.config.max_retries + 1;
+        if *failures >= attempts {
             return Some(self.fatal(
-                kind,
-                format!("not restoring {name}: {why}; not failing over past it"),
+                Fatal::Io,
+                format!("{error:#} (failed {attempts} time(s)); free space or fix permissions in pg_wal, then start the server"),
             ));
         }
-        if let Some(max_wait) = self.config.max_wait
-            && waited >= max_wait
-        {
-            tracing::info!(
-                "fast failover: waited {} s for {name} (-w {}); recovery ends now",
-                waited.as_secs(),
-                max_wait.as_secs()
-            );
-            return Some(Outcome::NotRestored);
-        }
-        if let Some(budget) = self.wait_budget
-            && waited >= budget
-        {
-            tracing::info!("not restored: {name} is not in the archive");
-            return Some(Outcome::NotRestored);
-        }
-        None
+        let pause = self.config.sleep * (*failures - 1);
+        tracing::warn!(
+            "{error:#}; retrying in {} s (attempt {failures} of {attempts} failed)",
+            pause.as_secs()
+        );
+        self.pause(pause)
     }
 
-    fn next_timeout(&self, waited: Duration) -> Duration {
-        [self.config.max_wait, self.wait_budget]
-            .into_iter()
-            .flatten()
-            .map(|limit| limit.saturating_sub(waited))
-            .fold(self.config.sleep, Duration::min)
-    }
-
-    fn deliver_segment(
-        &mut self,
-        name: SegmentName,
-        ready: ReadySegment,
-        waited: Duration,
-    ) -> Outcome {
-        let copy_started = Instant::now();
-        if let Err(outcome) = self.deliver_with_retries(&ready.file, ready.len) {
-            return outcome;
-        }
+    fn log_restored(&self, name: SegmentName, ready: &ReadySegment, waited: Duration) {
         if ready.accepted.major.is_none() {
             tracing::warn!(
                 "{name} has a WAL page magic no PostgreSQL 10-18 uses; restored because every other header field checks out"
             );
         }
         tracing::info!(
-            "restored {name} after waiting {:.3} s ({} MiB copied in {:.3} s)",
+            "restored {name} after waiting {:.3} s ({} MiB)",
             waited.as_secs_f64(),
             ready.len >> 20,
-            copy_started.elapsed().as_secs_f64()
         );
-        // Our own unlinks would only wake the watcher.
-        self.waiter = None;
-        self.clean_archive(name, ready.accepted.seg_size);
-        Outcome::Restored
     }
 
-    fn clean_archive(&self, name: SegmentName, seg_size: u64) {
+    fn log_note(
+        &self,
+        archive: &Archive,
+        name: SegmentName,
+        note: Note,
+        why: &str,
+        unchanged: Duration,
+    ) {
+        match note {
+            Note::None => {}
+            Note::BadFile => tracing::warn!(
+                "not restoring {name}: {why}; waiting up to {} s for a valid copy (replace the file in the archive)",
+                self.rules.bad_file_timeout.as_secs()
+            ),
+            Note::Stalled => tracing::warn!(
+                "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? \
+                 the trigger file fails over)",
+                unchanged.as_secs()
+            ),
+            Note::ArchiveGone => tracing::warn!(
+                "archive location \"{}\" is gone ({why}): unmounted or renamed? waiting for it to come back; \
+                 a failover will not skip past it",
+                archive.dir().display()
+            ),
+        }
+    }
+
+    fn log_not_restored(&self, name: SegmentName, reason: Reason, why: &str, now: &Observation) {
+        let ends = if self.mode == RecoveryMode::Standby {
+            "in standby mode the server retries"
+        } else {
+            "recovery ends"
+        };
+        let timing = self.failover_timing(now.waited);
+        match reason {
+            Reason::FastFailover => tracing::info!(
+                "fast failover ({}): not restoring {name}; {ends}{timing}",
+                self.failover_cause
+            ),
+            Reason::SmartFailoverNothingLeft => {
+                tracing::info!("smart failover: {name} is not in the archive; {ends}{timing}")
+            }
+            Reason::FailoverPastStalledFile => tracing::warn!(
+                "{}: {name} is in the archive but not restored: {why}, unchanged for {} s; {ends}{timing}",
+                if self.failover == Failover::Smart {
+                    "smart failover"
+                } else {
+                    "-w expired"
+                },
+                now.unchanged.as_secs()
+            ),
+            Reason::MaxWait => tracing::info!(
+                "fast failover: waited {} s for {name} (-w {}); {ends}",
+                now.waited.as_secs(),
+                self.rules.max_wait.unwrap_or_default().as_secs()
+            ),
+            Reason::NotThere if self.mode == RecoveryMode::Standby => {
+                tracing::debug!("{name}: {why}; standby mode: the server retries or streams")
+            }
+            Reason::NotThere => tracing::info!("not restored: {name}: {why}"),
+            Reason::NeverExists => tracing::info!(
+                "not restored: {name} can never exist: its timeline {} begins after this segment",
+                name.tli
+            ),
+            _ => tracing::info!("not restored: {name}"),
+        }
+    }
+
+    /// How long the call waited, and how long the failover itself took.
+    fn failover_timing(&self, waited: Duration) -> String {
+        match self.failover_seen {
+            Some(seen) => format!(
+                " (this call waited {:.3} s; the failover took {:.0} ms)",
+                waited.as_secs_f64(),
+                seen.elapsed().as_secs_f64() * 1000.0
+            ),
+            None => String::new(),
+        }
+    }
+
+    fn fatal_message(
+        &self,
+        archive: &Archive,
+        name: SegmentName,
+        reason: Reason,
+        why: &str,
+        now: &Observation,
+    ) -> String {
+        let path = archive.path_of(&name.to_string());
+        match reason {
+            Reason::BadFileUnchanged => format!(
+                "not restoring {name}: {why}, unchanged for {} s; {}",
+                now.unchanged.as_secs(),
+                fix_bad_file(&path)
+            ),
+            Reason::BadFileNoFailoverPastIt => format!(
+                "not restoring {name}: {why}; not failing over past it; {}",
+                fix_bad_file(&path)
+            ),
+            Reason::ArchiveGoneNoFailover => format!(
+                "archive location \"{}\" is gone ({why}); not failing over without it: \
+                 mount it again or fix the path, then start the server",
+                archive.dir().display()
+            ),
+            _ => format!("not restoring {name}: {why}; {}", fix_bad_file(&path)),
+        }
+    }
+
+    fn clean_archive(&self, archive: &Archive, name: SegmentName, seg_size: u64) {
         let cutoff = match self.config.restart {
             Some(restart) => cleanup::cutoff_from_restart(restart, name),
             None => cleanup::cutoff_keeping(self.config.keep_files, name, seg_size),
         };
         let Some(cutoff) = cutoff else { return };
-        match cleanup::run(&self.config.archive, cutoff, self.config.dry_run) {
+        match archive.remove_before(cutoff, self.config.dry_run) {
             Ok(s) if s.removed > 0 => tracing::info!(
                 "archive cleanup: {} {} segment(s) older than {cutoff}",
                 if self.config.dry_run {
@@ -454,48 +627,17 @@ impl Session {
         }
     }
 
-    /// Copy with `-r` retries, pausing 0, s, 2s, ... between attempts as
-    /// pg_standby does; a pause ends early on a shutdown or fast failover.
-    fn deliver_with_retries(&mut self, src: &File, len: u64) -> Result<(), Outcome> {
-        let source = self.config.archive_path();
-        let attempts = self.config.max_retries + 1;
-        let mut attempt = 1;
-        loop {
-            let error = match copy::deliver(
-                src,
-                len,
-                &source,
-                &self.config.destination,
-                self.config.fsync,
-            ) {
-                Ok(()) => return Ok(()),
-                Err(CopyError::Interrupted) => {
-                    return Err(self.interrupted().unwrap_or(Outcome::Killed(libc::SIGTERM)));
-                }
-                Err(CopyError::Failed(e)) => e,
-            };
-            if attempt == attempts {
-                return Err(self.fatal(Fatal::Io, format!("{error:#} (failed {attempts} time(s))")));
-            }
-            let pause = self.config.sleep * (attempt - 1);
-            tracing::warn!(
-                "{error:#}; retrying in {} s (attempt {attempt} of {attempts} failed)",
-                pause.as_secs()
-            );
-            if let Some(outcome) = self.pause(pause) {
-                return Err(outcome);
-            }
-            attempt += 1;
-        }
-    }
-
     fn pause(&mut self, length: Duration) -> Option<Outcome> {
         // Set up the wake-ups before the first check, so no signal is missed.
         self.waiter();
         let until = Instant::now() + length;
         loop {
-            if let Some(outcome) = self.interrupted() {
-                return Some(outcome);
+            if let Some(signal) = signals::terminating() {
+                return Some(self.shut_down(signal));
+            }
+            if let Some(signal) = signals::failover_requested() {
+                tracing::info!("fast failover ({signal} received): giving up the retries");
+                return Some(Outcome::NotRestored);
             }
             if self.check_trigger() == Trigger::Fast {
                 tracing::info!("fast failover: trigger file says \"fast\"; giving up the retries");
@@ -509,27 +651,20 @@ impl Session {
         }
     }
 
-    /// A shutdown signal (die by it) or a failover signal (exit 1).
-    fn interrupted(&self) -> Option<Outcome> {
-        if let Some(signal) = signals::terminating() {
-            tracing::info!(
-                "{}: not restored",
-                if signal == libc::SIGTERM {
-                    "shutdown requested (SIGTERM)"
-                } else {
-                    "immediate shutdown requested (SIGQUIT)"
-                }
-            );
-            return Some(Outcome::Killed(signal));
-        }
-        if let Some(name) = signals::failover_requested() {
-            tracing::info!(
-                "fast failover: {name} received; not restoring {}: recovery ends now",
-                self.config.wal_file
-            );
-            return Some(Outcome::NotRestored);
-        }
-        None
+    fn killed(&self) -> Outcome {
+        self.shut_down(signals::terminating().unwrap_or(libc::SIGTERM))
+    }
+
+    fn shut_down(&self, signal: i32) -> Outcome {
+        tracing::info!(
+            "{}: not restored",
+            if signal == libc::SIGTERM {
+                "shutdown requested (SIGTERM)"
+            } else {
+                "immediate shutdown requested (SIGQUIT)"
+            }
+        );
+        Outcome::Killed(signal)
     }
 
     /// Read the trigger file, warning once per new unusable state.
@@ -578,42 +713,59 @@ impl Session {
     }
 }
 
-fn kind_of(probe: &Probe) -> Fatal {
-    match probe {
-        Probe::Oversized { .. } => Fatal::Oversized,
-        Probe::Unreadable(_) => Fatal::Io,
-        _ => Fatal::BadSegment,
+const FIX_FILE: &str = "remove or replace the file in the archive, then start the server";
+
+fn fix_bad_file(path: &Path) -> String {
+    format!(
+        "remove or replace \"{}\" with the right segment, then start the server (it resumes where it stopped)",
+        path.display()
+    )
+}
+
+fn destination_dir(dest: &Path) -> &Path {
+    match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     }
 }
 
-/// How long a not-yet-deliverable file has stayed exactly as it is.
+/// Whether an open source file is still exactly as it was validated.
+fn unchanged(file: &File, validated: Identity) -> Result<(), String> {
+    match Identity::now(file) {
+        Ok(now) if now == validated => Ok(()),
+        Ok(_) => Err("changed in the archive during the copy".into()),
+        Err(e) => Err(format!("cannot be checked after the copy: {e}")),
+    }
+}
+
+/// Size and times of a file: while they stay the same, it is stuck.
+fn fingerprint(path: &Path) -> String {
+    std::fs::metadata(path)
+        .map(|m| format!("{} {}.{}", m.len(), m.mtime(), m.mtime_nsec()))
+        .unwrap_or_default()
+}
+
+/// How long a not-yet-deliverable state has stayed exactly as it is.
 struct Stuck {
-    fingerprint: Option<String>,
+    state: Option<(Seen, String)>,
     since: Instant,
-    reported: bool,
 }
 
 impl Stuck {
     fn new() -> Self {
         Self {
-            fingerprint: None,
+            state: None,
             since: Instant::now(),
-            reported: false,
         }
     }
 
-    fn observe(&mut self, fingerprint: Option<String>) -> Duration {
-        if fingerprint != self.fingerprint {
-            self.fingerprint = fingerprint;
+    fn observe(&mut self, seen: Seen, state: &str) -> Duration {
+        let state = Some((seen, state.to_string()));
+        if state != self.state {
+            self.state = state;
             self.since = Instant::now();
-            self.reported = false;
             return Duration::ZERO;
         }
         self.since.elapsed()
-    }
-
-    /// True once per unchanged state: warn about it only once.
-    fn first_report(&mut self) -> bool {
-        !std::mem::replace(&mut self.reported, true)
     }
 }

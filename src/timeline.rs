@@ -4,9 +4,10 @@
 //! newest timeline first, even for positions before that timeline began.
 //! Waiting for such a name would block recovery for ever.
 
-use std::fs;
+use std::io::Read;
 use std::path::Path;
 
+use crate::open;
 use crate::wal::SegmentName;
 
 /// The LSN at which a timeline begins: the switch point on the last line of
@@ -36,11 +37,17 @@ pub fn precedes_timeline_start(name: SegmentName, begin: u64, segment_size: u64)
         .is_some_and(|segno| segno < begin / segment_size)
 }
 
-/// Read `TTTTTTTT.history` from the first directory that has it.
+/// Read `TTTTTTTT.history` from the first directory that has it as a
+/// regular file.
 pub fn find_history(tli: u32, dirs: &[&Path]) -> Option<String> {
     let file = format!("{tli:08X}.history");
-    dirs.iter()
-        .find_map(|d| fs::read_to_string(d.join(&file)).ok())
+    dirs.iter().find_map(|d| {
+        let mut text = String::new();
+        open::regular(&d.join(&file))
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .ok()
+            .map(|_| text)
+    })
 }
 
 #[cfg(test)]

@@ -335,7 +335,7 @@ fn truncated_file_that_never_grows_is_waited_for_until_failover() {
     let done = start(&env, &["-w", "3"], NAME).finish_within(Duration::from_secs(8));
     done.exited(1)
         .logged("has stayed incomplete for 1 s: it is incomplete (8388608 of 16777216 bytes)")
-        .logged("fast failover: waited 3 s");
+        .logged("-w expired: 000000010000000000000005 is in the archive but not restored: it is incomplete (8388608 of 16777216 bytes)");
     assert!(done.elapsed >= Duration::from_secs(3), "{:?}", done.elapsed);
     assert_eq!(
         done.log.matches("has stayed incomplete").count(),
@@ -379,8 +379,7 @@ fn zero_length_file_is_waited_for_until_failover() {
     env.archive_atomically(NAME, b"");
     let done = start(&env, &["-w", "2"], NAME).finish_within(Duration::from_secs(6));
     done.exited(1)
-        .logged("it is incomplete (0 bytes, header not yet written)")
-        .logged("fast failover: waited 2 s");
+        .logged("-w expired: 000000010000000000000005 is in the archive but not restored: it is incomplete (0 bytes, header not yet written)");
     assert!(done.elapsed >= Duration::from_secs(2));
     assert_nothing_delivered(&env);
     assert_archive_holds(&env, NAME, b"");
@@ -542,7 +541,8 @@ fn destination_full_retries_then_fatal_without_leftovers() {
         .exited(FATAL)
         .logged("File too large")
         .logged("retrying in 0 s (attempt 1 of 2 failed)")
-        .logged("(failed 2 time(s)); exiting with 250");
+        .logged("(failed 2 time(s)); free space or fix permissions in pg_wal")
+        .logged("exiting with 250");
     assert_nothing_delivered(&env);
     assert_archive_holds(&env, NAME, &bytes);
 }
@@ -559,7 +559,8 @@ fn destination_read_only_retries_then_fatal() {
     chmod(&env.datadir.join("pg_wal"), 0o755);
     done.exited(FATAL)
         .logged("could not create a temporary file in \"pg_wal\"")
-        .logged("(failed 2 time(s)); exiting with 250");
+        .logged("(failed 2 time(s)); free space or fix permissions in pg_wal")
+        .logged("exiting with 250");
     assert_nothing_delivered(&env);
     assert_archive_holds(&env, NAME, &bytes);
 }
@@ -742,7 +743,7 @@ fn fast_trigger_as_the_segment_lands_never_leaves_a_partial_file() {
         match done.status.code() {
             Some(0) => assert_delivered(&env, &bytes),
             Some(1) => {
-                done.logged("fast failover: trigger file says \"fast\"");
+                done.logged("fast failover (trigger file says \"fast\")");
                 assert_nothing_delivered(&env);
             }
             _ => panic!("unexpected {}; log:\n{}", done.status, done.log),
@@ -783,14 +784,15 @@ fn sigquit_during_the_wait_dies_of_sigint() {
 #[test]
 fn sigusr1_during_the_wait_is_a_fast_failover() {
     let (_env, done) = signal_during_wait(libc::SIGUSR1);
-    done.exited(1)
-        .logged("fast failover: SIGUSR1 received; not restoring 000000010000000000000005");
+    done.exited(1).logged(
+        "fast failover (SIGUSR1 received): not restoring 000000010000000000000005; recovery ends",
+    );
 }
 
 #[test]
 fn sigint_during_the_wait_is_a_fast_failover() {
     let (_env, done) = signal_during_wait(libc::SIGINT);
-    done.exited(1).logged("fast failover: SIGINT received");
+    done.exited(1).logged("fast failover (SIGINT received)");
 }
 
 /// Bytes free in /dev/shm (tmpfs), 0 if there is none.
@@ -952,8 +954,7 @@ fn standby_mode_missing_segment_answers_1_at_once() {
     start(&env, &[], NAME)
         .finish_within(Duration::from_secs(3))
         .exited(1)
-        .within(Duration::from_secs(1))
-        .logged("not restored: 000000010000000000000005 is not in the archive");
+        .within(Duration::from_secs(1));
     assert_nothing_delivered(&env);
 }
 
@@ -1015,8 +1016,7 @@ fn missing_history_file_answers_1_at_once() {
     start(&env, &[], "00000002.history")
         .finish_within(Duration::from_secs(3))
         .exited(1)
-        .within(Duration::from_secs(1))
-        .logged("not restored: 00000002.history is not in the archive");
+        .within(Duration::from_secs(1));
     assert!(!env.datadir.join("pg_wal/RECOVERYHISTORY").exists());
     assert_nothing_delivered(&env);
 }
@@ -1037,7 +1037,7 @@ fn unreadable_history_file_is_fatal_not_missing() {
     chmod(&env.archive_file(history), 0o644);
     done.exited(FATAL)
         .within(Duration::from_secs(1))
-        .logged("cannot read")
+        .logged("cannot restore 00000002.history")
         .logged("Permission denied");
     assert!(!env.datadir.join("pg_wal/RECOVERYHISTORY").exists());
     assert_nothing_delivered(&env);

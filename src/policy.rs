@@ -1,0 +1,332 @@
+//! What to do next while waiting for a segment, given what was just seen.
+//!
+//! Pure: the session looks at the archive, the trigger file and the clock,
+//! this module decides, the session acts and logs. Every waiting path goes
+//! through [`next_step`], so a fault class is handled once for all of them.
+
+use std::time::Duration;
+
+use crate::exit::Fatal;
+
+/// The limits of one call, from the command line and the recovery mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// `-s`: the polling floor, and how long a file in flight may stay
+    /// unchanged before a failover stops waiting for it.
+    pub sleep: Duration,
+    /// `-w`: a failover for a primary that went silent.
+    pub max_wait: Option<Duration>,
+    /// How long this call may wait at all (`Some(ZERO)`: answer at once,
+    /// as in standby mode or for pg_rewind); `None` waits until failover.
+    pub budget: Option<Duration>,
+    /// How long an invalid file may stay unchanged before we stop.
+    pub bad_file_timeout: Duration,
+}
+
+/// A failover someone asked for. Once smart, a call stays smart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Failover {
+    None,
+    /// Trigger file empty or "smart": restore what the archive holds.
+    Smart,
+    /// Trigger file "fast", SIGUSR1 or SIGINT: end recovery now.
+    Fast,
+}
+
+/// The requested segment's state in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Ready,
+    Absent,
+    /// Absent under its name, but a file that will become it is being
+    /// written under another (`%f.tmp`, rsync's `.%f.XXXXXX`).
+    InFlight,
+    /// Present and shorter than a segment: still being written, we assume.
+    Incomplete,
+    /// Present and never deliverable as it is: foreign, corrupt, oversized,
+    /// unreadable, not a regular file.
+    Bad(Fatal),
+    /// The archive directory itself is gone or was unmounted.
+    ArchiveGone,
+    /// On a timeline that begins after this segment: it can never exist.
+    NeverExists,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    pub seen: Seen,
+    /// How long the file (or in-flight file) has stayed exactly as it is.
+    pub unchanged: Duration,
+    /// How long this call has waited so far.
+    pub waited: Duration,
+    pub failover: Failover,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Deliver,
+    Wait { timeout: Duration, note: Note },
+    NotRestored(Reason),
+    Fatal(Fatal, Reason),
+}
+
+/// Why a call ends without the file: one log line each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    FastFailover,
+    /// Smart failover and nothing of the segment in the archive.
+    SmartFailoverNothingLeft,
+    /// Smart failover or `-w`, and the file in flight stopped changing.
+    FailoverPastStalledFile,
+    MaxWait,
+    /// The call's budget ran out (standby mode, pg_rewind).
+    NotThere,
+    NeverExists,
+    /// A bad file, at once (no budget to wait in).
+    BadFile,
+    /// A bad file, unchanged for the bad-file timeout.
+    BadFileUnchanged,
+    /// A bad file, and a failover or `-w` would skip past it.
+    BadFileNoFailoverPastIt,
+    /// The archive is gone, and a failover or `-w` would skip past
+    /// whatever it holds.
+    ArchiveGoneNoFailover,
+}
+
+/// Something worth a log line while waiting on; the session logs it once
+/// per state of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    None,
+    /// A bad file: waiting for a valid copy.
+    BadFile,
+    /// Incomplete and unchanged for the bad-file timeout.
+    Stalled,
+    ArchiveGone,
+}
+
+/// How often to look for an archive that went away: a mount fires no
+/// file event, and the operator wants it seen at once when it is back.
+pub const ARCHIVE_GONE_POLL: Duration = Duration::from_millis(100);
+
+pub fn next_step(rules: &Rules, now: &Observation) -> Step {
+    if now.failover == Failover::Fast {
+        return Step::NotRestored(Reason::FastFailover);
+    }
+    let at_once = rules.budget == Some(Duration::ZERO);
+    let max_wait_over = rules.max_wait.is_some_and(|w| now.waited >= w);
+    let budget_over = rules.budget.is_some_and(|b| now.waited >= b);
+    // A silent primary (-w) is a failover like the trigger's: it finishes
+    // what is in flight and never skips past what it cannot read.
+    let failing_over = now.failover == Failover::Smart || max_wait_over;
+    let wait = |note| Step::Wait {
+        timeout: wait_timeout(rules, now, failing_over),
+        note,
+    };
+    match now.seen {
+        Seen::Ready => Step::Deliver,
+        Seen::NeverExists => Step::NotRestored(Reason::NeverExists),
+        Seen::Bad(kind) if at_once => Step::Fatal(kind, Reason::BadFile),
+        Seen::Bad(kind) if now.unchanged >= rules.bad_file_timeout => {
+            Step::Fatal(kind, Reason::BadFileUnchanged)
+        }
+        Seen::Bad(kind) if max_wait_over || budget_over => {
+            Step::Fatal(kind, Reason::BadFileNoFailoverPastIt)
+        }
+        Seen::Bad(_) => wait(Note::BadFile),
+        Seen::ArchiveGone if at_once || failing_over || budget_over => {
+            Step::Fatal(Fatal::Archive, Reason::ArchiveGoneNoFailover)
+        }
+        Seen::ArchiveGone => Step::Wait {
+            timeout: ARCHIVE_GONE_POLL.min(wait_timeout(rules, now, failing_over)),
+            note: Note::ArchiveGone,
+        },
+        Seen::Incomplete | Seen::InFlight if at_once => Step::NotRestored(Reason::NotThere),
+        Seen::Incomplete | Seen::InFlight if failing_over && now.unchanged >= rules.sleep => {
+            Step::NotRestored(Reason::FailoverPastStalledFile)
+        }
+        Seen::Incomplete | Seen::InFlight if budget_over => Step::NotRestored(Reason::NotThere),
+        Seen::Incomplete | Seen::InFlight if now.unchanged >= rules.bad_file_timeout => {
+            wait(Note::Stalled)
+        }
+        Seen::Incomplete | Seen::InFlight => wait(Note::None),
+        Seen::Absent if now.failover == Failover::Smart => {
+            Step::NotRestored(Reason::SmartFailoverNothingLeft)
+        }
+        Seen::Absent if max_wait_over => Step::NotRestored(Reason::MaxWait),
+        Seen::Absent if budget_over => Step::NotRestored(Reason::NotThere),
+        Seen::Absent => wait(Note::None),
+    }
+}
+
+/// Sleep until the next deadline that could change the answer, at most
+/// `-s` (the polling floor for archives that send no events).
+fn wait_timeout(rules: &Rules, now: &Observation, failing_over: bool) -> Duration {
+    let stalled_by = match now.seen {
+        Seen::Bad(_) => Some(rules.bad_file_timeout),
+        Seen::Incomplete | Seen::InFlight if failing_over => Some(rules.sleep),
+        _ => None,
+    }
+    .map(|limit| limit.saturating_sub(now.unchanged));
+    let waited_by = [rules.max_wait, rules.budget]
+        .into_iter()
+        .flatten()
+        .map(|limit| limit.saturating_sub(now.waited));
+    waited_by
+        .chain(stalled_by)
+        .fold(rules.sleep, Duration::min)
+        // Never spin on a deadline that has just passed.
+        .max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn rules() -> Rules {
+        Rules {
+            sleep: 5 * S,
+            max_wait: None,
+            budget: None,
+            bad_file_timeout: 60 * S,
+        }
+    }
+
+    fn seen(seen: Seen) -> Observation {
+        Observation {
+            seen,
+            unchanged: Duration::ZERO,
+            waited: Duration::ZERO,
+            failover: Failover::None,
+        }
+    }
+
+    fn waits(step: Step) -> bool {
+        matches!(step, Step::Wait { .. })
+    }
+
+    type Row = (&'static str, Rules, Observation, fn(Step) -> bool);
+
+    /// One row per line of docs/safety.md that the waiting logic decides.
+    #[test]
+    fn decision_table() {
+        let w = |secs| Some(secs * S);
+        let bad = Seen::Bad(Fatal::BadSegment);
+        let smart = Failover::Smart;
+        let fast = Failover::Fast;
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            ("ready is delivered", rules(), seen(Seen::Ready),
+                |s| s == Step::Deliver),
+            ("ready under a smart failover is delivered", rules(),
+                Observation { failover: smart, ..seen(Seen::Ready) },
+                |s| s == Step::Deliver),
+            ("fast failover beats a ready file", rules(),
+                Observation { failover: fast, ..seen(Seen::Ready) },
+                |s| s == Step::NotRestored(Reason::FastFailover)),
+            ("absent: wait", rules(), seen(Seen::Absent), waits),
+            ("absent under smart failover: recovery ends", rules(),
+                Observation { failover: smart, ..seen(Seen::Absent) },
+                |s| s == Step::NotRestored(Reason::SmartFailoverNothingLeft)),
+            ("absent after -w: recovery ends", Rules { max_wait: w(10), ..rules() },
+                Observation { waited: 10 * S, ..seen(Seen::Absent) },
+                |s| s == Step::NotRestored(Reason::MaxWait)),
+            ("absent in standby mode: answered at once", Rules { budget: w(0), ..rules() },
+                seen(Seen::Absent),
+                |s| s == Step::NotRestored(Reason::NotThere)),
+            ("never exists", rules(), seen(Seen::NeverExists),
+                |s| s == Step::NotRestored(Reason::NeverExists)),
+            ("incomplete: wait", rules(),
+                Observation { unchanged: 30 * S, ..seen(Seen::Incomplete) }, waits),
+            ("incomplete for the bad-file timeout: still wait, warn", rules(),
+                Observation { unchanged: 60 * S, ..seen(Seen::Incomplete) },
+                |s| matches!(s, Step::Wait { note: Note::Stalled, .. })),
+            ("incomplete at once (pg_rewind): not there", Rules { budget: w(0), ..rules() },
+                seen(Seen::Incomplete),
+                |s| s == Step::NotRestored(Reason::NotThere)),
+            ("incomplete and growing under smart failover: wait", rules(),
+                Observation { failover: smart, unchanged: 4 * S, ..seen(Seen::Incomplete) },
+                waits),
+            ("incomplete and stalled under smart failover: recovery ends", rules(),
+                Observation { failover: smart, unchanged: 5 * S, ..seen(Seen::Incomplete) },
+                |s| s == Step::NotRestored(Reason::FailoverPastStalledFile)),
+            ("-w expired while the segment grows: wait for it", Rules { max_wait: w(10), ..rules() },
+                Observation { waited: 11 * S, unchanged: S, ..seen(Seen::Incomplete) },
+                waits),
+            ("-w expired and the segment stalled: recovery ends", Rules { max_wait: w(10), ..rules() },
+                Observation { waited: 20 * S, unchanged: 5 * S, ..seen(Seen::Incomplete) },
+                |s| s == Step::NotRestored(Reason::FailoverPastStalledFile)),
+            ("in flight under a temporary name, smart failover: wait", rules(),
+                Observation { failover: smart, ..seen(Seen::InFlight) }, waits),
+            ("in flight and stalled, smart failover: recovery ends", rules(),
+                Observation { failover: smart, unchanged: 6 * S, ..seen(Seen::InFlight) },
+                |s| s == Step::NotRestored(Reason::FailoverPastStalledFile)),
+            ("in flight when -w expires: wait", Rules { max_wait: w(10), ..rules() },
+                Observation { waited: 10 * S, ..seen(Seen::InFlight) }, waits),
+            ("bad file: wait for a valid copy, warn", rules(), seen(bad),
+                |s| matches!(s, Step::Wait { note: Note::BadFile, .. })),
+            ("bad file unchanged for the timeout: fatal", rules(),
+                Observation { unchanged: 60 * S, ..seen(bad) },
+                |s| s == Step::Fatal(Fatal::BadSegment, Reason::BadFileUnchanged)),
+            ("bad file at once: fatal", Rules { budget: w(0), ..rules() }, seen(bad),
+                |s| s == Step::Fatal(Fatal::BadSegment, Reason::BadFile)),
+            ("bad file when -w expires: no failover past it", Rules { max_wait: w(10), ..rules() },
+                Observation { waited: 10 * S, ..seen(bad) },
+                |s| s == Step::Fatal(Fatal::BadSegment, Reason::BadFileNoFailoverPastIt)),
+            ("bad file under smart failover: keep waiting for a valid copy", rules(),
+                Observation { failover: smart, unchanged: 30 * S, ..seen(bad) }, waits),
+            ("bad file under fast failover: recovery ends as asked", rules(),
+                Observation { failover: fast, ..seen(bad) },
+                |s| s == Step::NotRestored(Reason::FastFailover)),
+            ("archive gone: wait, warn, poll quickly", rules(), seen(Seen::ArchiveGone),
+                |s| s == Step::Wait { timeout: ARCHIVE_GONE_POLL, note: Note::ArchiveGone }),
+            ("archive gone under smart failover: never a promotion", rules(),
+                Observation { failover: smart, ..seen(Seen::ArchiveGone) },
+                |s| s == Step::Fatal(Fatal::Archive, Reason::ArchiveGoneNoFailover)),
+            ("archive gone when -w expires: never a promotion", Rules { max_wait: w(10), ..rules() },
+                Observation { waited: 10 * S, ..seen(Seen::ArchiveGone) },
+                |s| s == Step::Fatal(Fatal::Archive, Reason::ArchiveGoneNoFailover)),
+        ];
+        for (what, rules, now, expected) in rows {
+            let step = next_step(&rules, &now);
+            assert!(expected(step), "{what}: got {step:?}");
+        }
+    }
+
+    #[test]
+    fn waits_until_the_nearest_deadline_at_most_the_polling_floor() {
+        let timeout = |rules: Rules, now: Observation| match next_step(&rules, &now) {
+            Step::Wait { timeout, .. } => timeout,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(timeout(rules(), seen(Seen::Absent)), 5 * S);
+        let r = Rules {
+            max_wait: Some(10 * S),
+            ..rules()
+        };
+        let now = Observation {
+            waited: 8 * S,
+            ..seen(Seen::Absent)
+        };
+        assert_eq!(timeout(r, now), 2 * S);
+        let now = Observation {
+            unchanged: 59 * S,
+            ..seen(Seen::Bad(Fatal::Io))
+        };
+        assert_eq!(timeout(rules(), now), S);
+        let now = Observation {
+            failover: Failover::Smart,
+            unchanged: 4 * S + Duration::from_millis(500),
+            ..seen(Seen::InFlight)
+        };
+        assert_eq!(timeout(rules(), now), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn failover_only_escalates() {
+        assert!(Failover::None < Failover::Smart && Failover::Smart < Failover::Fast);
+        assert_eq!(Failover::Smart.max(Failover::None), Failover::Smart);
+    }
+}
