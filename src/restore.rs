@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::copy::{self, CopyError};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{Fatal, Outcome};
+use crate::mounts;
 use crate::open::Identity;
 use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
 use crate::probe::{self, Probe, ReadySegment};
@@ -99,6 +100,9 @@ impl Session {
             let (sender, wake) = mpsc::sync_channel(1);
             if let Err(e) = signals::wake_on_signal(sender.clone()) {
                 tracing::debug!("{e:#}: signals are noticed at the next check only");
+            }
+            if let Err(e) = mounts::wake_on_change(sender.clone()) {
+                tracing::debug!("{e:#}: an unmounted archive is noticed at the next check only");
             }
             let segment = matches!(config.request, WalFileName::Segment(_));
             if segment && config.watch {

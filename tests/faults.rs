@@ -1067,3 +1067,376 @@ fn empty_unreadable_trigger_file_is_a_smart_failover() {
     done.exited(1).logged("smart failover");
     assert_nothing_delivered(&env);
 }
+
+// ---------------------------------------------------------------------------
+// An operator's bad day (issue 8): faults that used to hang, promote or
+// deliver the wrong data.
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Old: open() blocked on the FIFO for ever; no signal could end the call.
+#[test]
+fn fifo_under_a_segment_name_is_a_bad_file_and_never_blocks() {
+    let env = Env::new();
+    mkfifo(&env.archive_file(NAME));
+    start(&env, &[], NAME)
+        .finish_within(Duration::from_secs(5))
+        .exited(FATAL)
+        .logged("it is a FIFO (named pipe), not a regular file")
+        .logged("remove or replace");
+    assert_nothing_delivered(&env);
+}
+
+#[test]
+fn sigterm_ends_a_wait_on_a_fifo() {
+    let env = Env::new();
+    mkfifo(&env.archive_file(NAME));
+    let mut job = start(&env, &["--bad-file-timeout", "60"], NAME);
+    job.wait_log("FIFO");
+    job.signal(libc::SIGTERM);
+    job.finish_within(Duration::from_secs(2))
+        .died_of(libc::SIGTERM);
+}
+
+#[test]
+fn fifo_or_directory_under_a_history_name_is_fatal_at_once() {
+    let env = Env::new();
+    let history = "00000002.history";
+    mkfifo(&env.archive_file(history));
+    start(&env, &[], history)
+        .finish_within(Duration::from_secs(3))
+        .exited(FATAL)
+        .within(Duration::from_secs(1))
+        .logged("FIFO");
+    fs::remove_file(env.archive_file(history)).unwrap();
+    fs::create_dir(env.archive_file(history)).unwrap();
+    start(&env, &[], history)
+        .finish_within(Duration::from_secs(3))
+        .exited(FATAL)
+        .logged("it is a directory");
+}
+
+/// Old: the retry after "source shrank" copied the rewritten inode
+/// unchecked and delivered another cluster's segment with exit 0.
+#[test]
+fn segment_rewritten_in_place_during_the_copy_is_never_delivered() {
+    let shm = Path::new("/dev/shm");
+    if shm_free() < 8 * GIB {
+        eprintln!("skipped: /dev/shm too small for 1 GiB segments");
+        return;
+    }
+    let env = Env::new_in(shm);
+    let name = "000000010000000000000002";
+    let path = env.archive_file(name);
+    let write_segment = |sysid: u64| {
+        let mut f = fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &segment_bytes(name, GIB, sysid, 16384)).unwrap();
+        f.set_len(GIB).unwrap();
+    };
+    write_segment(SYSID);
+    let mut job = start(&env, &[], name);
+    let pg_wal = env.datadir.join("pg_wal");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while temp_files_in(&pg_wal).is_empty() {
+        assert!(
+            job.is_running() && Instant::now() < deadline,
+            "{}",
+            job.log()
+        );
+        std::hint::spin_loop();
+    }
+    // Another cluster archiving into the same directory with a plain cp.
+    write_segment(SYSID + 1);
+    let done = job.finish_within(Duration::from_secs(20));
+    done.exited(FATAL).logged("belongs to another cluster");
+    assert!(!env.restored().exists(), "a foreign segment reached %p");
+    assert_eq!(temp_files_in(&pg_wal), Vec::<String>::new());
+}
+
+/// Old: a renamed-away archive was waited on silently, and a smart
+/// failover then promoted without the segments it could not see.
+#[test]
+fn archive_renamed_away_is_reported_and_never_a_reason_to_promote() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    let trigger_arg = trigger.display().to_string();
+    let mut job = start(&env, &["-t", &trigger_arg, "-s", "10"], NAME);
+    job.wait_ready();
+    fs::rename(&env.archive, env.path("archive.moved")).unwrap();
+    job.wait_log("is gone");
+    fs::write(&trigger, "").unwrap();
+    let done = job.finish_within(Duration::from_secs(3));
+    done.exited(FATAL)
+        .within(Duration::from_secs(3))
+        .logged("WARNING: archive location")
+        .logged("not failing over without it");
+    assert_nothing_delivered(&env);
+}
+
+/// A new directory at the archive's path (remounted, restored) is seen
+/// at once, not after -s.
+#[test]
+fn archive_coming_back_is_seen_without_waiting_for_the_polling_floor() {
+    let env = Env::new();
+    let mut job = start(&env, &["-s", "30"], NAME);
+    job.wait_ready();
+    let moved = env.path("archive.moved");
+    fs::rename(&env.archive, &moved).unwrap();
+    job.wait_log("is gone");
+    let bytes = segment(NAME);
+    fs::write(moved.join(NAME), &bytes).unwrap();
+    let back = Instant::now();
+    fs::rename(&moved, &env.archive).unwrap();
+    let done = job.finish_within(Duration::from_secs(5));
+    done.exited(0);
+    assert!(
+        back.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        back.elapsed()
+    );
+    assert_delivered(&env, &bytes);
+}
+
+/// An unmounted archive leaves the empty directory beneath: it must not
+/// look like an archive that lacks the segment.
+#[test]
+fn archive_unmounted_during_the_wait_is_never_a_reason_to_promote() {
+    if !is_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let env = Env::new();
+    let mount = |what: &str| {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", what])
+            .arg(&env.archive)
+            .status();
+        matches!(status, Ok(s) if s.success())
+    };
+    if !mount("archive") {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let trigger = env.path("trigger");
+    let trigger_arg = trigger.display().to_string();
+    let mut job = start(&env, &["-t", &trigger_arg, "-s", "10"], NAME);
+    job.wait_ready();
+    assert!(
+        Command::new("umount")
+            .arg(&env.archive)
+            .status()
+            .unwrap()
+            .success()
+    );
+    job.wait_log("its filesystem was unmounted");
+    // Mounted again, with the segment: delivered, not -s later.
+    let staging = env.path("staging");
+    fs::create_dir(&staging).unwrap();
+    assert!(mount("archive"));
+    let bytes = segment(NAME);
+    fs::write(env.archive_file(NAME), &bytes).unwrap();
+    let done = job.finish_within(Duration::from_secs(3));
+    let _ = Command::new("umount").arg(&env.archive).status();
+    done.exited(0);
+    assert_delivered(&env, &bytes);
+
+    // Unmounted, then a smart failover: stop, never promote.
+    assert!(mount("archive"));
+    let mut job = start(
+        &env,
+        &["-t", &trigger_arg, "-s", "10"],
+        "000000010000000000000006",
+    );
+    job.wait_ready();
+    assert!(
+        Command::new("umount")
+            .arg(&env.archive)
+            .status()
+            .unwrap()
+            .success()
+    );
+    job.wait_log("its filesystem was unmounted");
+    fs::write(&trigger, "").unwrap();
+    job.finish_within(Duration::from_secs(3))
+        .exited(FATAL)
+        .logged("not failing over without it");
+}
+
+/// Old: a SIGKILLed copy left its temporary file in pg_wal for good.
+#[test]
+fn temporary_file_of_a_killed_copy_is_removed_by_the_next_call() {
+    let shm = Path::new("/dev/shm");
+    if shm_free() < 8 * GIB {
+        eprintln!("skipped: /dev/shm too small for 1 GiB segments");
+        return;
+    }
+    let env = Env::new_in(shm);
+    let name = "000000010000000000000002";
+    let path = env.archive_file(name);
+    fs::write(&path, segment_bytes(name, GIB, SYSID, 16384)).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(GIB)
+        .unwrap();
+    let pg_wal = env.datadir.join("pg_wal");
+    let mut job = start(&env, &[], name);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while temp_files_in(&pg_wal).is_empty() {
+        assert!(
+            job.is_running() && Instant::now() < deadline,
+            "{}",
+            job.log()
+        );
+        std::hint::spin_loop();
+    }
+    // A live copy's temporary file is never touched by another call.
+    let concurrent = start(&env, &[], "00000002.history").finish_within(Duration::from_secs(3));
+    concurrent.exited(1);
+    assert_eq!(temp_files_in(&pg_wal).len(), 1, "{}", concurrent.log);
+    job.signal(libc::SIGKILL);
+    job.finish_within(Duration::from_secs(2))
+        .died_of(libc::SIGKILL);
+    let left = temp_files_in(&pg_wal);
+    assert_eq!(left.len(), 1, "the kill should leave its temporary file");
+    // Age it past the sweep's guard for files being created.
+    let old = std::time::SystemTime::now() - Duration::from_secs(10);
+    fs::File::options()
+        .write(true)
+        .open(pg_wal.join(&left[0]))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let done = start(&env, &[], "00000002.history").finish_within(Duration::from_secs(3));
+    done.exited(1).logged("killed mid-copy");
+    assert_eq!(temp_files_in(&pg_wal), Vec::<String>::new());
+}
+
+/// Old: -w cut off a segment still being archived and promoted.
+#[test]
+fn max_wait_finishes_a_segment_still_being_written() {
+    let env = Env::new();
+    let bytes = segment(NAME);
+    let path = env.archive_file(NAME);
+    let mut job = start(&env, &["-w", "1", "-s", "2"], NAME);
+    job.wait_ready();
+    let mut f = fs::File::create(&path).unwrap();
+    let chunk = bytes.len() / 8;
+    for part in bytes.chunks(chunk) {
+        std::io::Write::write_all(&mut f, part).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(f);
+    let done = job.finish_within(Duration::from_secs(5));
+    done.exited(0);
+    assert!(done.elapsed > Duration::from_secs(2), "{:?}", done.elapsed);
+    assert_delivered(&env, &bytes);
+}
+
+/// Old: a smart trigger answered 1 at once while `%f.tmp` was being
+/// written by the README's own archive_command.
+#[test]
+fn smart_failover_waits_for_a_segment_arriving_under_a_temporary_name() {
+    for temp in [format!("{NAME}.tmp"), format!(".{NAME}.x7Yz2Q")] {
+        let env = Env::new();
+        let trigger = env.path("trigger");
+        let trigger_arg = trigger.display().to_string();
+        let bytes = segment(NAME);
+        let tmp = env.archive_file(&temp);
+        let mut f = fs::File::create(&tmp).unwrap();
+        std::io::Write::write_all(&mut f, &bytes[..bytes.len() / 4]).unwrap();
+        fs::write(&trigger, "").unwrap();
+        let job = start(&env, &["-t", &trigger_arg, "-s", "2"], NAME);
+        for part in bytes[bytes.len() / 4..].chunks(bytes.len() / 4) {
+            std::thread::sleep(Duration::from_millis(300));
+            std::io::Write::write_all(&mut f, part).unwrap();
+        }
+        drop(f);
+        fs::rename(&tmp, env.archive_file(NAME)).unwrap();
+        let done = job.finish_within(Duration::from_secs(5));
+        done.exited(0);
+        assert_delivered(&env, &bytes);
+    }
+}
+
+#[test]
+fn smart_failover_gives_up_on_a_stalled_temporary_file() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    let trigger_arg = trigger.display().to_string();
+    fs::write(env.archive_file(&format!("{NAME}.tmp")), b"half a segment").unwrap();
+    fs::write(&trigger, "").unwrap();
+    start(&env, &["-t", &trigger_arg], NAME)
+        .finish_within(Duration::from_secs(4))
+        .exited(1)
+        .logged("it is still being written under another name, unchanged for 1 s; recovery ends");
+    assert_nothing_delivered(&env);
+}
+
+/// Old: `pg_standby ARCHIVE %f %r` wrote the segment under %r's name into
+/// the data directory and exited 0; the server then promoted.
+#[test]
+fn forgotten_percent_p_is_a_configuration_error() {
+    let env = Env::new();
+    env.archive_atomically(NAME, &segment(NAME));
+    let archive = env.archive.display().to_string();
+    let out = env
+        .command(&[&archive, NAME, "000000010000000000000003"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(FATAL), "{err}");
+    assert!(err.contains("is %p missing from restore_command"), "{err}");
+    assert!(!env.datadir.join("000000010000000000000003").exists());
+
+    let out = env.command(&[&archive, NAME, "pg_wal"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(FATAL));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+
+    let out = env
+        .command(&[&archive, NAME, "RECOVERYXLOG"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(FATAL));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in the data directory's pg_wal"));
+
+    // pg_rewind's call, with the final name, still works.
+    let out = env
+        .command(&[&archive, NAME, &format!("pg_wal/{NAME}")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Old: "smart failover: … recovery ends" every 5 s while the standby
+/// never promoted.
+#[test]
+fn trigger_in_standby_mode_says_it_cannot_promote() {
+    let env = Env::standby_mode();
+    let trigger = env.path("trigger");
+    let trigger_arg = trigger.display().to_string();
+    fs::write(&trigger, "").unwrap();
+    let done = start(&env, &["-t", &trigger_arg, "--standby-wait", "5"], NAME)
+        .finish_within(Duration::from_secs(3));
+    done.exited(1)
+        .within(Duration::from_secs(1))
+        .logged("WARNING: trigger file found, but this server runs in standby mode")
+        .logged("pg_ctl promote");
+    assert!(!done.log.contains("recovery ends"), "{}", done.log);
+    assert_eq!(done.log.matches("standby mode (standby.signal)").count(), 1);
+}
