@@ -119,6 +119,21 @@ impl Archive {
         (!found.is_empty()).then(|| found.join(", "))
     }
 
+    /// Start LSN and timeline of the newest segment in the archive (by
+    /// position, then timeline), for monitoring.
+    pub fn newest_segment(&self, sysid: Option<u64>) -> Option<(u64, u32)> {
+        let newest = fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|e| SegmentName::parse(e.file_name().to_str()?))
+            .max_by_key(|n| (n.position(), n.tli))?;
+        let seg_size = match self.segment(&newest, sysid) {
+            Probe::Ready(ready) => ready.accepted.seg_size,
+            _ => self.segment_size(sysid)?,
+        };
+        Some((newest.start_lsn(seg_size)?, newest.tli))
+    }
+
     pub fn history(&self, tli: u32) -> Option<String> {
         timeline::find_history(tli, &[&self.dir])
     }

@@ -100,6 +100,11 @@ pub struct Cli {
     #[arg(long = "legacy-exit-codes")]
     pub legacy_exit_codes: bool,
 
+    /// After each call, write Prometheus metrics to FILE (for
+    /// node_exporter's textfile collector)
+    #[arg(long = "metrics-file", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Print help
     #[arg(short = '?', long = "help", action = ArgAction::Help)]
     help: Option<bool>,

@@ -28,6 +28,7 @@ pub struct Config {
     pub standby_wait: Duration,
     pub bad_file_timeout: Duration,
     pub debug: bool,
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -79,6 +80,7 @@ impl Config {
             standby_wait: Duration::from_secs(cli.standby_wait),
             bad_file_timeout: Duration::from_secs(cli.bad_file_timeout),
             debug: cli.debug,
+            metrics_file: cli.metrics_file.map(|m| cwd.join(m)),
         })
     }
 

@@ -33,6 +33,19 @@ pub enum Fatal {
     Io,
 }
 
+impl Fatal {
+    /// A short name, for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Usage => "usage",
+            Self::Archive => "archive",
+            Self::Oversized => "oversized",
+            Self::BadSegment => "bad_segment",
+            Self::Io => "io",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Restored,

@@ -14,6 +14,7 @@ pub mod datadir;
 pub mod exit;
 pub mod header;
 pub mod logging;
+pub mod metrics;
 mod mounts;
 mod open;
 mod policy;

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::copy::{self, CopyError};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{Fatal, Outcome};
+use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::mounts;
 use crate::open::Identity;
 use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
@@ -39,6 +40,8 @@ pub struct Session {
     failover_seen: Option<Instant>,
     last_trigger_note: Option<String>,
     standby_trigger_warned: bool,
+    /// What this call did, for `--metrics-file`.
+    report: CallReport,
 }
 
 /// One look at the archive, as the policy needs it.
@@ -89,6 +92,7 @@ impl Session {
             failover_seen: None,
             last_trigger_note: None,
             standby_trigger_warned: false,
+            report: CallReport::default(),
         }
     }
 
@@ -120,10 +124,28 @@ impl Session {
     }
 
     pub fn run(mut self) -> Outcome {
-        let archive = match Archive::open(&self.config.archive) {
-            Ok(a) => a,
-            Err(why) => return self.fatal(Fatal::Archive, why),
+        let archive = Archive::open(&self.config.archive);
+        let outcome = match &archive {
+            Ok(archive) => self.run_with(archive),
+            Err(why) => self.fatal(Fatal::Archive, why),
         };
+        if let Some(path) = self.config.metrics_file.clone() {
+            self.report.wait_seconds =
+                self.started.elapsed().as_secs_f64() - self.report.copy_seconds;
+            if let Ok(archive) = &archive {
+                self.report.newest_in_archive = archive.newest_segment(self.sysid);
+            }
+            self.report.outcome = match outcome {
+                Outcome::Restored => CallOutcome::Restored,
+                Outcome::Killed(_) => CallOutcome::Shutdown,
+                _ => self.report.outcome,
+            };
+            metrics::record(&path, &self.report);
+        }
+        outcome
+    }
+
+    fn run_with(&mut self, archive: &Archive) -> Outcome {
         if let Err(why) = self.check_destination() {
             return self.fatal(Fatal::Usage, why);
         }
@@ -140,8 +162,8 @@ impl Session {
         self.log_settings();
         copy::sweep_leftovers(destination_dir(&self.config.destination));
         match self.config.request {
-            WalFileName::Segment(name) => self.restore_segment(&archive, name),
-            _ => self.restore_at_once(&archive),
+            WalFileName::Segment(name) => self.restore_segment(archive, name),
+            _ => self.restore_at_once(archive),
         }
     }
 
@@ -220,6 +242,7 @@ impl Session {
                     // The server asks for history files it does not expect
                     // to exist at every start and promotion.
                     tracing::debug!("{name} is not in the archive (a routine question)");
+                    self.report.outcome = CallOutcome::NotAvailable;
                     return Outcome::NotRestored;
                 }
                 Err(e) => {
@@ -239,6 +262,7 @@ impl Session {
             match self.deliver(&entry.file, entry.len, entry.identity, &verify) {
                 Delivery::Done => {
                     tracing::info!("restored {name} ({} bytes)", entry.len);
+                    self.report.bytes = entry.len;
                     return Outcome::Restored;
                 }
                 Delivery::Changed(why) => {
@@ -278,9 +302,11 @@ impl Session {
                 Step::Deliver => {
                     // The policy delivers only what the probe found ready.
                     let Probe::Ready(ready) = probe else { continue };
+                    let copy_started = Instant::now();
                     match self.deliver_segment(name, &ready) {
                         Delivery::Done => {
                             self.log_restored(name, &ready, waited);
+                            self.note_restored(name, &ready, copy_started.elapsed());
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
                             self.clean_archive(archive, name, ready.accepted.seg_size);
@@ -313,6 +339,7 @@ impl Session {
                 }
                 Step::NotRestored(reason) => {
                     self.log_not_restored(name, reason, why, &now);
+                    self.report.outcome = self.outcome_of(reason);
                     return Outcome::NotRestored;
                 }
                 Step::Fatal(kind, reason) => {
@@ -502,6 +529,14 @@ impl Session {
         );
     }
 
+    fn note_restored(&mut self, name: SegmentName, ready: &ReadySegment, copy: Duration) {
+        self.report.bytes = ready.len;
+        self.report.copy_seconds = copy.as_secs_f64();
+        self.report.restored = name
+            .start_lsn(ready.accepted.seg_size)
+            .map(|lsn| (lsn, name.tli));
+    }
+
     fn log_note(
         &self,
         archive: &Archive,
@@ -567,6 +602,23 @@ impl Session {
                 name.tli
             ),
             _ => tracing::info!("not restored: {name}"),
+        }
+    }
+
+    fn outcome_of(&self, reason: Reason) -> CallOutcome {
+        let failover = |kind| CallOutcome::Failover(kind);
+        match reason {
+            Reason::FastFailover if self.failover_cause.contains("received") => {
+                failover(FailoverKind::Signal)
+            }
+            Reason::FastFailover => failover(FailoverKind::Fast),
+            _ if self.mode == RecoveryMode::Standby => CallOutcome::NotAvailable,
+            Reason::SmartFailoverNothingLeft => failover(FailoverKind::Smart),
+            Reason::FailoverPastStalledFile if self.failover == Failover::Smart => {
+                failover(FailoverKind::Smart)
+            }
+            Reason::FailoverPastStalledFile | Reason::MaxWait => failover(FailoverKind::MaxWait),
+            _ => CallOutcome::NotAvailable,
         }
     }
 
@@ -641,10 +693,12 @@ impl Session {
             }
             if let Some(signal) = signals::failover_requested() {
                 tracing::info!("fast failover ({signal} received): giving up the retries");
+                self.report.outcome = CallOutcome::Failover(FailoverKind::Signal);
                 return Some(Outcome::NotRestored);
             }
             if self.check_trigger() == Trigger::Fast {
                 tracing::info!("fast failover: trigger file says \"fast\"; giving up the retries");
+                self.report.outcome = CallOutcome::Failover(FailoverKind::Fast);
                 return Some(Outcome::NotRestored);
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -698,7 +752,8 @@ impl Session {
     /// Log an error and turn it into the outcome the server must see. In
     /// standby mode exit 1 only makes the server retry, while a fatal exit
     /// would stop a standby that could still stream.
-    fn fatal(&self, kind: Fatal, message: impl Display) -> Outcome {
+    fn fatal(&mut self, kind: Fatal, message: impl Display) -> Outcome {
+        self.report.outcome = CallOutcome::Error(kind.label());
         if self.mode == RecoveryMode::Standby {
             tracing::error!(
                 "{message}; answering \"not available\" (exit 1): in standby mode the server retries"

@@ -1,0 +1,344 @@
+//! `--metrics-file`: what each call did, in Prometheus' text format, for
+//! node_exporter's textfile collector. Counters carry across calls: each
+//! call reads the previous file under a lock, adds its own, and replaces
+//! the file by a rename, so the collector never reads a partial file.
+//! Nothing here may change a call's outcome: failures are warnings.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+/// What one call did, as the metrics see it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallReport {
+    pub outcome: CallOutcome,
+    /// Start LSN and timeline of the segment restored by this call.
+    pub restored: Option<(u64, u32)>,
+    pub bytes: u64,
+    pub wait_seconds: f64,
+    pub copy_seconds: f64,
+    /// Start LSN and timeline of the newest segment seen in the archive.
+    pub newest_in_archive: Option<(u64, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CallOutcome {
+    Restored,
+    #[default]
+    NotAvailable,
+    Failover(FailoverKind),
+    Error(&'static str),
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverKind {
+    Smart,
+    Fast,
+    MaxWait,
+    Signal,
+}
+
+impl FailoverKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Smart => "smart",
+            Self::Fast => "fast",
+            Self::MaxWait => "max_wait",
+            Self::Signal => "signal",
+        }
+    }
+}
+
+impl CallOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Restored => "restored",
+            Self::NotAvailable => "not_available",
+            Self::Failover(_) => "failover",
+            Self::Error(_) => "error",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Samples by metric line key (`name{labels}`): the state carried over.
+type Samples = BTreeMap<String, f64>;
+
+const HELP: &[(&str, &str, &str)] = &[
+    ("pg_standby_calls_total", "counter", "Calls by outcome."),
+    (
+        "pg_standby_restores_total",
+        "counter",
+        "Segments and files restored.",
+    ),
+    (
+        "pg_standby_restored_bytes_total",
+        "counter",
+        "Bytes written to %p.",
+    ),
+    (
+        "pg_standby_failovers_total",
+        "counter",
+        "Failovers by kind (smart, fast, max_wait, signal).",
+    ),
+    (
+        "pg_standby_errors_total",
+        "counter",
+        "Calls that stopped recovery, by kind.",
+    ),
+    (
+        "pg_standby_last_restored_lsn",
+        "gauge",
+        "Start LSN (as a number) of the last restored segment.",
+    ),
+    (
+        "pg_standby_last_restored_timeline",
+        "gauge",
+        "Timeline of the last restored segment.",
+    ),
+    (
+        "pg_standby_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last restore.",
+    ),
+    (
+        "pg_standby_last_call_wait_seconds",
+        "gauge",
+        "Seconds the last call waited.",
+    ),
+    (
+        "pg_standby_last_call_copy_seconds",
+        "gauge",
+        "Seconds the last call spent copying.",
+    ),
+    (
+        "pg_standby_archive_newest_lsn",
+        "gauge",
+        "Start LSN (as a number) of the newest segment seen in the archive.",
+    ),
+    (
+        "pg_standby_archive_newest_timeline",
+        "gauge",
+        "Timeline of the newest segment seen in the archive.",
+    ),
+];
+
+/// Add one call to the carried-over samples.
+pub fn apply(mut samples: Samples, report: &CallReport, now: f64) -> Samples {
+    let mut add = |key: String, by: f64| *samples.entry(key).or_insert(0.0) += by;
+    add(
+        format!(
+            "pg_standby_calls_total{{outcome=\"{}\"}}",
+            report.outcome.label()
+        ),
+        1.0,
+    );
+    match report.outcome {
+        CallOutcome::Failover(kind) => add(
+            format!("pg_standby_failovers_total{{kind=\"{}\"}}", kind.label()),
+            1.0,
+        ),
+        CallOutcome::Error(kind) => add(format!("pg_standby_errors_total{{kind=\"{kind}\"}}"), 1.0),
+        _ => {}
+    }
+    if report.outcome == CallOutcome::Restored {
+        add("pg_standby_restores_total".into(), 1.0);
+        add(
+            "pg_standby_restored_bytes_total".into(),
+            report.bytes as f64,
+        );
+    }
+    let mut set = |key: &str, value: f64| {
+        samples.insert(key.to_string(), value);
+    };
+    if report.outcome == CallOutcome::Restored {
+        set("pg_standby_last_success_timestamp_seconds", now);
+    }
+    if let Some((lsn, tli)) = report.restored {
+        set("pg_standby_last_restored_lsn", lsn as f64);
+        set("pg_standby_last_restored_timeline", f64::from(tli));
+    }
+    if let Some((lsn, tli)) = report.newest_in_archive {
+        set("pg_standby_archive_newest_lsn", lsn as f64);
+        set("pg_standby_archive_newest_timeline", f64::from(tli));
+    }
+    set("pg_standby_last_call_wait_seconds", report.wait_seconds);
+    set("pg_standby_last_call_copy_seconds", report.copy_seconds);
+    samples
+}
+
+pub fn render(samples: &Samples) -> String {
+    let mut out = String::new();
+    for (name, kind, help) in HELP {
+        let lines: Vec<_> = samples
+            .iter()
+            .filter(|(key, _)| metric_name(key) == *name)
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (key, value) in lines {
+            out.push_str(&format!("{key} {value}\n"));
+        }
+    }
+    out
+}
+
+/// Read back what [`render`] wrote. `Err` on anything else: the caller
+/// starts again from zero.
+pub fn parse(text: &str) -> Result<Samples, String> {
+    let mut samples = Samples::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .rsplit_once(' ')
+            .ok_or_else(|| format!("line {}: no value", n + 1))?;
+        let known = HELP.iter().any(|(name, _, _)| *name == metric_name(key));
+        let value: f64 = value
+            .parse()
+            .map_err(|_| format!("line {}: bad value {value:?}", n + 1))?;
+        if !known || !value.is_finite() {
+            return Err(format!("line {}: unexpected sample", n + 1));
+        }
+        samples.insert(key.to_string(), value);
+    }
+    Ok(samples)
+}
+
+fn metric_name(key: &str) -> &str {
+    key.split('{').next().unwrap_or(key)
+}
+
+/// Add `report` to the metrics file at `path`. Never fails the call:
+/// problems are logged as warnings.
+pub fn record(path: &Path, report: &CallReport) {
+    if let Err(e) = try_record(path, report) {
+        tracing::warn!(
+            "could not write the metrics file \"{}\": {e:#} (the restore itself is not affected)",
+            path.display()
+        );
+    }
+}
+
+fn try_record(path: &Path, report: &CallReport) -> Result<()> {
+    let lock_path = with_suffix(path, ".lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening \"{}\"", lock_path.display()))?;
+    // SAFETY: flock on a descriptor open for the duration of the call;
+    // the lock goes with the descriptor.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error()).context("locking the metrics file");
+    }
+    let previous = match fs::read_to_string(path) {
+        Ok(text) => parse(&text).unwrap_or_else(|why| {
+            tracing::warn!(
+                "metrics file \"{}\" is not ours or is damaged ({why}): counters start again at zero",
+                path.display()
+            );
+            Samples::new()
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Samples::new(),
+        Err(e) => return Err(e).context("reading the previous metrics"),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let text = render(&apply(previous, report, now));
+    let tmp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
+    let written = File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing \"{}\"", path.display()))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restored() -> CallReport {
+        CallReport {
+            outcome: CallOutcome::Restored,
+            restored: Some((0x2A00_0000, 1)),
+            bytes: 16 << 20,
+            wait_seconds: 0.5,
+            copy_seconds: 0.01,
+            newest_in_archive: Some((0x2B00_0000, 1)),
+        }
+    }
+
+    #[test]
+    fn counters_carry_across_calls_and_gauges_are_replaced() {
+        let once = apply(Samples::new(), &restored(), 100.0);
+        let text = render(&once);
+        let failover = CallReport {
+            outcome: CallOutcome::Failover(FailoverKind::Smart),
+            ..CallReport::default()
+        };
+        let twice = apply(parse(&text).unwrap(), &restored(), 200.0);
+        let thrice = apply(twice, &failover, 300.0);
+        let text = render(&thrice);
+        assert!(text.contains("pg_standby_restores_total 2\n"), "{text}");
+        assert!(text.contains("pg_standby_restored_bytes_total 33554432\n"));
+        assert!(text.contains("pg_standby_calls_total{outcome=\"restored\"} 2\n"));
+        assert!(text.contains("pg_standby_failovers_total{kind=\"smart\"} 1\n"));
+        assert!(text.contains("pg_standby_last_success_timestamp_seconds 200\n"));
+        assert!(text.contains("pg_standby_last_restored_lsn 704643072\n"));
+        assert!(text.contains("# TYPE pg_standby_restores_total counter\n"));
+        assert_eq!(parse(&text).unwrap(), thrice);
+    }
+
+    #[test]
+    fn foreign_or_damaged_text_is_refused() {
+        assert!(parse("node_load1 3\n").is_err());
+        assert!(parse("pg_standby_restores_total x\n").is_err());
+        assert!(parse("pg_standby_restores_total\n").is_err());
+        assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_through_a_rename_and_recovers_from_a_damaged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg_standby.prom");
+        record(&path, &restored());
+        record(&path, &restored());
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("pg_standby_restores_total 2\n"), "{text}");
+        fs::write(&path, "garbage\n").unwrap();
+        record(&path, &restored());
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("pg_standby_restores_total 1\n"), "{text}");
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_only_a_warning() {
+        record(Path::new("/nonexistent-dir/pg_standby.prom"), &restored());
+    }
+}

@@ -1,0 +1,117 @@
+//! `--metrics-file` through the binary: counters carried across calls,
+//! failovers and errors counted, and a broken metrics file never changing
+//! the outcome of a restore.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+const S5: &str = "000000010000000000000005";
+const S6: &str = "000000010000000000000006";
+
+fn value(text: &str, key: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn restores_and_failovers_are_counted_across_calls() {
+    let env = Env::new();
+    let prom = env.path("pg_standby.prom");
+    let prom_arg = prom.display().to_string();
+    let trigger = env.path("trigger");
+    let trigger_arg = trigger.display().to_string();
+    env.archive_atomically(S5, &segment(S5));
+    env.archive_atomically(S6, &segment(S6));
+    for name in [S5, S6] {
+        let out = env.run(&["--metrics-file", &prom_arg], name, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::write(&trigger, "").unwrap();
+    let out = env.run(
+        &["--metrics-file", &prom_arg, "-t", &trigger_arg],
+        "000000010000000000000007",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        value(&text, "pg_standby_restores_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "pg_standby_restored_bytes_total"),
+        Some(2.0 * SEG as f64)
+    );
+    assert_eq!(
+        value(&text, "pg_standby_failovers_total{kind=\"smart\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "pg_standby_calls_total{outcome=\"restored\"}"),
+        Some(2.0)
+    );
+    // Segment 6 starts at 6 * 16 MiB; it is also the newest in the archive.
+    assert_eq!(
+        value(&text, "pg_standby_last_restored_lsn"),
+        Some(6.0 * SEG as f64)
+    );
+    assert_eq!(
+        value(&text, "pg_standby_archive_newest_lsn"),
+        Some(6.0 * SEG as f64)
+    );
+    assert_eq!(value(&text, "pg_standby_last_restored_timeline"), Some(1.0));
+    assert!(value(&text, "pg_standby_last_success_timestamp_seconds").unwrap() > 1.7e9);
+    assert!(text.contains("# TYPE pg_standby_restores_total counter"));
+}
+
+#[test]
+fn errors_are_counted_by_kind() {
+    let env = Env::new();
+    let prom = env.path("pg_standby.prom");
+    let prom_arg = prom.display().to_string();
+    let mut foreign = segment_bytes(S5, SEG, SYSID + 1, SEG);
+    foreign.truncate(SEG as usize);
+    env.archive_atomically(S5, &foreign);
+    let out = env.run(
+        &[
+            "--metrics-file",
+            &prom_arg,
+            "--bad-file-timeout",
+            "1",
+            "-s",
+            "1",
+        ],
+        S5,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(FATAL));
+    let text = fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        value(&text, "pg_standby_errors_total{kind=\"bad_segment\"}"),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_metrics_file_that_cannot_be_written_changes_nothing() {
+    let env = Env::new();
+    env.archive_atomically(S5, &segment(S5));
+    let blocked = env.path("not-a-dir");
+    fs::write(&blocked, "").unwrap();
+    let prom = blocked.join("pg_standby.prom").display().to_string();
+    let out = env.run(&["--metrics-file", &prom], S5, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("could not write the metrics file"), "{err}");
+    assert_eq!(fs::read(env.restored()).unwrap(), segment(S5));
+}
