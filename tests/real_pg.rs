@@ -158,7 +158,12 @@ fn a_rows_appear_on_hot_standby_over_many_segments() {
 #[test]
 fn b_smart_failover_keeps_every_archived_row() {
     let env = setup("b", PrimaryOptions::default());
-    let (standby, trigger) = env.standby("standby", "", false);
+    let metrics = env.sb.path().join("pg_standby.prom");
+    let (standby, trigger) = env.standby(
+        "standby",
+        &format!("--metrics-file {}", metrics.display()),
+        false,
+    );
     env.archive_row(1);
     standby.wait_row(1, WAIT).must();
     // Several segments archived back to back, then the trigger at once:
@@ -185,6 +190,21 @@ fn b_smart_failover_keeps_every_archived_row() {
     })
     .must();
     assert!(standby.log_shows_promotion());
+    // The metrics saw every restore and the one smart failover.
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    let value = |key: &str| {
+        prom.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert!(
+        value("pg_standby_restores_total").unwrap_or(0.0) >= 7.0,
+        "{prom}"
+    );
+    assert_eq!(
+        value("pg_standby_failovers_total{kind=\"smart\"}"),
+        Some(1.0),
+        "{prom}"
+    );
     eprintln!("[b] trigger -> writable: {failover:?}");
     assert!(
         failover < Duration::from_secs(15),
