@@ -570,6 +570,23 @@ fn i_missing_archive_does_not_promote() {
     );
 }
 
+/// i4. `%p` forgotten (`pg_standby ARCHIVE %f %r`): %r would become the
+/// destination; a configuration error instead, and no promotion.
+#[test]
+fn i_forgotten_percent_p_does_not_promote() {
+    misconfigured(
+        "i4",
+        |env| {
+            format!(
+                "{} -s 1 {} %f %r",
+                env.bin.display(),
+                env.sb.archive().display()
+            )
+        },
+        &["is %p missing from restore_command"],
+    );
+}
+
 /// i2. An invalid option (`-s 0`): no promotion, and the log names it.
 #[test]
 fn i_invalid_option_does_not_promote() {
