@@ -2,34 +2,84 @@
 //! standbys, a drop-in replacement for the pg_standby PostgreSQL shipped
 //! until version 13.
 //!
-//! [`run`] is the whole program; `main` installs the signal handlers
-//! ([`signals::install`]), parses and exits.
+//! The program is [`main`]; the library exposes only what tests and tools
+//! need besides it: WAL file names ([`wal`]), the segment header check
+//! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
-pub mod cleanup;
-pub mod cli;
-pub mod config;
-pub mod copy;
-pub mod datadir;
-pub mod exit;
+mod cleanup;
+mod cli;
+mod config;
+mod copy;
+mod datadir;
+mod exit;
 pub mod header;
-pub mod logging;
-pub mod probe;
+mod logging;
+mod probe;
 mod restore;
-pub mod signals;
-pub mod timeline;
-pub mod trigger;
-pub mod waiter;
+mod signals;
+mod timeline;
+mod trigger;
+mod waiter;
 pub mod wal;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-pub use cli::Cli;
-pub use exit::{Fatal, Outcome};
+use clap::Parser;
+use clap::error::ErrorKind;
 
+/// API for the property tests: the cutoff `-k N` removes before.
+pub use cleanup::cutoff_keeping;
+
+use cli::Cli;
 use config::Config;
+use exit::{Fatal, Outcome};
 use restore::Session;
 
-pub fn run(cli: Cli) -> Outcome {
+/// The whole program, for src/main.rs.
+pub fn main() -> ExitCode {
+    // Any panic must stop recovery, not look like "file not available".
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("pg_standby: internal error: {info}");
+        std::process::exit(i32::from(exit::FATAL));
+    }));
+    let legacy = std::env::args_os().any(|a| a == "--legacy-exit-codes");
+    // First of all, so that no signal meets its default action (SIGUSR1's
+    // would kill us, which the server reads as FATAL, not as a failover).
+    if let Err(e) = signals::install() {
+        eprintln!("pg_standby: {e:#}");
+        return Outcome::Fatal(Fatal::Io).exit_code(legacy);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let outcome = Outcome::Fatal(Fatal::Usage);
+            eprintln!(
+                "pg_standby: {}\npg_standby: exiting with {}{}",
+                e.render().to_string().trim_end(),
+                outcome.code(legacy),
+                if legacy {
+                    ""
+                } else {
+                    " so that PostgreSQL stops instead of promoting"
+                }
+            );
+            return outcome.exit_code(legacy);
+        }
+    };
+    logging::init(cli.debug);
+    let outcome = run(cli);
+    if let Outcome::Killed(signal) = outcome {
+        signals::die_by(signal);
+    }
+    outcome.exit_code(legacy)
+}
+
+fn run(cli: Cli) -> Outcome {
     let legacy = cli.legacy_exit_codes;
     if cli.link {
         tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
