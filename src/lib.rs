@@ -38,28 +38,32 @@ use restore::Session;
 
 /// The whole program, for src/main.rs.
 pub fn main() -> ExitCode {
-    // Any panic must stop recovery, not look like "file not available".
+    // Every line on stderr goes through the logger, from the first one on.
+    logging::init();
+    // Any panic must stop recovery, not look like "file not available";
+    // and the report must not panic again on a broken stderr.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("pg_standby: internal error: {info}");
+        logging::log(tracing::Level::ERROR, &format!("internal error: {info}"));
         std::process::exit(i32::from(exit::FATAL));
     }));
     let legacy = std::env::args_os().any(|a| a == "--legacy-exit-codes");
     // First of all, so that no signal meets its default action (SIGUSR1's
     // would kill us, which the server reads as FATAL, not as a failover).
     if let Err(e) = signals::install() {
-        eprintln!("pg_standby: {e:#}");
+        tracing::error!("{e:#}");
         return Outcome::Fatal(Fatal::Io).exit_code(legacy);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            let _ = e.print();
+            // A closed or full stdout does not make --help fail.
+            logging::write_stdout(e.render().to_string().as_bytes());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
             let outcome = Outcome::Fatal(Fatal::Usage);
-            eprintln!(
-                "pg_standby: {}\npg_standby: exiting with {}{}",
+            tracing::error!(
+                "{}\nexiting with {}{}",
                 e.render().to_string().trim_end(),
                 outcome.code(legacy),
                 if legacy {
@@ -71,7 +75,7 @@ pub fn main() -> ExitCode {
             return outcome.exit_code(legacy);
         }
     };
-    logging::init(cli.debug);
+    logging::set_debug(cli.debug);
     let outcome = run(cli);
     if let Outcome::Killed(signal) = outcome {
         signals::die_by(signal);

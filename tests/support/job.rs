@@ -30,14 +30,20 @@ pub struct Done {
 impl Job {
     /// Start `cmd` with stdin and stdout null and stderr into a file in
     /// `env`'s temporary directory.
-    pub fn launch(env: &Env, mut cmd: Command) -> Job {
+    pub fn launch(env: &Env, cmd: Command) -> Job {
         let n = LOGS.fetch_add(1, Ordering::SeqCst);
         let log = env.root.path().join(format!("stderr-{n}.log"));
         let file = fs::File::create(&log).unwrap();
+        Self::launch_to(cmd, Stdio::null(), file.into(), log)
+    }
+
+    /// Start `cmd` with the given stdout and stderr; [`Job::log`] reads
+    /// `log` (a file the test may or may not have pointed stderr to).
+    pub fn launch_to(mut cmd: Command, stdout: Stdio, stderr: Stdio, log: PathBuf) -> Job {
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .unwrap();
         Job {
