@@ -61,18 +61,12 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let outcome = Outcome::Fatal(Fatal::Usage);
-            tracing::error!(
-                "{}\nexiting with {}{}",
-                e.render().to_string().trim_end(),
-                outcome.code(legacy),
-                if legacy {
-                    ""
-                } else {
-                    " so that PostgreSQL stops instead of promoting"
-                }
-            );
-            return outcome.exit_code(legacy);
+            // clap's first line says what is wrong; the rest (usage, tips
+            // about "--") is noise in a server log: the hint points to --help.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            return usage_error(message, legacy).exit_code(legacy);
         }
     };
     logging::set_debug(cli.debug);
@@ -94,18 +88,16 @@ fn run(cli: Cli) -> Outcome {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let config = match Config::from_cli(cli, &cwd) {
         Ok(c) => c,
-        Err(e) => {
-            let code = Outcome::Fatal(Fatal::Usage).code(legacy);
-            tracing::error!(
-                "{e:#}; exiting with {code}{} (try \"pg_standby --help\")",
-                if legacy {
-                    ""
-                } else {
-                    " so that PostgreSQL stops instead of promoting"
-                }
-            );
-            return Outcome::Fatal(Fatal::Usage);
-        }
+        Err(e) => return usage_error(format!("{e:#}"), legacy),
     };
     Session::new(config, cwd, legacy).run()
+}
+
+/// A bad command line: one ERROR line and a hint, as PostgreSQL's tools
+/// print them.
+fn usage_error(message: impl std::fmt::Display, legacy: bool) -> Outcome {
+    let outcome = Outcome::Fatal(Fatal::Usage);
+    tracing::error!("{}", exit::exit_message(message, outcome, legacy));
+    logging::hint("Try \"pg_standby --help\" for more information.");
+    outcome
 }

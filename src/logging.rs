@@ -83,12 +83,12 @@ fn label(level: Level) -> &'static str {
 }
 
 /// `message` as log lines: every line of it carries the prefix and the
-/// level, so that no line in the server's log looks like someone else's.
-pub fn format_lines(level: Level, message: &str) -> String {
+/// label, so that no line in the server's log looks like someone else's.
+fn format_lines(label: &str, message: &str) -> String {
     let pid = std::process::id();
     let mut out = String::with_capacity(message.len() + 32);
     for line in message.trim_end().split('\n') {
-        let _ = writeln!(out, "pg_standby[{pid}]: {}{line}", label(level));
+        let _ = writeln!(out, "pg_standby[{pid}]: {label}{line}");
     }
     out
 }
@@ -96,7 +96,12 @@ pub fn format_lines(level: Level, message: &str) -> String {
 /// Write one message at `level`, whatever the logger's state (the panic
 /// hook uses it).
 pub fn log(level: Level, message: &str) {
-    write_stderr(format_lines(level, message).as_bytes());
+    write_stderr(format_lines(label(level), message).as_bytes());
+}
+
+/// A `HINT: ` line, as PostgreSQL's tools add after an error.
+pub fn hint(message: &str) {
+    write_stderr(format_lines("HINT: ", message).as_bytes());
 }
 
 /// A minimal `tracing` subscriber: no spans, one line per event.
@@ -161,11 +166,11 @@ mod tests {
     fn every_line_of_a_message_is_prefixed() {
         let pid = std::process::id();
         assert_eq!(
-            format_lines(Level::WARN, "one\ntwo\n"),
+            format_lines(label(Level::WARN), "one\ntwo\n"),
             format!("pg_standby[{pid}]: WARNING: one\npg_standby[{pid}]: WARNING: two\n")
         );
         assert_eq!(
-            format_lines(Level::INFO, "restored X"),
+            format_lines(label(Level::INFO), "restored X"),
             format!("pg_standby[{pid}]: restored X\n")
         );
     }

@@ -257,9 +257,29 @@ fn bad_arguments_stop_recovery_and_name_the_problem() {
             err.contains(needle),
             "{args:?} should mention {needle:?}: {err}"
         );
-        assert!(err.contains("exiting with 250"), "{args:?}: {err}");
+        assert!(
+            err.to_lowercase().contains("exiting with 250"),
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty());
+        // As the README promises: every line is ours, no clap noise.
+        assert!(err.lines().all(is_log_line), "{args:?}: {err}");
+        assert!(!err.contains("tip:") && !err.contains("Usage:"), "{err}");
+        assert!(!err.contains("?;") && !err.contains(".;"), "{err}");
     }
+}
+
+#[test]
+fn a_usage_error_says_what_is_wrong_and_points_to_the_help() {
+    let out = std::process::Command::new(binary())
+        .args(["-x", "/a", S1, "p"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].contains("ERROR: unexpected argument '-x' found; exiting with 250"));
+    assert!(lines[1].ends_with("HINT: Try \"pg_standby --help\" for more information."));
 }
 
 #[test]
@@ -294,6 +314,29 @@ fn help_and_version_go_to_stdout() {
         assert!(!out.stdout.is_empty(), "{flag}");
         assert!(out.stderr.is_empty(), "{flag}");
     }
+}
+
+#[test]
+fn help_and_version_follow_postgresqls_tools() {
+    let run = |flag| {
+        let out = std::process::Command::new(binary())
+            .arg(flag)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        run("-V"),
+        format!("pg_standby {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let help = run("--help");
+    assert!(help.contains(
+        "Usage:\n  pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]\n"
+    ));
+    assert!(!help.contains("[ARCHIVELOCATION]"), "{help}");
+    assert!(help.contains("\n  -l  "), "{help}");
+    assert!(help.contains("\n  -?, --help "), "{help}");
+    assert!(help.contains("\nReport bugs "), "{help}");
 }
 
 fn archive_names(env: &Env) -> Vec<String> {
