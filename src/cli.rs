@@ -4,20 +4,73 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
-const AFTER_HELP: &str = "\
-Main intended use as restore_command in postgresql.conf (recovery.conf on 10 and 11):
+/// The help, written out in the form of PostgreSQL's own tools
+/// (`pg_archivecleanup --help`) and of pg_standby 13's: a test checks that
+/// it lists every option the parser accepts.
+const HELP: &str = "\
+pg_standby is a waiting restore_command for PostgreSQL 10-18 warm standby
+servers, a drop-in replacement for the pg_standby of PostgreSQL 9.0-13.
+
+Usage:
+  pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]
+
+Options:
+  -c, --copy              copy the file from the archive (default, and the
+                          only mode)
+  -d, --debug             generate debug output (verbose mode)
+  -k, --keep-files=N      if RESTARTWALFILE is not used, remove from the archive
+                          the files more than N segments before NEXTWALFILE
+                          (0 keeps all; default 0)
+  -l                      does nothing (link mode was never implemented; the
+                          file is copied)
+  -n, --dry-run           archive cleanup only logs the files it would remove
+  -r, --max-retries=N     max number of times to retry a failing copy, with
+                          a progressive wait (default 3)
+  -s, --sleep=SECONDS     seconds between checks when the archive sends no file
+                          events (NFS); also the step of the retry wait
+                          (min 1, max 60, default 5)
+  -t, --trigger-file=FILE trigger file whose appearance starts a failover
+                          (no default)
+  -V, --version           output version information, then exit
+  -w, --max-wait=N        fail over (fast) after waiting N seconds for a file
+                          (0 waits for ever; default 0)
+      --bad-file-timeout=N
+                          stop recovery (exit 250) when a segment in the
+                          archive stays invalid, unchanged, for N seconds; one
+                          that stays incomplete is reported and waited for
+                          (default 60)
+      --fsync             flush the copy to disk before renaming it into place
+                          (PostgreSQL flushes restored files itself when
+                          fsync = on)
+      --legacy-exit-codes exit as pg_standby 13 did on errors: 2 for bad
+                          arguments or a missing archive, 3 for a bad segment,
+                          1 for a failed copy (all of which make PostgreSQL end
+                          recovery and promote)
+      --metrics-file=FILE after each call, write Prometheus metrics to FILE
+                          (node_exporter's textfile collector)
+      --no-watch          do not watch for file events; check every -s seconds
+      --standby-wait=N    in standby mode, wait up to N seconds for a segment
+                          instead of answering at once (default 0)
+  -?, --help              show this help, then exit
+
+Main intended use as restore_command in postgresql.conf (recovery.conf on 10
+and 11):
   restore_command = 'pg_standby [OPTION]... ARCHIVELOCATION %f %p %r'
 e.g.
-  restore_command = 'pg_standby -t /tmp/pgsql.trigger.5442 /mnt/server/archiverdir %f %p %r'
+  restore_command = '/usr/local/bin/pg_standby -t /tmp/pgsql.trigger.5442 /mnt/server/archiverdir %f %p %r'
   recovery_end_command = 'rm -f /tmp/pgsql.trigger.5442'
 
 Trigger file content: empty or \"smart\" = smart failover (restore what the
 archive holds, then end recovery); \"fast\" = end recovery now.
-SIGUSR1 or SIGINT: fast failover.
+SIGUSR1 or SIGINT: fast failover. Neither can end recovery in standby mode
+(standby.signal), where PostgreSQL retries: use pg_ctl promote there.
 
 Exit status: 0 restored; 1 not available or failover (ends archive recovery);
 250 error: misconfiguration, I/O error or a bad segment (PostgreSQL stops
-recovery instead of promoting; --legacy-exit-codes gives pg_standby 13's 2 and 3).";
+recovery instead of promoting).
+
+Report bugs to the issue tracker of the pg_standby (Rust) project.
+";
 
 /// A waiting restore_command for PostgreSQL 10-18 warm standbys.
 #[derive(Debug, Parser)]
@@ -25,7 +78,7 @@ recovery instead of promoting; --legacy-exit-codes gives pg_standby 13's 2 and 3
     name = "pg_standby",
     version,
     override_usage = "pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]",
-    after_help = AFTER_HELP,
+    help_template = HELP,
     disable_help_flag = true,
     disable_version_flag = true,
     // getopt lets a later option win over an earlier one.
@@ -246,6 +299,31 @@ mod tests {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_help_lists_every_option_the_parser_accepts() {
+        for arg in Cli::command().get_arguments() {
+            if arg.is_positional() {
+                continue;
+            }
+            if let Some(short) = arg.get_short() {
+                assert!(
+                    HELP.contains(&format!("\n  -{short}")),
+                    "-{short} is not in the help"
+                );
+            }
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    HELP.contains(&format!("--{long}")),
+                    "--{long} is not in the help"
+                );
+            }
+        }
+        assert!(
+            HELP.lines()
+                .all(|l| l.len() <= 80 || l.contains("pg_standby "))
+        );
     }
 
     #[test]

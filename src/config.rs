@@ -27,7 +27,6 @@ pub struct Config {
     pub watch: bool,
     pub standby_wait: Duration,
     pub bad_file_timeout: Duration,
-    pub debug: bool,
     pub metrics_file: Option<PathBuf>,
 }
 
@@ -79,7 +78,6 @@ impl Config {
             watch: !cli.no_watch,
             standby_wait: Duration::from_secs(cli.standby_wait),
             bad_file_timeout: Duration::from_secs(cli.bad_file_timeout),
-            debug: cli.debug,
             metrics_file: cli.metrics_file.map(|m| cwd.join(m)),
         })
     }

@@ -5,6 +5,7 @@
 //! as a shutdown) or death by a signal aborts recovery with FATAL. So real
 //! errors must never exit with 1..=125.
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
 /// The file is at `%p`.
@@ -77,6 +78,43 @@ impl Outcome {
     }
 }
 
+/// What exiting with `outcome` tells the server, for the end of a log line:
+/// the one place that words it.
+fn exit_note(outcome: Outcome, legacy: bool) -> String {
+    let code = outcome.code(legacy);
+    match outcome {
+        Outcome::Restored => format!("exiting with {code}"),
+        Outcome::NotRestored => format!("exiting with {code} (file not available)"),
+        Outcome::Fatal(_) if legacy => format!("exiting with {code} (--legacy-exit-codes)"),
+        Outcome::Fatal(_) => {
+            format!("exiting with {code} so that PostgreSQL stops recovery instead of promoting")
+        }
+        Outcome::Killed(signal) => format!("ending by signal {signal}"),
+    }
+}
+
+/// The log line of an error that ends the program with `outcome`:
+/// `message`, then how we exit and what the server will make of it. The
+/// one place that builds that text (usage errors, configuration errors and
+/// fatal errors during the restore all use it).
+///
+/// Punctuation: a message ending in '.' loses it before the "; exiting"
+/// part; one ending in '?' or '!' (a question to the operator) is followed
+/// by a new sentence instead.
+pub fn exit_message(message: impl Display, outcome: Outcome, legacy: bool) -> String {
+    let message = message.to_string();
+    let message = message.trim_end();
+    let note = exit_note(outcome, legacy);
+    if message.ends_with(['?', '!']) {
+        let mut chars = note.chars();
+        let first = chars.next().map(|c| c.to_ascii_uppercase());
+        format!("{message} {}{}", first.unwrap_or_default(), chars.as_str())
+    } else {
+        let message = message.strip_suffix('.').unwrap_or(message);
+        format!("{message}; {note}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +133,28 @@ mod tests {
         }
         assert_eq!(Outcome::Restored.code(false), 0);
         assert_eq!(Outcome::NotRestored.code(false), 1);
+    }
+
+    #[test]
+    fn exit_messages_are_punctuated_and_say_what_the_server_does() {
+        let fatal = Outcome::Fatal(Fatal::Usage);
+        assert_eq!(
+            exit_message("bad", fatal, false),
+            "bad; exiting with 250 so that PostgreSQL stops recovery instead of promoting"
+        );
+        assert_eq!(
+            exit_message("is \"%f\" in the second place?", fatal, false),
+            "is \"%f\" in the second place? Exiting with 250 so that PostgreSQL stops \
+             recovery instead of promoting"
+        );
+        assert_eq!(
+            exit_message("done. ", fatal, true),
+            "done; exiting with 2 (--legacy-exit-codes)"
+        );
+        assert_eq!(
+            exit_message("gone", Outcome::NotRestored, false),
+            "gone; exiting with 1 (file not available)"
+        );
     }
 
     #[test]

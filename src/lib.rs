@@ -2,39 +2,87 @@
 //! standbys, a drop-in replacement for the pg_standby PostgreSQL shipped
 //! until version 13.
 //!
-//! [`run`] is the whole program; `main` installs the signal handlers
-//! ([`signals::install`]), parses and exits.
+//! The program is [`main`]; the library exposes only what tests and tools
+//! need besides it: WAL file names ([`wal`]), the segment header check
+//! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
 mod archive;
-pub mod cleanup;
-pub mod cli;
-pub mod config;
-pub mod copy;
-pub mod datadir;
-pub mod exit;
+mod cleanup;
+mod cli;
+mod config;
+mod copy;
+mod datadir;
+mod exit;
 pub mod header;
-pub mod logging;
-pub mod metrics;
+mod logging;
+mod metrics;
 mod mounts;
 mod open;
 mod policy;
-pub mod probe;
+mod probe;
 mod restore;
-pub mod signals;
-pub mod timeline;
-pub mod trigger;
-pub mod waiter;
+mod signals;
+mod timeline;
+mod trigger;
+mod waiter;
 pub mod wal;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-pub use cli::Cli;
-pub use exit::{Fatal, Outcome};
+use clap::Parser;
+use clap::error::ErrorKind;
 
+/// API for the property tests: the cutoff `-k N` removes before.
+pub use cleanup::cutoff_keeping;
+
+use cli::Cli;
 use config::Config;
+use exit::{Fatal, Outcome};
 use restore::Session;
 
-pub fn run(cli: Cli) -> Outcome {
+/// The whole program, for src/main.rs.
+pub fn main() -> ExitCode {
+    // Every line on stderr goes through the logger, from the first one on.
+    logging::init();
+    // Any panic must stop recovery, not look like "file not available";
+    // and the report must not panic again on a broken stderr.
+    std::panic::set_hook(Box::new(|info| {
+        logging::log(tracing::Level::ERROR, &format!("internal error: {info}"));
+        std::process::exit(i32::from(exit::FATAL));
+    }));
+    let legacy = std::env::args_os().any(|a| a == "--legacy-exit-codes");
+    // First of all, so that no signal meets its default action (SIGUSR1's
+    // would kill us, which the server reads as FATAL, not as a failover).
+    if let Err(e) = signals::install() {
+        tracing::error!("{e:#}");
+        return Outcome::Fatal(Fatal::Io).exit_code(legacy);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            // A closed or full stdout does not make --help fail.
+            logging::write_stdout(e.render().to_string().as_bytes());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's first line says what is wrong; the rest (usage, tips
+            // about "--") is noise in a server log: the hint points to --help.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            return usage_error(message, legacy).exit_code(legacy);
+        }
+    };
+    logging::set_debug(cli.debug);
+    let outcome = run(cli);
+    if let Outcome::Killed(signal) = outcome {
+        signals::die_by(signal);
+    }
+    outcome.exit_code(legacy)
+}
+
+fn run(cli: Cli) -> Outcome {
     let legacy = cli.legacy_exit_codes;
     if cli.link {
         tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
@@ -45,18 +93,16 @@ pub fn run(cli: Cli) -> Outcome {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let config = match Config::from_cli(cli, &cwd) {
         Ok(c) => c,
-        Err(e) => {
-            let code = Outcome::Fatal(Fatal::Usage).code(legacy);
-            tracing::error!(
-                "{e:#}; exiting with {code}{} (try \"pg_standby --help\")",
-                if legacy {
-                    ""
-                } else {
-                    " so that PostgreSQL stops instead of promoting"
-                }
-            );
-            return Outcome::Fatal(Fatal::Usage);
-        }
+        Err(e) => return usage_error(format!("{e:#}"), legacy),
     };
     Session::new(config, cwd, legacy).run()
+}
+
+/// A bad command line: one ERROR line and a hint, as PostgreSQL's tools
+/// print them.
+fn usage_error(message: impl std::fmt::Display, legacy: bool) -> Outcome {
+    let outcome = Outcome::Fatal(Fatal::Usage);
+    tracing::error!("{}", exit::exit_message(message, outcome, legacy));
+    logging::hint("Try \"pg_standby --help\" for more information.");
+    outcome
 }

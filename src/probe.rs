@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::header::{self, Accepted, Defect, LONG_HEADER_LEN, LongPageHeader};
@@ -41,20 +41,6 @@ pub struct ReadySegment {
 }
 
 impl Probe {
-    /// What identifies a not-yet-deliverable state: while it stays the
-    /// same, the file is stuck.
-    pub fn fingerprint(&self, path: &Path) -> Option<String> {
-        let mtime = || {
-            std::fs::metadata(path)
-                .map(|m| (m.len(), m.mtime(), m.mtime_nsec()))
-                .ok()
-        };
-        match self {
-            Self::Absent | Self::Ready(_) => None,
-            other => Some(format!("{:?} {other:?}", mtime())),
-        }
-    }
-
     /// A one-line account of why the file cannot be delivered yet.
     pub fn describe(&self) -> String {
         match self {

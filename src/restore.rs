@@ -13,7 +13,7 @@ use crate::cleanup;
 use crate::config::Config;
 use crate::copy::{self, CopyError};
 use crate::datadir::{self, RecoveryMode};
-use crate::exit::{Fatal, Outcome};
+use crate::exit::{self, Fatal, Outcome};
 use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::mounts;
 use crate::open::Identity;
@@ -754,21 +754,16 @@ impl Session {
     /// would stop a standby that could still stream.
     fn fatal(&mut self, kind: Fatal, message: impl Display) -> Outcome {
         self.report.outcome = CallOutcome::Error(kind.label());
-        if self.mode == RecoveryMode::Standby {
-            tracing::error!(
-                "{message}; answering \"not available\" (exit 1): in standby mode the server retries"
+        let (message, outcome) = if self.mode == RecoveryMode::Standby {
+            let message = format!(
+                "{message}; answering \"not available\": in standby mode the server retries"
             );
-            return Outcome::NotRestored;
-        }
-        let code = Outcome::Fatal(kind).code(self.legacy);
-        if self.legacy {
-            tracing::error!("{message}; exiting with {code} (--legacy-exit-codes)");
+            (message, Outcome::NotRestored)
         } else {
-            tracing::error!(
-                "{message}; exiting with {code} so that PostgreSQL stops recovery instead of promoting"
-            );
-        }
-        Outcome::Fatal(kind)
+            (message.to_string(), Outcome::Fatal(kind))
+        };
+        tracing::error!("{}", exit::exit_message(message, outcome, self.legacy));
+        outcome
     }
 }
 

@@ -1,13 +1,13 @@
 //! The binary's behaviour on temporary archives: waiting, delivery,
 //! triggers, signals, cleanup and exit codes.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 const S1: &str = "000000010000000000000003";
 const S2: &str = "000000010000000000000004";
@@ -36,7 +36,7 @@ fn a_segment_renamed_into_the_archive_is_delivered_promptly() {
     let landed = Instant::now();
     let done = run.finish_within(Duration::from_secs(10));
     let after_landing = landed.elapsed();
-    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{}", done.log);
     assert!(
         after_landing < PROMPT,
         "took {after_landing:?} after the rename"
@@ -52,7 +52,7 @@ fn a_segment_written_slowly_is_not_delivered_early() {
     let bytes = segment(S1);
     write_slowly(&env.archive_file(S1), &bytes, 8, Duration::from_millis(40));
     let done = run.finish_within(Duration::from_secs(10));
-    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{}", done.log);
     assert_eq!(
         fs::read(env.restored()).unwrap(),
         bytes,
@@ -68,7 +68,7 @@ fn without_events_the_polling_floor_still_finds_the_segment() {
     let_it_start();
     env.archive_atomically(S1, &segment(S1));
     let done = run.finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{}", done.log);
     assert!(
         done.elapsed >= Duration::from_millis(500),
         "found before the first poll?"
@@ -86,9 +86,9 @@ fn an_empty_trigger_ends_the_wait_promptly_with_a_smart_failover() {
     fs::write(&trigger, "").unwrap();
     let done = run.finish_within(Duration::from_secs(10));
     let after = created.elapsed();
-    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{}", done.log);
     assert!(after < PROMPT, "took {after:?} after the trigger");
-    assert!(done.stderr.contains("smart failover"), "{}", done.stderr);
+    assert!(done.log.contains("smart failover"), "{}", done.log);
     assert!(
         trigger.exists(),
         "the trigger file is the operator's to remove"
@@ -157,9 +157,9 @@ fn max_wait_fails_over_after_the_given_seconds() {
         done.elapsed
     );
     assert!(
-        done.stderr.contains("fast failover: waited 1 s"),
+        done.log.contains("fast failover: waited 1 s"),
         "{}",
-        done.stderr
+        done.log
     );
 }
 
@@ -194,7 +194,7 @@ fn sigterm_during_the_wait_kills_by_sigterm_and_leaves_nothing() {
     assert!(run.is_running());
     run.signal(libc::SIGTERM);
     let done = run.finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.signal(), Some(libc::SIGTERM), "{}", done.stderr);
+    assert_eq!(done.status.signal(), Some(libc::SIGTERM), "{}", done.log);
     assert!(!env.restored().exists());
     assert!(env.stray_files().is_empty());
 }
@@ -206,7 +206,7 @@ fn sigquit_kills_by_sigint_so_the_server_aborts() {
     let_it_start();
     run.signal(libc::SIGQUIT);
     let done = run.finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.signal(), Some(libc::SIGINT), "{}", done.stderr);
+    assert_eq!(done.status.signal(), Some(libc::SIGINT), "{}", done.log);
     assert!(!done.status.core_dumped());
 }
 
@@ -218,7 +218,7 @@ fn sigusr1_is_a_fast_failover() {
     run.signal(libc::SIGUSR1);
     let done = run.finish_within(Duration::from_secs(5));
     assert_eq!(done.status.code(), Some(1));
-    assert!(done.stderr.contains("SIGUSR1"), "{}", done.stderr);
+    assert!(done.log.contains("SIGUSR1"), "{}", done.log);
 }
 
 #[test]
@@ -257,9 +257,29 @@ fn bad_arguments_stop_recovery_and_name_the_problem() {
             err.contains(needle),
             "{args:?} should mention {needle:?}: {err}"
         );
-        assert!(err.contains("exiting with 250"), "{args:?}: {err}");
+        assert!(
+            err.to_lowercase().contains("exiting with 250"),
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty());
+        // As the README promises: every line is ours, no clap noise.
+        assert!(err.lines().all(is_log_line), "{args:?}: {err}");
+        assert!(!err.contains("tip:") && !err.contains("Usage:"), "{err}");
+        assert!(!err.contains("?;") && !err.contains(".;"), "{err}");
     }
+}
+
+#[test]
+fn a_usage_error_says_what_is_wrong_and_points_to_the_help() {
+    let out = std::process::Command::new(binary())
+        .args(["-x", "/a", S1, "p"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].contains("ERROR: unexpected argument '-x' found; exiting with 250"));
+    assert!(lines[1].ends_with("HINT: Try \"pg_standby --help\" for more information."));
 }
 
 #[test]
@@ -294,6 +314,29 @@ fn help_and_version_go_to_stdout() {
         assert!(!out.stdout.is_empty(), "{flag}");
         assert!(out.stderr.is_empty(), "{flag}");
     }
+}
+
+#[test]
+fn help_and_version_follow_postgresqls_tools() {
+    let run = |flag| {
+        let out = std::process::Command::new(binary())
+            .arg(flag)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        run("-V"),
+        format!("pg_standby {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let help = run("--help");
+    assert!(help.contains(
+        "Usage:\n  pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]\n"
+    ));
+    assert!(!help.contains("[ARCHIVELOCATION]"), "{help}");
+    assert!(help.contains("\n  -l  "), "{help}");
+    assert!(help.contains("\n  -?, --help "), "{help}");
+    assert!(help.contains("\nReport bugs "), "{help}");
 }
 
 fn archive_names(env: &Env) -> Vec<String> {
@@ -442,7 +485,7 @@ fn smart_failover_waits_for_a_segment_still_being_archived() {
     let_it_start();
     fs::write(&path, &bytes).unwrap();
     let done = run.finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{}", done.log);
     assert_eq!(fs::read(env.restored()).unwrap(), bytes);
 }
 
@@ -457,12 +500,12 @@ fn smart_failover_gives_up_on_a_stalled_partial_segment() {
     let done = env
         .spawn(&["-s", "1", "-t", &t], S1, &[])
         .finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{}", done.log);
     assert!(done.elapsed >= Duration::from_secs(1));
     assert!(
-        done.stderr.contains("is in the archive but not restored"),
+        done.log.contains("is in the archive but not restored"),
         "{}",
-        done.stderr
+        done.log
     );
     assert!(!env.restored().exists());
 }

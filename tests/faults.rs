@@ -8,166 +8,21 @@
 //! (nobody) through `pre_exec` when the suite runs as root (CI, containers),
 //! and as the current user otherwise.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 const NAME: &str = "000000010000000000000005";
 const NOBODY: u32 = 65534;
 const GIB: u64 = 1024 * MIB;
-
-// ---------------------------------------------------------------------------
-// Harness: a running pg_standby whose stderr goes to a file, so a test can
-// wait for a log line (e.g. "ready") while the process runs.
-
-static LOGS: AtomicUsize = AtomicUsize::new(0);
-
-struct Job {
-    child: Child,
-    started: Instant,
-    log: PathBuf,
-}
-
-struct Done {
-    status: ExitStatus,
-    elapsed: Duration,
-    log: String,
-}
-
-impl Job {
-    fn launch(env: &Env, mut cmd: Command) -> Job {
-        let n = LOGS.fetch_add(1, Ordering::SeqCst);
-        let log = env.root.path().join(format!("stderr-{n}.log"));
-        let file = fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Job {
-            child,
-            started: Instant::now(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Wait for the settings line `-d` prints once signal handlers and the
-    /// watch are in place.
-    #[track_caller]
-    fn wait_ready(&mut self) {
-        self.wait_log("DEBUG: request ");
-    }
-
-    #[track_caller]
-    fn wait_log(&mut self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !self.log().contains(needle) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "exited ({status}) before logging {needle:?}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    #[track_caller]
-    fn finish_within(mut self, limit: Duration) -> Done {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Done {
-                    status,
-                    elapsed: self.started.elapsed(),
-                    log: self.log(),
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("still running after {limit:?}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-impl Done {
-    #[track_caller]
-    fn exited(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.status.code(),
-            Some(code),
-            "expected exit {code}, got {}; log:\n{}",
-            self.status,
-            self.log
-        );
-        self
-    }
-
-    #[track_caller]
-    fn died_of(&self, signal: i32) -> &Self {
-        assert_eq!(
-            self.status.signal(),
-            Some(signal),
-            "expected death by signal {signal}, got {}; log:\n{}",
-            self.status,
-            self.log
-        );
-        self
-    }
-
-    /// A log line with `phrase`, in the program's line format.
-    #[track_caller]
-    fn logged(&self, phrase: &str) -> &Self {
-        let line = self.log.lines().find(|l| l.contains(phrase));
-        match line {
-            Some(l) => assert!(l.starts_with("pg_standby["), "badly prefixed: {l:?}"),
-            None => panic!("no {phrase:?} in the log:\n{}", self.log),
-        }
-        self
-    }
-
-    #[track_caller]
-    fn within(&self, limit: Duration) -> &Self {
-        assert!(
-            self.elapsed < limit,
-            "took {:?} (limit {limit:?}); log:\n{}",
-            self.elapsed,
-            self.log
-        );
-        self
-    }
-}
 
 fn args(env: &Env, opts: &[&str], name: &str) -> Vec<String> {
     env.restore_args(opts, name, &[])
@@ -263,11 +118,6 @@ fn temp_files_in(dir: &Path) -> Vec<String> {
 
 // ---------------------------------------------------------------------------
 // Privileges.
-
-fn is_root() -> bool {
-    // SAFETY: no arguments, cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// As root, make the whole environment nobody's, so that the binary can
 /// run as nobody; otherwise a no-op (the files are already ours).
@@ -912,7 +762,7 @@ fn malformed_wal_file_names_are_fatal_and_named() {
             .find(|l| l.contains(&format!("invalid WAL file name \"{bad}\"")))
             .unwrap_or_else(|| panic!("{bad}: argument not named:\n{log}"));
         assert!(line.starts_with("pg_standby["), "{line}");
-        assert!(log.contains("so that PostgreSQL stops instead of promoting"));
+        assert!(log.contains("so that PostgreSQL stops recovery instead of promoting"));
         assert_nothing_delivered(&env);
     }
 }
@@ -968,7 +818,7 @@ fn standby_mode_invalid_segment_answers_1_with_an_error() {
         .exited(1)
         .within(Duration::from_secs(1))
         .logged("ERROR: not restoring 000000010000000000000005: it belongs to another cluster")
-        .logged("answering \"not available\" (exit 1): in standby mode the server retries");
+        .logged("answering \"not available\": in standby mode the server retries; exiting with 1");
     assert_nothing_delivered(&env);
     assert_archive_holds(&env, NAME, &foreign);
 }

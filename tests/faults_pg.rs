@@ -6,7 +6,6 @@
 //!
 //! Uses the real-server harness in tests/support (see tests/real_pg.rs).
 
-mod common;
 mod support;
 
 use std::fs;
@@ -46,7 +45,7 @@ fn foreign_segment_stops_the_standby_instead_of_promoting_it() {
 
     // The primary stays idle, so the real `next` is not archived; a
     // segment of another cluster lands under its name, atomically.
-    let foreign = common::segment_bytes(&next, size, 42, size);
+    let foreign = support::segment_bytes(&next, size, 42, size);
     let incoming = sb.path().join(format!("{next}.incoming"));
     sb.write_file(&incoming, &foreign).must();
     fs::rename(&incoming, sb.archive().join(&next)).unwrap();

@@ -3,7 +3,7 @@
 //! implementations written from the contract document (§1.9, §4.1-4.4),
 //! independently of the code under test.
 
-use pg_standby::cleanup::cutoff_keeping;
+use pg_standby::cutoff_keeping;
 use pg_standby::header::{self, Defect, LONG_HEADER_LEN, LongPageHeader};
 use pg_standby::wal::{SegmentName, WalFileName};
 use proptest::prelude::*;

@@ -2,11 +2,11 @@
 //! failovers and errors counted, and a broken metrics file never changing
 //! the outcome of a restore.
 
-mod common;
+mod support;
 
 use std::fs;
 
-use common::*;
+use support::*;
 
 const S5: &str = "000000010000000000000005";
 const S6: &str = "000000010000000000000006";

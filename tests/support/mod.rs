@@ -1,10 +1,22 @@
-//! Test support: the real-server harness lives in `pg.rs` so examples can
-//! include it with `#[path = "../tests/support/pg.rs"] mod pg;`.
-#![allow(dead_code)]
+//! The integration-test harness, one for every test file:
+//!
+//! * `env`: a temporary archive and data directory, synthetic segments;
+//! * `job`: the one runner for the binary under test ([`Job`], [`Done`]);
+//! * `pg`: throw-away PostgreSQL servers. It lives in its own file so that
+//!   examples can include it with `#[path = "../tests/support/pg.rs"] mod pg;`,
+//!   and it holds the generic helpers ([`wait_until`], [`is_root`]) used by
+//!   both.
+#![allow(dead_code, unused_imports)]
 
+mod env;
+mod job;
 pub mod pg;
 
 use std::path::PathBuf;
+
+pub use env::*;
+pub use job::*;
+pub use pg::{is_root, wait_until};
 
 /// `Result::unwrap` that prints the whole error chain, and panics (so server
 /// logs get printed while the servers are dropped).
@@ -22,10 +34,16 @@ impl<T> Must<T> for anyhow::Result<T> {
     }
 }
 
-/// The pg_standby under test: this build, or `PG_STANDBY_BIN` to run the
-/// same scenarios against another restore command.
+/// This build's binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pg_standby"))
+}
+
+/// The pg_standby under test in the real-server suites: this build, or
+/// `PG_STANDBY_BIN` to run the same scenarios against another restore
+/// command.
 pub fn binary_under_test() -> PathBuf {
     std::env::var_os("PG_STANDBY_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pg_standby")))
+        .unwrap_or_else(binary)
 }

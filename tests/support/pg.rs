@@ -54,7 +54,8 @@ where
     }
 }
 
-fn is_root() -> bool {
+/// Whether we run as root (then servers and unprivileged runs use other users).
+pub fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)

@@ -1,25 +1,22 @@
-//! Test fixtures for running the binary against temporary archives:
-//! synthetic segments with a real long page header, a data directory with
-//! a signal file and pg_control, and deadline-based waiting.
-#![allow(dead_code)]
+//! Fixtures for running the binary against temporary archives: synthetic
+//! segments with a real long page header, and a data directory with a
+//! signal file and pg_control.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use pg_standby::header::LongPageHeader;
 use pg_standby::wal::SegmentName;
+
+use super::{Job, binary};
 
 pub const MIB: u64 = 1024 * 1024;
 pub const SEG: u64 = 16 * MIB;
 pub const SYSID: u64 = 7_300_000_000_000_000_001;
 pub const FATAL: i32 = 250;
-
-pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pg_standby"))
-}
 
 /// A segment as a PostgreSQL 15 server writes it: the long page header of
 /// `name`, padded to `len` bytes (longer or shorter than `seg_size` to make
@@ -135,19 +132,12 @@ impl Env {
         self.command(&args).output().unwrap()
     }
 
-    pub fn spawn(&self, opts: &[&str], name: &str, extra: &[&str]) -> Running {
+    /// Start the binary with stderr going to a file, so the test can
+    /// read the log while it runs.
+    pub fn spawn(&self, opts: &[&str], name: &str, extra: &[&str]) -> Job {
         let args = self.restore_args(opts, name, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = self
-            .command(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Running {
-            child,
-            started: Instant::now(),
-        }
+        Job::launch(self, self.command(&args))
     }
 
     /// Files in pg_wal other than the restored one: must stay empty.
@@ -157,70 +147,6 @@ impl Env {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n != "RECOVERYXLOG" && n != "RECOVERYHISTORY")
             .collect()
-    }
-}
-
-pub struct Running {
-    pub child: Child,
-    pub started: Instant,
-}
-
-pub struct Finished {
-    pub status: ExitStatus,
-    pub elapsed: Duration,
-    pub stderr: String,
-    pub stdout: String,
-}
-
-impl Running {
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Wait for the process to end within `limit`, or kill it and fail.
-    #[track_caller]
-    pub fn finish_within(mut self, limit: Duration) -> Finished {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let elapsed = self.started.elapsed();
-                let out = self.child.wait_with_output().unwrap();
-                return Finished {
-                    status,
-                    elapsed,
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let out = self.child.wait_with_output().unwrap();
-                panic!(
-                    "still running after {limit:?}; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-/// Poll `check` every few milliseconds until it holds or `limit` passes.
-#[track_caller]
-pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
