@@ -7,6 +7,7 @@
 
 pub mod cleanup;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod copy;
 pub mod datadir;
