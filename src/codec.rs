@@ -26,8 +26,21 @@
 //!   style output cut between two members): such a file decodes cleanly to
 //!   fewer bytes than a segment, and only the caller's size check sees it.
 
+// Builds with only some codec features leave helpers unused; the default
+// build (every codec) keeps every lint.
+#![cfg_attr(
+    not(all(
+        feature = "gzip",
+        feature = "zstd",
+        feature = "lz4",
+        feature = "bzip2",
+        feature = "xz"
+    )),
+    allow(unused, unreachable_code, clippy::large_enum_variant)
+)]
+
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// Decompressed bytes handed to the destination per write.
 const OUT_BUF: usize = 256 * 1024;
@@ -179,31 +192,24 @@ impl Codec {
 
     /// Whether `head`, shorter than the magic, could still grow into it.
     fn could_become_magic(self, head: &[u8]) -> bool {
-        let sample: &[u8] = match self {
+        let prefix_of = |magic: &[u8]| magic.starts_with(head);
+        match self {
             #[cfg(feature = "gzip")]
-            Codec::Gzip => &[0x1f, 0x8b],
+            Codec::Gzip => prefix_of(&[0x1f, 0x8b]),
             #[cfg(feature = "zstd")]
-            Codec::Zstd => {
-                if head.first().is_some_and(|b| b & 0xf0 == 0x50) {
-                    return head[1..]
-                        .iter()
-                        .zip([0x2a, 0x4d, 0x18])
-                        .all(|(a, b)| *a == b);
-                }
-                &[0x28, 0xb5, 0x2f, 0xfd]
-            }
+            Codec::Zstd => match head.split_first() {
+                Some((first, rest)) if first & 0xf0 == 0x50 => [0x2a, 0x4d, 0x18].starts_with(rest),
+                _ => prefix_of(&[0x28, 0xb5, 0x2f, 0xfd]),
+            },
             #[cfg(feature = "lz4")]
-            Codec::Lz4 => &[0x04, 0x22, 0x4d, 0x18],
+            Codec::Lz4 => prefix_of(&[0x04, 0x22, 0x4d, 0x18]),
             #[cfg(feature = "bzip2")]
-            Codec::Bzip2 => {
-                return head.iter().zip(b"BZh").all(|(a, b)| a == b);
-            }
+            Codec::Bzip2 => head.iter().zip(b"BZh").all(|(a, b)| a == b),
             #[cfg(feature = "xz")]
-            Codec::Xz => &[0xfd, b'7', b'z', b'X', b'Z', 0x00],
+            Codec::Xz => prefix_of(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]),
             #[cfg(feature = "xz")]
-            Codec::Lzma => return head.first().is_none_or(|p| *p < 225),
-        };
-        sample.starts_with(head)
+            Codec::Lzma => head.first().is_none_or(|p| *p < 225),
+        }
     }
 }
 
@@ -436,21 +442,27 @@ type Input<'a, R> = io::Chain<io::Cursor<Vec<u8>>, Source<'a, R>>;
 
 enum Decoder<'a, R: Read> {
     #[cfg(feature = "gzip")]
-    Gzip(flate2::bufread::MultiGzDecoder<BufReader<Input<'a, R>>>),
+    Gzip(flate2::bufread::MultiGzDecoder<io::BufReader<Input<'a, R>>>),
     #[cfg(feature = "zstd")]
-    Zstd(zstd::stream::read::Decoder<'static, BufReader<Input<'a, R>>>),
+    Zstd(zstd::stream::read::Decoder<'static, io::BufReader<Input<'a, R>>>),
     #[cfg(feature = "lz4")]
     Lz4(lz4_flex::frame::FrameDecoder<Lz4Tap<'a, Input<'a, R>>>),
     #[cfg(feature = "bzip2")]
-    Bzip2(bzip2::bufread::MultiBzDecoder<BufReader<Input<'a, R>>>),
+    Bzip2(bzip2::bufread::MultiBzDecoder<io::BufReader<Input<'a, R>>>),
     #[cfg(feature = "xz")]
-    Xz(liblzma::bufread::XzDecoder<BufReader<Input<'a, R>>>),
+    Xz(liblzma::bufread::XzDecoder<io::BufReader<Input<'a, R>>>),
+    /// Keeps the type well-formed with every codec feature off.
+    #[allow(dead_code)]
+    Never(
+        std::convert::Infallible,
+        std::marker::PhantomData<Input<'a, R>>,
+    ),
 }
 
 impl<'a, R: Read> Decoder<'a, R> {
     fn new(codec: Codec, input: Input<'a, R>, limit: u64) -> io::Result<Self> {
         #[cfg(any(feature = "gzip", feature = "zstd", feature = "bzip2", feature = "xz"))]
-        let buffered = |input| BufReader::with_capacity(IN_BUF, input);
+        let buffered = |input| io::BufReader::with_capacity(IN_BUF, input);
         let _ = limit;
         Ok(match codec {
             #[cfg(feature = "gzip")]
@@ -500,11 +512,11 @@ impl<'a, R: Read> Decoder<'a, R> {
     /// After a read returned 0: Ok(true) when the input is used up at the
     /// end of a stream, Ok(false) when more frames may follow (lz4).
     fn finished(&mut self, codec: Codec, state: &State) -> Result<bool, DecodeError> {
-        let rest = match self {
+        match self {
             #[cfg(feature = "gzip")]
-            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Gzip(d) => input_used_up(d.get_mut(), codec, state),
             #[cfg(feature = "zstd")]
-            Decoder::Zstd(d) => d.get_mut(),
+            Decoder::Zstd(d) => input_used_up(d.get_mut(), codec, state),
             #[cfg(feature = "lz4")]
             Decoder::Lz4(_) => {
                 // lz4_flex returns 0 both at the end of a frame and when the
@@ -517,21 +529,36 @@ impl<'a, R: Read> Decoder<'a, R> {
                         DecodeError::Corrupt("lz4: frame ended early".into())
                     });
                 }
-                return Ok(state.eof.get());
+                Ok(state.eof.get())
             }
             #[cfg(feature = "bzip2")]
-            Decoder::Bzip2(d) => d.get_mut(),
+            Decoder::Bzip2(d) => input_used_up(d.get_mut(), codec, state),
             #[cfg(feature = "xz")]
-            Decoder::Xz(d) => d.get_mut(),
-        };
-        match rest.fill_buf() {
-            Ok([]) => Ok(true),
-            Ok(more) => Err(DecodeError::Corrupt(format!(
-                "{} bytes of trailing data after the end of the stream",
-                more.len()
-            ))),
-            Err(e) => Err(state.classify(codec, e)),
+            Decoder::Xz(d) => input_used_up(d.get_mut(), codec, state),
+            Decoder::Never(never, _) => match *never {},
         }
+    }
+}
+
+/// At the end of a stream: Ok(true) if no input is left, else Corrupt.
+#[cfg(any(feature = "gzip", feature = "zstd", feature = "bzip2", feature = "xz"))]
+fn input_used_up(
+    rest: &mut impl BufRead,
+    codec: Codec,
+    state: &State,
+) -> Result<bool, DecodeError> {
+    match rest.fill_buf() {
+        Ok([]) => Ok(true),
+        Ok(more) => Err(DecodeError::Corrupt(format!(
+            "{codec}: {}{} bytes of trailing data after the end of the stream",
+            if more.len() >= IN_BUF {
+                "at least "
+            } else {
+                ""
+            },
+            more.len()
+        ))),
+        Err(e) => Err(state.classify(codec, e)),
     }
 }
 
@@ -548,6 +575,7 @@ impl<R: Read> Read for Decoder<'_, R> {
             Decoder::Bzip2(d) => d.read(buf),
             #[cfg(feature = "xz")]
             Decoder::Xz(d) => d.read(buf),
+            Decoder::Never(never, _) => match *never {},
         }
     }
 }
@@ -650,5 +678,94 @@ impl Lz4Tracker {
         if skip == 0 {
             self.field = next;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_and_names() {
+        for &c in Codec::ALL {
+            assert_eq!(Codec::from_suffix(c.suffix()), Some(c));
+            let name = format!("000000010000000000000001{}", c.suffix());
+            assert_eq!(
+                Codec::split_name(&name),
+                Some((c, "000000010000000000000001"))
+            );
+        }
+        assert_eq!(Codec::from_suffix(".br"), None);
+        assert_eq!(Codec::split_name("000000010000000000000001"), None);
+        assert_eq!(Codec::split_name("000000010000000000000001.partial"), None);
+    }
+
+    #[cfg(all(
+        feature = "gzip",
+        feature = "zstd",
+        feature = "lz4",
+        feature = "bzip2",
+        feature = "xz"
+    ))]
+    #[test]
+    fn sniffing_magic() {
+        assert_eq!(Codec::sniff(&[0x1f, 0x8b, 8, 0]), Some(Codec::Gzip));
+        assert_eq!(
+            Codec::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Some(Codec::Zstd)
+        );
+        assert_eq!(Codec::sniff(&[0x50, 0x2a, 0x4d, 0x18]), Some(Codec::Zstd));
+        assert_eq!(Codec::sniff(&[0x04, 0x22, 0x4d, 0x18]), Some(Codec::Lz4));
+        assert_eq!(Codec::sniff(b"BZh9"), Some(Codec::Bzip2));
+        assert_eq!(Codec::sniff(b"BZh0"), None);
+        assert_eq!(
+            Codec::sniff(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            Some(Codec::Xz)
+        );
+        // A PostgreSQL 15 segment starts with its page magic.
+        assert_eq!(Codec::sniff(&[0x10, 0xd1, 2, 0]), None);
+        assert_eq!(Codec::sniff(&[]), None);
+    }
+
+    #[cfg(feature = "xz")]
+    #[test]
+    fn lzma_alone_header() {
+        // xz --format=lzma: lc=3 lp=0 pb=2, 8 MiB dictionary, size unknown.
+        let mut h = [
+            0x5d, 0, 0, 0x80, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(lzma_header_ok(&h));
+        assert!(!lzma_header_ok(&h[..12]));
+        h[1..5].copy_from_slice(&(3u32 << 20).to_le_bytes()); // 2^21 + 2^20
+        assert!(lzma_header_ok(&h));
+        h[1..5].copy_from_slice(&(5u32 << 20).to_le_bytes());
+        assert!(!lzma_header_ok(&h));
+        h[1..5].copy_from_slice(&(1u32 << 23).to_le_bytes());
+        h[5..13].copy_from_slice(&(16u64 << 20).to_le_bytes());
+        assert!(lzma_header_ok(&h));
+        h[5..13].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(!lzma_header_ok(&h));
+        h[5..13].copy_from_slice(&[0xff; 8]);
+        h[0] = 225;
+        assert!(!lzma_header_ok(&h));
+    }
+
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn lz4_tracker_follows_frames() {
+        let mut t = Lz4Tracker::default();
+        assert!(t.between_frames());
+        // Magic, FLG (content checksum), BD, HC.
+        t.feed(&[0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7]);
+        assert!(!t.between_frames());
+        // One 3-byte uncompressed block, fed byte by byte.
+        for b in [3, 0, 0, 0x80, b'a', b'b', b'c'] {
+            t.feed(&[b]);
+            assert!(!t.between_frames());
+        }
+        t.feed(&[0, 0, 0, 0, 1, 2, 3]);
+        assert!(!t.between_frames(), "one byte of the content checksum left");
+        t.feed(&[4]);
+        assert!(t.between_frames());
     }
 }
