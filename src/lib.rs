@@ -9,6 +9,7 @@
 mod archive;
 mod cleanup;
 mod cli;
+pub mod codec;
 mod config;
 mod copy;
 mod datadir;
