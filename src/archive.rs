@@ -9,8 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::cleanup::{self, Summary};
+use crate::codec::Codec;
 use crate::open::{self, Identity};
-use crate::probe::{self, Probe};
+use crate::probe::{self, CompressedEntry, Probe};
 use crate::timeline;
 use crate::wal::SegmentName;
 
@@ -27,6 +28,8 @@ pub struct Entry {
     pub file: File,
     pub len: u64,
     pub identity: Identity,
+    /// `Some` for a compressed form of the file.
+    pub codec: Option<Codec>,
 }
 
 impl Archive {
@@ -61,15 +64,54 @@ impl Archive {
         self.dir.join(name)
     }
 
+    /// The segment, plain or compressed. Plain wins when both exist.
     pub fn segment(&self, name: &SegmentName, sysid: Option<u64>) -> Probe {
-        probe::probe_segment(&self.path_of(&name.to_string()), name, sysid)
+        let plain = name.to_string();
+        match probe::probe_segment(&self.path_of(&plain), name, sysid) {
+            Probe::Absent => {}
+            found => return found,
+        }
+        match self.compressed(&plain) {
+            Ok(Some(entry)) => Probe::Compressed(entry),
+            Ok(None) => Probe::Absent,
+            Err(e) => Probe::Unreadable(e),
+        }
     }
 
-    /// A file that is complete when it appears. `Ok(None)`: not there.
+    /// The first compressed form of `name` there is, by codec order.
+    fn compressed(&self, name: &str) -> io::Result<Option<CompressedEntry>> {
+        for codec in Codec::ALL.iter().copied() {
+            let file_name = format!("{name}{}", codec.suffix());
+            let file = match open::regular(&self.path_of(&file_name)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{file_name}: {e}"))),
+            };
+            let meta = file.metadata()?;
+            return Ok(Some(CompressedEntry {
+                file,
+                codec,
+                file_name,
+                len: meta.len(),
+                identity: Identity::of(&meta),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// A file that is complete when it appears, plain or compressed.
+    /// `Ok(None)`: not there.
     pub fn file(&self, name: &str) -> io::Result<Option<Entry>> {
         let file = match open::regular(&self.path_of(name)) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(self.compressed(name)?.map(|c| Entry {
+                    file: c.file,
+                    len: c.len,
+                    identity: c.identity,
+                    codec: Some(c.codec),
+                }));
+            }
             Err(e) => return Err(e),
         };
         let meta = file.metadata()?;
@@ -77,6 +119,7 @@ impl Archive {
             len: meta.len(),
             identity: Identity::of(&meta),
             file,
+            codec: None,
         }))
     }
 

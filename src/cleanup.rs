@@ -5,6 +5,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use crate::codec::Codec;
 use crate::wal::SegmentName;
 
 /// The oldest segment to keep, from `%r`. `None` when nothing may go: `%r` is
@@ -35,10 +36,11 @@ pub fn cutoff_keeping(keep: u64, requested: SegmentName, segment_size: u64) -> O
     ))
 }
 
-/// Whether a directory entry is removed: only bare segment names, of any
-/// timeline, strictly before the cutoff.
+/// Whether a directory entry is removed: only segment names, bare or with
+/// a compression suffix, of any timeline, strictly before the cutoff.
 pub fn is_removable(file_name: &str, cutoff: SegmentName) -> bool {
-    SegmentName::parse(file_name).is_some_and(|n| n.position() < cutoff.position())
+    let base = Codec::split_name(file_name).map_or(file_name, |(_, base)| base);
+    SegmentName::parse(base).is_some_and(|n| n.position() < cutoff.position())
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -160,15 +162,20 @@ mod tests {
         );
     }
 
-    /// pg_archivecleanup's TAP fixtures (contract doc §2.5), run through our
-    /// selection. pg_standby removes bare segment names only, so unlike
-    /// pg_archivecleanup it keeps `.gz` (it has no `-x`) and backup-history
-    /// files (no `-b`); `.partial` and unrelated files are kept by both.
+    /// pg_archivecleanup's TAP fixtures (src/bin/pg_archivecleanup/t/
+    /// 010_pg_archivecleanup.pl), run through our selection. pg_standby
+    /// removes segments plain or compressed (pg_archivecleanup needs `-x`
+    /// for one extension), keeps backup-history files (its `-b`), and, as
+    /// it does, `.partial` and unrelated files.
     #[test]
     fn pg_archivecleanup_fixtures() {
         let cutoff = seg("00000001000000370000000E");
         let table = [
-            ("00000001000000370000000C.gz", false),
+            ("00000001000000370000000C.gz", true),
+            ("00000001000000370000000C.zst", true),
+            ("00000001000000370000000E.gz", false),
+            ("00000001000000370000000C.gz.tmp", false),
+            ("00000001000000370000000F.partial.gz", false),
             ("00000001000000370000000D", true),
             ("00000001000000370000000D.backup", false),
             ("00000001000000370000000D.00000028.backup", false),

@@ -57,42 +57,75 @@ pub fn deliver(
     flush: bool,
     verify: &dyn Fn(&File) -> Result<(), String>,
 ) -> Result<(), CopyError> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(TEMP_SUFFIX)
-        // As cp would: the server's umask (0077, or 0027 with group
-        // access) decides the mode.
-        .permissions(Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .with_context(|| format!("could not create a temporary file in \"{}\"", dir.display()))?;
-    // Held until the file is renamed or removed: it tells a later call
-    // that this file is not a leftover.
-    lock(tmp.as_file()).with_context(|| format!("could not lock \"{}\"", tmp.path().display()))?;
-    copy_range(src, tmp.as_file_mut(), len).map_err(|e| match e {
+    let mut staged = Staged::beside(dest)?;
+    let tmp_path = staged.path().to_path_buf();
+    copy_range(src, staged.file(), len).map_err(|e| match e {
         CopyError::Failed(e) => CopyError::Failed(e.context(format!(
             "could not copy \"{}\" to \"{}\"",
             source.display(),
-            tmp.path().display()
+            tmp_path.display()
         ))),
         interrupted => interrupted,
     })?;
-    if flush {
-        tmp.as_file()
-            .sync_data()
-            .with_context(|| format!("could not flush \"{}\"", tmp.path().display()))?;
+    verify(staged.file()).map_err(CopyError::Rejected)?;
+    staged.commit(dest, flush)
+}
+
+/// A temporary file beside the destination, locked while it is written,
+/// removed unless committed.
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+}
+
+impl Staged {
+    pub fn beside(dest: &Path) -> Result<Self, CopyError> {
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            // As cp would: the server's umask (0077, or 0027 with group
+            // access) decides the mode.
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .with_context(|| {
+                format!("could not create a temporary file in \"{}\"", dir.display())
+            })?;
+        // Held until the file is renamed or removed: it tells a later call
+        // that this file is not a leftover.
+        lock(tmp.as_file())
+            .with_context(|| format!("could not lock \"{}\"", tmp.path().display()))?;
+        Ok(Self { tmp })
     }
-    verify(tmp.as_file()).map_err(CopyError::Rejected)?;
-    if signals::terminating().is_some() {
-        return Err(CopyError::Interrupted);
+
+    pub fn file(&mut self) -> &mut File {
+        self.tmp.as_file_mut()
     }
-    tmp.persist(dest)
-        .map_err(|e| anyhow!(e.error))
-        .with_context(|| format!("could not rename the copy onto \"{}\"", dest.display()))?;
-    Ok(())
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Rename onto `dest` (after a flush, if asked), unless a shutdown
+    /// was requested meanwhile.
+    pub fn commit(self, dest: &Path, flush: bool) -> Result<(), CopyError> {
+        if flush {
+            self.tmp
+                .as_file()
+                .sync_data()
+                .with_context(|| format!("could not flush \"{}\"", self.tmp.path().display()))?;
+        }
+        if signals::terminating().is_some() {
+            return Err(CopyError::Interrupted);
+        }
+        self.tmp
+            .persist(dest)
+            .map_err(|e| anyhow!(e.error))
+            .with_context(|| format!("could not rename the copy onto \"{}\"", dest.display()))?;
+        Ok(())
+    }
 }
 
 fn lock(file: &File) -> io::Result<()> {

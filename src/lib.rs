@@ -25,6 +25,7 @@ mod restore;
 mod signals;
 mod timeline;
 mod trigger;
+mod unpack;
 mod waiter;
 pub mod wal;
 

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::codec::Codec;
 use crate::header::{self, Accepted, Defect, LONG_HEADER_LEN, LongPageHeader};
 use crate::open::{self, Identity};
 use crate::wal::SegmentName;
@@ -26,6 +27,18 @@ pub enum Probe {
     /// Present but cannot be read (permissions, I/O error).
     Unreadable(io::Error),
     Ready(ReadySegment),
+    /// A compressed form of the segment: whether it is complete and valid
+    /// shows only once it is decompressed.
+    Compressed(CompressedEntry),
+}
+
+#[derive(Debug)]
+pub struct CompressedEntry {
+    pub file: File,
+    pub codec: Codec,
+    pub file_name: String,
+    pub len: u64,
+    pub identity: Identity,
 }
 
 /// An open, validated, complete segment. Copying from this handle copies
@@ -60,6 +73,7 @@ impl Probe {
             Self::Unreadable(e) if e.kind() == io::ErrorKind::InvalidInput => e.to_string(),
             Self::Unreadable(e) => format!("it cannot be read: {e}"),
             Self::Ready(r) => format!("it is ready ({} bytes)", r.len),
+            Self::Compressed(c) => format!("it is in the archive as {}", c.file_name),
         }
     }
 }

@@ -11,17 +11,19 @@ use std::time::{Duration, Instant};
 use crate::archive::Archive;
 use crate::cleanup;
 use crate::config::Config;
-use crate::copy::{self, CopyError};
+use crate::copy::{self, CopyError, Staged};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{self, Fatal, Outcome};
+use crate::header::Accepted;
 use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::mounts;
 use crate::open::Identity;
 use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
-use crate::probe::{self, Probe, ReadySegment};
+use crate::probe::{self, CompressedEntry, Probe, ReadySegment};
 use crate::signals;
 use crate::timeline;
 use crate::trigger::{self, Trigger};
+use crate::unpack::{self, Unpacked};
 use crate::waiter::Waiter;
 use crate::wal::{SegmentName, WalFileName};
 
@@ -44,7 +46,25 @@ pub struct Session {
     report: CallReport,
 }
 
+/// What the archive holds of the requested segment, decompressed if it
+/// is compressed.
+enum Found {
+    Plain(Probe),
+    Unpacked {
+        staged: Staged,
+        len: u64,
+        accepted: Accepted,
+        source: CompressedEntry,
+    },
+    /// A compressed form that is incomplete or bad.
+    NotReady(Look),
+    /// Decompressing beside `%p` failed: a copy failure.
+    StagingFailed(anyhow::Error),
+    Interrupted,
+}
+
 /// One look at the archive, as the policy needs it.
+#[derive(Clone)]
 struct Look {
     seen: Seen,
     /// A one-line account, for the log.
@@ -238,12 +258,23 @@ impl Session {
         loop {
             let entry = match archive.file(&name) {
                 Ok(Some(entry)) => entry,
-                Ok(None) => {
+                Ok(None) if archive.gone().is_none() => {
                     // The server asks for history files it does not expect
                     // to exist at every start and promotion.
                     tracing::debug!("{name} is not in the archive (a routine question)");
                     self.report.outcome = CallOutcome::NotAvailable;
                     return Outcome::NotRestored;
+                }
+                Ok(None) => {
+                    let gone = archive.gone().unwrap_or_default();
+                    return self.fatal(
+                        Fatal::Archive,
+                        format!(
+                            "archive location \"{}\" is gone ({gone}): not answering whether it holds {name}; \
+                             mount it again or fix the path, then start the server",
+                            archive.dir().display()
+                        ),
+                    );
                 }
                 Err(e) => {
                     let why = archive.gone().map_or_else(
@@ -258,8 +289,30 @@ impl Session {
                     return self.fatal(Fatal::Io, format!("{why}; {}", FIX_FILE));
                 }
             };
-            let verify = |_: &File| unchanged(&entry.file, entry.identity);
-            match self.deliver(&entry.file, entry.len, entry.identity, &verify) {
+            let delivery = match entry.codec {
+                None => {
+                    let verify = |_: &File| unchanged(&entry.file, entry.identity);
+                    self.deliver(&entry.file, entry.len, entry.identity, &verify)
+                }
+                Some(codec) => {
+                    match unpack::small_file(&entry.file, codec, &self.config.destination) {
+                        Unpacked::Ready { staged, .. } => {
+                            self.commit_staged(staged, &entry.file, entry.identity)
+                        }
+                        Unpacked::Incomplete(why) | Unpacked::Bad(_, why) => {
+                            return self.fatal(
+                                Fatal::BadSegment,
+                                format!(
+                                    "cannot restore {name} from its {codec} form: {why}; {FIX_FILE}"
+                                ),
+                            );
+                        }
+                        Unpacked::Failed(e) => Delivery::Failed(e),
+                        Unpacked::Interrupted => Delivery::Interrupted,
+                    }
+                }
+            };
+            match delivery {
                 Delivery::Done => {
                     tracing::info!("restored {name} ({} bytes)", entry.len);
                     self.report.bytes = entry.len;
@@ -283,14 +336,28 @@ impl Session {
         let mut never_exists_checked = false;
         let mut failures = 0;
         let mut noted = None;
+        let mut unpacked = None;
         loop {
             if let Some(signal) = signals::terminating() {
                 return self.shut_down(signal);
             }
             self.update_failover(name);
             let waited = self.started.elapsed();
-            let probe = archive.segment(&name, self.sysid);
-            let look = self.classify(archive, name, &probe, waited, &mut never_exists_checked);
+            let found = match archive.segment(&name, self.sysid) {
+                Probe::Compressed(entry) => self.unpack_segment(name, entry, &mut unpacked),
+                probe => Found::Plain(probe),
+            };
+            let found = match found {
+                Found::StagingFailed(error) => {
+                    match self.after_copy_failure(error, &mut failures) {
+                        Some(outcome) => return outcome,
+                        None => continue,
+                    }
+                }
+                Found::Interrupted => return self.killed(),
+                found => found,
+            };
+            let look = self.classify(archive, name, &found, waited, &mut never_exists_checked);
             let why = look.why.as_str();
             let now = Observation {
                 seen: look.seen,
@@ -300,16 +367,40 @@ impl Session {
             };
             match policy::next_step(&self.rules, &now) {
                 Step::Deliver => {
-                    // The policy delivers only what the probe found ready.
-                    let Probe::Ready(ready) = probe else { continue };
                     let copy_started = Instant::now();
-                    match self.deliver_segment(name, &ready) {
+                    // The policy delivers only what was found ready.
+                    let (delivery, len, accepted, from) = match found {
+                        Found::Plain(Probe::Ready(ready)) => (
+                            self.deliver_segment(name, &ready),
+                            ready.len,
+                            ready.accepted,
+                            None,
+                        ),
+                        Found::Unpacked {
+                            staged,
+                            len,
+                            accepted,
+                            source,
+                        } => (
+                            self.commit_staged(staged, &source.file, source.identity),
+                            len,
+                            accepted,
+                            Some((source.file_name, source.len)),
+                        ),
+                        _ => continue,
+                    };
+                    match delivery {
                         Delivery::Done => {
-                            self.log_restored(name, &ready, waited);
-                            self.note_restored(name, &ready, copy_started.elapsed());
+                            self.log_restored(name, len, accepted, waited, from);
+                            self.note_restored(
+                                name,
+                                len,
+                                accepted.seg_size,
+                                copy_started.elapsed(),
+                            );
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
-                            self.clean_archive(archive, name, ready.accepted.seg_size);
+                            self.clean_archive(archive, name, accepted.seg_size);
                             return Outcome::Restored;
                         }
                         Delivery::Changed(why) => {
@@ -350,22 +441,40 @@ impl Session {
         }
     }
 
-    /// Turn a probe into what the policy needs.
+    /// Turn what was found into what the policy needs.
     fn classify(
         &self,
         archive: &Archive,
         name: SegmentName,
-        probe: &Probe,
+        found: &Found,
         waited: Duration,
         never_exists_checked: &mut bool,
     ) -> Look {
+        let probe = match found {
+            Found::Plain(probe) => probe,
+            Found::Unpacked { source, .. } => {
+                return Look {
+                    seen: Seen::Ready,
+                    why: format!("{} decompresses to a valid segment", source.file_name),
+                    state: String::new(),
+                };
+            }
+            Found::NotReady(look) => return look.clone(),
+            Found::StagingFailed(_) | Found::Interrupted => {
+                return Look {
+                    seen: Seen::Absent,
+                    why: String::new(),
+                    state: String::new(),
+                };
+            }
+        };
         let why = probe.describe();
         let look = |seen, why: String| {
             let state = format!("{why} {}", fingerprint(&archive.path_of(&name.to_string())));
             Look { seen, why, state }
         };
         match probe {
-            Probe::Ready(_) => look(Seen::Ready, why),
+            Probe::Ready(_) | Probe::Compressed(_) => look(Seen::Ready, why),
             Probe::Incomplete { .. } => look(Seen::Incomplete, why),
             Probe::Invalid(_) => look(Seen::Bad(Fatal::BadSegment), why),
             Probe::Oversized { .. } => look(Seen::Bad(Fatal::Oversized), why),
@@ -460,6 +569,70 @@ impl Session {
         timeline::precedes_timeline_start(name, begin, seg_size)
     }
 
+    /// Decompress a compressed segment beside `%p`. A verdict on a file is
+    /// kept while the file stays the same, so an incomplete file is not
+    /// decompressed again until it changes.
+    fn unpack_segment(
+        &self,
+        name: SegmentName,
+        source: CompressedEntry,
+        last: &mut Option<(Identity, Look)>,
+    ) -> Found {
+        if let Some((identity, look)) = last
+            && *identity == source.identity
+        {
+            return Found::NotReady(look.clone());
+        }
+        let not_ready = |seen, why: String| Look {
+            seen,
+            why: format!("{}: {why}", source.file_name),
+            state: format!("{:?}", source.identity),
+        };
+        let look = match unpack::segment(
+            &source.file,
+            source.codec,
+            &name,
+            self.sysid,
+            &self.config.destination,
+        ) {
+            Unpacked::Ready {
+                staged,
+                len,
+                accepted: Some(accepted),
+            } => {
+                return Found::Unpacked {
+                    staged,
+                    len,
+                    accepted,
+                    source,
+                };
+            }
+            Unpacked::Ready { .. } => {
+                not_ready(Seen::Bad(Fatal::BadSegment), "no segment header".into())
+            }
+            Unpacked::Incomplete(why) => not_ready(Seen::Incomplete, why),
+            Unpacked::Bad(kind, why) => not_ready(Seen::Bad(kind), why),
+            Unpacked::Failed(e) => return Found::StagingFailed(e),
+            Unpacked::Interrupted => return Found::Interrupted,
+        };
+        *last = Some((source.identity, look.clone()));
+        Found::NotReady(look)
+    }
+
+    /// Rename a decompressed file into place if its source is still the
+    /// file that was decompressed.
+    fn commit_staged(&self, staged: Staged, source: &File, identity: Identity) -> Delivery {
+        if let Err(why) = unchanged(source, identity) {
+            return Delivery::Changed(why);
+        }
+        match staged.commit(&self.config.destination, self.config.fsync) {
+            Ok(()) => Delivery::Done,
+            Err(CopyError::Interrupted) => Delivery::Interrupted,
+            Err(CopyError::Failed(e)) => Delivery::Failed(e),
+            Err(CopyError::Rejected(why)) => Delivery::Changed(why),
+        }
+    }
+
     fn deliver_segment(&mut self, name: SegmentName, ready: &ReadySegment) -> Delivery {
         let sysid = self.sysid;
         let verify = |copy: &File| {
@@ -516,25 +689,37 @@ impl Session {
         self.pause(pause)
     }
 
-    fn log_restored(&self, name: SegmentName, ready: &ReadySegment, waited: Duration) {
-        if ready.accepted.major.is_none() {
+    fn log_restored(
+        &self,
+        name: SegmentName,
+        len: u64,
+        accepted: Accepted,
+        waited: Duration,
+        from: Option<(String, u64)>,
+    ) {
+        if accepted.major.is_none() {
             tracing::warn!(
                 "{name} has a WAL page magic no PostgreSQL 10-18 uses; restored because every other header field checks out"
             );
         }
+        let source = from.map_or(String::new(), |(file_name, compressed)| {
+            format!(
+                " from {file_name} ({:.1} MiB, {:.1}:1)",
+                compressed as f64 / (1 << 20) as f64,
+                len as f64 / compressed.max(1) as f64
+            )
+        });
         tracing::info!(
-            "restored {name} after waiting {:.3} s ({} MiB)",
+            "restored {name}{source} after waiting {:.3} s ({} MiB)",
             waited.as_secs_f64(),
-            ready.len >> 20,
+            len >> 20,
         );
     }
 
-    fn note_restored(&mut self, name: SegmentName, ready: &ReadySegment, copy: Duration) {
-        self.report.bytes = ready.len;
+    fn note_restored(&mut self, name: SegmentName, len: u64, seg_size: u64, copy: Duration) {
+        self.report.bytes = len;
         self.report.copy_seconds = copy.as_secs_f64();
-        self.report.restored = name
-            .start_lsn(ready.accepted.seg_size)
-            .map(|lsn| (lsn, name.tli));
+        self.report.restored = name.start_lsn(seg_size).map(|lsn| (lsn, name.tli));
     }
 
     fn log_note(
