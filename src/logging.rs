@@ -155,6 +155,43 @@ pub fn hint(message: &str) {
     write_stderr(format_lines("HINT: ", message).as_bytes());
 }
 
+/// How many bytes of untrusted text [`escape`] shows.
+pub const ESCAPE_LIMIT: usize = 64;
+
+/// Untrusted bytes (a trigger file's content, bytes read from a bad file)
+/// as text that is safe in a log line: printable ASCII as is, `\\` and
+/// `\"` escaped (so the text can sit between quotes), `\n`, `\r`, `\t`, `\0`
+/// and `\xNN` for everything else, at most [`ESCAPE_LIMIT`] bytes of it
+/// followed by `...(N more bytes)`. No newline, NUL or terminal escape can
+/// reach the server's log, so no content can forge a log line.
+pub fn escape(bytes: &[u8]) -> String {
+    escape_at_most(bytes, ESCAPE_LIMIT)
+}
+
+/// [`escape`] with another length limit.
+pub fn escape_at_most(bytes: &[u8], limit: usize) -> String {
+    let shown = &bytes[..bytes.len().min(limit)];
+    let mut out = String::with_capacity(shown.len() + 16);
+    for &b in shown {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0 => out.push_str("\\0"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    if bytes.len() > shown.len() {
+        let _ = write!(out, "...({} more bytes)", bytes.len() - shown.len());
+    }
+    out
+}
+
 /// A minimal `tracing` subscriber: no spans, one line per event.
 struct Logger;
 
@@ -260,6 +297,20 @@ mod tests {
         let (y, _, _) = civil_from_days(year);
         assert!(line.starts_with(&format!("{y:04}-")), "{line}");
         assert!(line.contains(" UTC pg_standby["), "{line}");
+    }
+
+    #[test]
+    fn untrusted_bytes_cannot_forge_a_line() {
+        assert_eq!(escape(b"x\nLOG:  forged\0"), "x\\nLOG:  forged\\0");
+        assert_eq!(
+            escape(b"a\"b\\c\r\t\x1b[31m\xff"),
+            "a\\\"b\\\\c\\r\\t\\x1b[31m\\xff"
+        );
+        assert_eq!(escape("é".as_bytes()), "\\xc3\\xa9");
+        assert_eq!(escape_at_most(b"abcdef", 4), "abcd...(2 more bytes)");
+        assert_eq!(escape(&[b'a'; 64]), "a".repeat(64));
+        let long = escape(&[0; 1000]);
+        assert!(long.ends_with("...(936 more bytes)") && !long.contains('\0'));
     }
 
     #[test]

@@ -144,6 +144,28 @@ fn unknown_trigger_content_is_ignored_with_a_warning() {
     );
 }
 
+/// The trigger file's content is untrusted: it reaches the server's log
+/// escaped, on one line, and cannot forge a line of its own.
+#[test]
+fn trigger_content_cannot_forge_a_log_line() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "x\nLOG:  forged\0").unwrap();
+    let t = trigger.display().to_string();
+    let out = env.run(&["-t", &t, "-w", "1"], S1, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("forged")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("WARNING: invalid content in trigger file")
+            && lines[0].contains(r#""x\nLOG:  forged\0""#),
+        "{err}"
+    );
+    assert!(err.lines().all(is_log_line), "{err}");
+    assert!(!err.contains('\0'), "{err:?}");
+}
+
 #[test]
 fn max_wait_fails_over_after_the_given_seconds() {
     let env = Env::new();
