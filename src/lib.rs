@@ -14,6 +14,8 @@ mod config;
 mod copy;
 mod datadir;
 mod exit;
+/// Public as an API for tests and tools (benchmarks write synthetic
+/// segments with it); not a stable interface.
 pub mod header;
 mod logging;
 mod metrics;
@@ -27,6 +29,8 @@ mod timeline;
 mod trigger;
 mod unpack;
 mod waiter;
+/// Public as an API for tests and tools (WAL file names and segment
+/// arithmetic); not a stable interface.
 pub mod wal;
 
 use std::path::PathBuf;
@@ -35,7 +39,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-/// API for the property tests: the cutoff `-k N` removes before.
+/// Public as an API for the property tests: the oldest segment `-k N`
+/// keeps.
 pub use cleanup::cutoff_keeping;
 
 use cli::Cli;

@@ -1,5 +1,14 @@
 //! Log lines on stderr, which the server's log collects: one line per
-//! event, prefixed with the program name and pid, no colours.
+//! event, in the form of the server's own `log_line_prefix = '%m [%p] '`
+//! lines, no colours:
+//!
+//! ```text
+//! 2026-11-22 06:41:43.123 UTC pg_standby[123]: WARNING: message
+//! ```
+//!
+//! The time is always UTC, and says so: reading the server's
+//! `log_timezone` would need a time zone database for a field the operator
+//! only compares by eye (PostgreSQL's `%m` is also labelled with its zone).
 //!
 //! A log that cannot be written must never change the outcome: the server
 //! reads a crash as FATAL, so a full disk under its log (or a closed or
@@ -11,6 +20,7 @@
 
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -85,12 +95,53 @@ fn label(level: Level) -> &'static str {
 /// `message` as log lines: every line of it carries the prefix and the
 /// label, so that no line in the server's log looks like someone else's.
 fn format_lines(label: &str, message: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    lines_at(
+        &timestamp(now.as_secs(), now.subsec_millis()),
+        label,
+        message,
+    )
+}
+
+fn lines_at(timestamp: &str, label: &str, message: &str) -> String {
     let pid = std::process::id();
-    let mut out = String::with_capacity(message.len() + 32);
+    let mut out = String::with_capacity(message.len() + 64);
     for line in message.trim_end().split('\n') {
-        let _ = writeln!(out, "pg_standby[{pid}]: {label}{line}");
+        let _ = writeln!(out, "{timestamp} pg_standby[{pid}]: {label}{line}");
     }
     out
+}
+
+/// `secs` after the Unix epoch as PostgreSQL's `%m` prints it in UTC:
+/// `2026-11-22 06:41:43.123 UTC`.
+fn timestamp(secs: u64, millis: u32) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01: Howard Hinnant's
+/// `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>),
+/// for days on or after the epoch.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Count from 0000-03-01, so that the leap day ends each 4-year cycle.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097; // day of the 400-year era
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year
+    let mp = (5 * doy + 2) / 153; // March = 0
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Write one message at `level`, whatever the logger's state (the panic
@@ -102,6 +153,43 @@ pub fn log(level: Level, message: &str) {
 /// A `HINT: ` line, as PostgreSQL's tools add after an error.
 pub fn hint(message: &str) {
     write_stderr(format_lines("HINT: ", message).as_bytes());
+}
+
+/// How many bytes of untrusted text [`escape`] shows.
+pub const ESCAPE_LIMIT: usize = 64;
+
+/// Untrusted bytes (a trigger file's content, bytes read from a bad file)
+/// as text that is safe in a log line: printable ASCII as is, `\\` and
+/// `\"` escaped (so the text can sit between quotes), `\n`, `\r`, `\t`, `\0`
+/// and `\xNN` for everything else, at most [`ESCAPE_LIMIT`] bytes of it
+/// followed by `...(N more bytes)`. No newline, NUL or terminal escape can
+/// reach the server's log, so no content can forge a log line.
+pub fn escape(bytes: &[u8]) -> String {
+    escape_at_most(bytes, ESCAPE_LIMIT)
+}
+
+/// [`escape`] with another length limit.
+pub fn escape_at_most(bytes: &[u8], limit: usize) -> String {
+    let shown = &bytes[..bytes.len().min(limit)];
+    let mut out = String::with_capacity(shown.len() + 16);
+    for &b in shown {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0 => out.push_str("\\0"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    if bytes.len() > shown.len() {
+        let _ = write!(out, "...({} more bytes)", bytes.len() - shown.len());
+    }
+    out
 }
 
 /// A minimal `tracing` subscriber: no spans, one line per event.
@@ -165,14 +253,64 @@ mod tests {
     #[test]
     fn every_line_of_a_message_is_prefixed() {
         let pid = std::process::id();
+        let t = "2026-11-22 06:41:43.123 UTC";
         assert_eq!(
-            format_lines(label(Level::WARN), "one\ntwo\n"),
-            format!("pg_standby[{pid}]: WARNING: one\npg_standby[{pid}]: WARNING: two\n")
+            lines_at(t, label(Level::WARN), "one\ntwo\n"),
+            format!("{t} pg_standby[{pid}]: WARNING: one\n{t} pg_standby[{pid}]: WARNING: two\n")
         );
         assert_eq!(
-            format_lines(label(Level::INFO), "restored X"),
-            format!("pg_standby[{pid}]: restored X\n")
+            lines_at(t, label(Level::INFO), "restored X"),
+            format!("{t} pg_standby[{pid}]: restored X\n")
         );
+    }
+
+    #[test]
+    fn timestamps_are_postgresqls_percent_m_in_utc() {
+        // Expected values from Python's datetime.fromtimestamp(t, timezone.utc).
+        for (secs, millis, expected) in [
+            (0, 0, "1970-01-01 00:00:00.000 UTC"),
+            (951_782_400, 7, "2000-02-29 00:00:00.007 UTC"),
+            (4_107_542_400, 999, "2100-03-01 00:00:00.999 UTC"),
+            (1_795_329_703, 123, "2026-11-22 06:41:43.123 UTC"),
+            (253_402_300_799, 0, "9999-12-31 23:59:59.000 UTC"),
+        ] {
+            assert_eq!(timestamp(secs, millis), expected, "{secs}");
+        }
+        // Every day for 3 centuries: consecutive, valid dates.
+        let mut last = civil_from_days(0);
+        for days in 1..110_000 {
+            let (y, m, d) = civil_from_days(days);
+            let next_of_last = (d == 1) == (m != last.1 || y != last.0);
+            assert!(next_of_last && (1..=12).contains(&m) && (1..=31).contains(&d));
+            last = (y, m, d);
+        }
+    }
+
+    #[test]
+    fn a_live_line_starts_with_the_current_time() {
+        let line = format_lines("", "x");
+        let year = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400;
+        let (y, _, _) = civil_from_days(year);
+        assert!(line.starts_with(&format!("{y:04}-")), "{line}");
+        assert!(line.contains(" UTC pg_standby["), "{line}");
+    }
+
+    #[test]
+    fn untrusted_bytes_cannot_forge_a_line() {
+        assert_eq!(escape(b"x\nLOG:  forged\0"), "x\\nLOG:  forged\\0");
+        assert_eq!(
+            escape(b"a\"b\\c\r\t\x1b[31m\xff"),
+            "a\\\"b\\\\c\\r\\t\\x1b[31m\\xff"
+        );
+        assert_eq!(escape("é".as_bytes()), "\\xc3\\xa9");
+        assert_eq!(escape_at_most(b"abcdef", 4), "abcd...(2 more bytes)");
+        assert_eq!(escape(&[b'a'; 64]), "a".repeat(64));
+        let long = escape(&[0; 1000]);
+        assert!(long.ends_with("...(936 more bytes)") && !long.contains('\0'));
     }
 
     #[test]

@@ -11,7 +11,8 @@ pub enum Trigger {
     Absent,
     Smart,
     Fast,
-    /// Present but not understood: no failover.
+    /// Present but not understood: no failover. The content, escaped for
+    /// the log ([`crate::logging::escape`]): it is untrusted text.
     Invalid(String),
     /// Present but unreadable: no failover.
     Unreadable(String),
@@ -26,7 +27,11 @@ pub fn classify(content: &[u8]) -> Trigger {
     } else if content.starts_with(b"fast") {
         Trigger::Fast
     } else {
-        Trigger::Invalid(String::from_utf8_lossy(content).trim_end().to_string())
+        let end = content
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        Trigger::Invalid(crate::logging::escape(&content[..end]))
     }
 }
 
@@ -82,6 +87,10 @@ mod tests {
         assert_eq!(classify(b"FAST"), Trigger::Invalid("FAST".into()));
         assert_eq!(classify(b" fast"), Trigger::Invalid(" fast".into()));
         assert_eq!(classify(b"now\n"), Trigger::Invalid("now".into()));
+        assert_eq!(
+            classify(b"x\nLOG:  forged\0"),
+            Trigger::Invalid("x\\nLOG:  forged\\0".into())
+        );
     }
 
     #[test]

@@ -7,11 +7,12 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
-use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{ErrorKind, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 pub struct Waiter {
     wake: Receiver<()>,
@@ -35,7 +36,9 @@ impl Waiter {
 
     /// Watch the archive and the trigger file's directory for events that
     /// concern `file` (in the archive) or the trigger file. Falls back to
-    /// polling (with a debug line) when no watch can be set up.
+    /// polling when no watch can be set up: with a WARNING when the event
+    /// mechanism itself or a kernel limit is the reason (see
+    /// [`fallback_warning`]), with a debug line otherwise.
     pub fn watching(
         wake: Receiver<()>,
         sender: SyncSender<()>,
@@ -70,15 +73,13 @@ impl Waiter {
                     && dir != archive
                     && let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive)
                 {
-                    tracing::debug!(
-                        "cannot watch the trigger file's directory \"{}\" ({e}): checking it every wake-up",
-                        dir.display()
-                    );
+                    let what = format!("the trigger file's directory \"{}\"", dir.display());
+                    report_fallback(&what, &e, false);
                 }
                 waiter.watcher = Some(watcher);
                 waiter.rearm();
             }
-            Err(e) => tracing::debug!("cannot watch for file events ({e}): polling instead"),
+            Err(e) => report_fallback("file events", &e, true),
         }
         waiter
     }
@@ -103,10 +104,10 @@ impl Waiter {
         }
         match watcher.watch(&self.archive, RecursiveMode::NonRecursive) {
             Ok(()) => self.archive_id = current,
-            Err(e) => tracing::debug!(
-                "cannot watch the archive \"{}\" ({e}): polling instead",
-                self.archive.display()
-            ),
+            Err(e) => {
+                let what = format!("the archive \"{}\"", self.archive.display());
+                report_fallback(&what, &e, false);
+            }
         }
     }
 
@@ -124,6 +125,51 @@ impl Waiter {
     }
 }
 
+/// Whether this process already warned about polling: once is enough (the
+/// archive watch is re-tried at every wake-up).
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+fn report_fallback(what: &str, error: &notify::Error, always_warn: bool) {
+    match fallback_warning(what, error, always_warn) {
+        Some(warning) => {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!("{warning}");
+            }
+        }
+        None => tracing::debug!("cannot watch {what} ({error}): checking it at every wake-up"),
+    }
+}
+
+/// The warning for a watch that could not be set up, or None when a debug
+/// line will do (a missing trigger directory, say): a kernel limit, or no
+/// event mechanism at all (`always_warn`), slows every wake-up from
+/// milliseconds to the -s interval, which the operator should know and
+/// can fix (inotify(7), "/proc interfaces").
+fn fallback_warning(what: &str, error: &notify::Error, always_warn: bool) -> Option<String> {
+    let errno = match &error.kind {
+        ErrorKind::Io(e) => e.raw_os_error(),
+        ErrorKind::MaxFilesWatch => Some(libc::ENOSPC),
+        _ => None,
+    };
+    let fix = match errno {
+        Some(libc::EMFILE) => {
+            "; the limit of inotify instances per user (raise the sysctl \
+             fs.inotify.max_user_instances) or of open files is reached"
+        }
+        Some(libc::ENOSPC) => {
+            "; the limit of inotify watches per user is reached (raise the sysctl \
+             fs.inotify.max_user_watches)"
+        }
+        Some(libc::ENFILE) => "; the system's limit of open files is reached (fs.file-max)",
+        _ if always_warn => "",
+        _ => return None,
+    };
+    Some(format!(
+        "cannot watch {what} ({error}){fix}; polling instead: a new file is noticed \
+         at the next check (every -s seconds) instead of within milliseconds"
+    ))
+}
+
 /// Opening or reading a file changes nothing, and our own looks at the
 /// archive and the trigger file cause exactly those events: waking on them
 /// would make every look trigger the next one.
@@ -138,6 +184,26 @@ fn may_change_the_answer(kind: &EventKind) -> bool {
 mod tests {
     use super::*;
     use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    #[test]
+    fn exhausted_inotify_limits_name_the_sysctl_to_raise() {
+        let io = |errno| notify::Error::io(std::io::Error::from_raw_os_error(errno));
+        let warning = fallback_warning("file events", &io(libc::EMFILE), true).unwrap();
+        assert!(
+            warning.contains("fs.inotify.max_user_instances"),
+            "{warning}"
+        );
+        assert!(warning.contains("every -s seconds"), "{warning}");
+        let full = notify::Error::new(ErrorKind::MaxFilesWatch);
+        let warning = fallback_warning("the archive \"/a\"", &full, false).unwrap();
+        assert!(warning.contains("fs.inotify.max_user_watches"), "{warning}");
+        let warning = fallback_warning("the archive \"/a\"", &io(libc::ENOSPC), false).unwrap();
+        assert!(warning.contains("fs.inotify.max_user_watches"), "{warning}");
+        // A missing directory is not a degradation worth a warning...
+        assert_eq!(fallback_warning("x", &io(libc::ENOENT), false), None);
+        // ...but having no event mechanism at all is.
+        assert!(fallback_warning("file events", &io(libc::ENOSYS), true).is_some());
+    }
 
     #[test]
     fn reads_do_not_wake_but_writes_and_renames_do() {

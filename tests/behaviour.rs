@@ -144,6 +144,28 @@ fn unknown_trigger_content_is_ignored_with_a_warning() {
     );
 }
 
+/// The trigger file's content is untrusted: it reaches the server's log
+/// escaped, on one line, and cannot forge a line of its own.
+#[test]
+fn trigger_content_cannot_forge_a_log_line() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "x\nLOG:  forged\0").unwrap();
+    let t = trigger.display().to_string();
+    let out = env.run(&["-t", &t, "-w", "1"], S1, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("forged")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("WARNING: invalid content in trigger file")
+            && lines[0].contains(r#""x\nLOG:  forged\0""#),
+        "{err}"
+    );
+    assert!(err.lines().all(is_log_line), "{err}");
+    assert!(!err.contains('\0'), "{err:?}");
+}
+
 #[test]
 fn max_wait_fails_over_after_the_given_seconds() {
     let env = Env::new();
@@ -578,4 +600,77 @@ fn the_restored_file_mode_follows_the_umask() {
     assert_eq!(cmd.output().unwrap().status.code(), Some(0));
     let mode = fs::metadata(env.restored()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
+}
+
+/// A uid nobody else on the machine uses: its inotify instances can be
+/// exhausted without slowing down anyone else's watches.
+const LONELY: u32 = 61_234;
+
+fn chown_tree(path: &std::path::Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    if path.is_dir() {
+        for e in fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path(), uid);
+        }
+    }
+}
+
+/// With no inotify instance left for its user (fs.inotify.max_user_instances
+/// reached), the wait falls back to polling: one WARNING says so, names the
+/// sysctl, and the segment still arrives within -s.
+#[test]
+fn exhausted_inotify_instances_warn_once_and_poll() {
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        eprintln!("skipped: needs root to run the binary as a user of its own");
+        return;
+    }
+    let env = Env::new();
+    let bin = env.path("pg_standby");
+    fs::copy(binary(), &bin).unwrap();
+    chown_tree(env.root.path(), LONELY);
+    let args = env.restore_args(&["-d", "-s", "1"], S1, &[]);
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.current_dir(&env.datadir).args(&args);
+    // SAFETY: only async-signal-safe system calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(LONELY) != 0
+                || libc::setuid(LONELY) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Take every instance this user may have; the descriptors
+            // (without close-on-exec) stay open in the program.
+            for _ in 0..100_000 {
+                if libc::inotify_init1(0) < 0 {
+                    let e = std::io::Error::last_os_error();
+                    return match e.raw_os_error() {
+                        Some(libc::EMFILE) => Ok(()),
+                        _ => Err(e),
+                    };
+                }
+            }
+            Err(std::io::Error::other("inotify instances never ran out"))
+        });
+    }
+    let mut job = Job::launch(&env, cmd);
+    job.wait_log("fs.inotify.max_user_instances");
+    env.archive_atomically(S1, &segment(S1));
+    let landed = Instant::now();
+    let done = job.finish_within(Duration::from_secs(10));
+    done.exited(0).logged("WARNING: cannot watch file events");
+    assert!(
+        landed.elapsed() < Duration::from_millis(2500),
+        "{}",
+        done.log
+    );
+    assert_eq!(
+        done.log.matches("max_user_instances").count(),
+        1,
+        "{}",
+        done.log
+    );
+    assert_eq!(fs::read(env.restored()).unwrap(), segment(S1));
 }

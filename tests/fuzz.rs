@@ -1,7 +1,10 @@
 //! Property tests: the name parser, the segment-header check and the `-k`
 //! cleanup arithmetic never panic and agree with small reference
-//! implementations written from the contract document (§1.9, §4.1-4.4),
-//! independently of the code under test.
+//! implementations written from PostgreSQL's definitions
+//! (src/include/access/xlog_internal.h: XLogFileName, IsXLogFileName and
+//! friends, XLogLongPageHeaderData, XLOG_PAGE_MAGIC; the `-k` rule of
+//! contrib/pg_standby/pg_standby.c in PostgreSQL 13), independently of the
+//! code under test.
 
 use pg_standby::cutoff_keeping;
 use pg_standby::header::{self, Defect, LONG_HEADER_LEN, LongPageHeader};
@@ -19,7 +22,8 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 // ---------------------------------------------------------------------------
-// (a) WAL file names (§4.1): uppercase hex only, exact lengths.
+// (a) WAL file names (xlog_internal.h, XLogFileName and the Is*FileName
+// macros): uppercase hex only, exact lengths.
 
 fn upper_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
@@ -33,7 +37,7 @@ enum Kind {
     Partial(String),
 }
 
-/// What the name is, by the contract's definitions.
+/// What the name is, by xlog_internal.h's definitions.
 fn reference_kind(name: &str) -> Option<Kind> {
     if upper_hex(name, 24) {
         return Some(Kind::Segment(name.to_string()));
@@ -116,7 +120,8 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// (b) The long page header at offset 0 (§4.3) and its magic (§4.4).
+// (b) The long page header at offset 0 (XLogLongPageHeaderData) and its
+// magic (XLOG_PAGE_MAGIC, one value per major version).
 
 const XLP_LONG_HEADER: u16 = 0x0002;
 const XLP_ALL_FLAGS: u16 = 0x000F;
@@ -144,7 +149,8 @@ struct Fields {
     blcksz: u32,
 }
 
-/// Lay the fields out at the offsets of §4.3, in native byte order.
+/// Lay the fields out at XLogLongPageHeaderData's offsets, in native byte
+/// order.
 fn encode(f: &Fields) -> [u8; LONG_HEADER_LEN] {
     let mut b = [0u8; LONG_HEADER_LEN];
     b[0..2].copy_from_slice(&f.magic.to_ne_bytes());
@@ -162,9 +168,10 @@ fn encode(f: &Fields) -> [u8; LONG_HEADER_LEN] {
 /// Whether a header may be handed to the server as `name`, and its segment
 /// size: a long header with only known flags, a valid segment size and
 /// block size, the page address the name stands for (log = high 32 bits of
-/// the LSN, seg = low 32 bits / size, §4.1), no timeline after the name's,
-/// and this cluster's system identifier when that is known. The magic
-/// does not decide: a new major's magic is accepted when all else fits.
+/// the LSN, seg = low 32 bits / size, as in XLogFromFileName), no timeline
+/// after the name's, and this cluster's system identifier when that is
+/// known. The magic does not decide: a new major's magic is accepted when
+/// all else fits.
 fn reference_accepts(h: &Fields, name: SegmentName, sysid: Option<u64>) -> Option<u64> {
     if h.info & XLP_LONG_HEADER == 0 || h.info & !XLP_ALL_FLAGS != 0 {
         return None;
@@ -367,9 +374,10 @@ fn header_cases_cover_acceptance_and_rejection() {
 // ---------------------------------------------------------------------------
 // (c) `-k N`: keep exactly the N segments before the requested one.
 
-/// By segment numbers (§4.1): segno = log * (2^32 / size) + seg; the oldest
-/// kept is segno - N, on the requested timeline; nothing when N is 0, the
-/// name does not fit the size, or fewer than N segments precede it.
+/// By segment numbers (XLogFromFileName): segno = log * (2^32 / size) + seg;
+/// the oldest kept is segno - N, on the requested timeline; nothing when N
+/// is 0, the name does not fit the size, or fewer than N segments precede
+/// it.
 fn reference_cutoff(keep: u64, name: SegmentName, size: u64) -> Option<String> {
     let per_log = (1u64 << 32) / size;
     if keep == 0 || u64::from(name.seg) >= per_log {

@@ -40,6 +40,10 @@ impl Job {
     /// Start `cmd` with the given stdout and stderr; [`Job::log`] reads
     /// `log` (a file the test may or may not have pointed stderr to).
     pub fn launch_to(mut cmd: Command, stdout: Stdio, stderr: Stdio, log: PathBuf) -> Job {
+        // Before the spawn: the child cannot have started earlier, so
+        // "waited at least N s" checks hold however late the spawn returns
+        // on a loaded machine.
+        let started = Instant::now();
         let child = cmd
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -48,7 +52,7 @@ impl Job {
             .unwrap();
         Job {
             child,
-            started: Instant::now(),
+            started,
             log,
         }
     }
@@ -166,7 +170,21 @@ impl Done {
     }
 }
 
-/// A line in the program's log format: `pg_standby[PID]: ...`.
+/// A line in the program's log format:
+/// `2026-11-22 06:41:43.123 UTC pg_standby[PID]: ...`.
 pub fn is_log_line(line: &str) -> bool {
-    line.starts_with("pg_standby[")
+    let shape = "####-##-## ##:##:##.### UTC pg_standby[";
+    let Some(head) = line.get(..shape.len()) else {
+        return false;
+    };
+    let stamp_ok = head.bytes().zip(shape.bytes()).all(|(c, s)| {
+        if s == b'#' {
+            c.is_ascii_digit()
+        } else {
+            c == s
+        }
+    });
+    let rest = &line[shape.len()..];
+    let pid_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    stamp_ok && pid_len > 0 && rest[pid_len..].starts_with("]: ")
 }
