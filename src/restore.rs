@@ -415,6 +415,9 @@ impl Session {
                     }
                 }
                 Step::Wait { timeout, note } => {
+                    if now.unchanged.is_zero() && look.seen != Seen::Absent {
+                        tracing::debug!("waiting for {name}: {why}");
+                    }
                     let this = Some((note, look.state.clone()));
                     if note != Note::None && this != noted {
                         self.log_note(archive, name, note, why, now.unchanged);

@@ -4,7 +4,10 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use crate::open;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
@@ -47,7 +50,8 @@ pub fn read(path: &Path) -> Trigger {
         _ => {}
     }
     let mut content = Vec::new();
-    let opened = fs::File::open(path);
+    // Never a blocking open: the file may have been replaced meanwhile.
+    let opened = open::regular(path);
     let result = opened.and_then(|f| f.take(READ_LIMIT).read_to_end(&mut content));
     match result {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Trigger::Absent,
@@ -69,7 +73,11 @@ pub fn read(path: &Path) -> Trigger {
 }
 
 fn truncate(path: &Path) -> io::Result<()> {
-    OpenOptions::new().write(true).open(path)?.set_len(0)
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?
+        .set_len(0)
 }
 
 #[cfg(test)]

@@ -50,15 +50,21 @@ impl Waiter {
         // Any kind of event on these paths counts (created, written,
         // renamed in, removed); events on other files in a busy archive
         // cannot change our answer and would only cost wake-ups.
-        let mut interesting = vec![archive.to_path_buf(), file.to_path_buf()];
-        interesting.extend(trigger.map(Path::to_path_buf));
+        let mut exact = vec![archive.to_path_buf()];
+        exact.extend(trigger.map(Path::to_path_buf));
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let dir = archive.to_path_buf();
         let handler = move |event: notify::Result<Event>| {
+            let concerns = |p: &PathBuf| exact.contains(p) || names_the_file(p, &dir, &name);
             let relevant = match &event {
                 Ok(e) => {
                     e.need_rescan()
                         || (may_change_the_answer(&e.kind)
-                            && (e.paths.is_empty()
-                                || e.paths.iter().any(|p| interesting.contains(p))))
+                            && (e.paths.is_empty() || e.paths.iter().any(concerns)))
                 }
                 Err(_) => true,
             };
@@ -170,6 +176,22 @@ fn fallback_warning(what: &str, error: &notify::Error, always_warn: bool) -> Opt
     ))
 }
 
+/// Whether `path` is the requested file in the archive or one of its
+/// forms: compressed (`name.gz`), or in flight under a temporary name
+/// (`name.tmp`, rsync's `.name.XXXXXX`).
+fn names_the_file(path: &Path, archive: &Path, name: &str) -> bool {
+    if name.is_empty() || path.parent() != Some(archive) {
+        return false;
+    }
+    let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    file_name.starts_with(name)
+        || file_name
+            .strip_prefix('.')
+            .is_some_and(|rest| rest.starts_with(name))
+}
+
 /// Opening or reading a file changes nothing, and our own looks at the
 /// archive and the trigger file cause exactly those events: waking on them
 /// would make every look trigger the next one.
@@ -203,6 +225,24 @@ mod tests {
         assert_eq!(fallback_warning("x", &io(libc::ENOENT), false), None);
         // ...but having no event mechanism at all is.
         assert!(fallback_warning("file events", &io(libc::ENOSYS), true).is_some());
+    }
+
+    #[test]
+    fn events_on_the_file_and_its_other_forms_concern_us() {
+        let archive = Path::new("/arch");
+        let name = "000000010000000000000005";
+        let yes = |f: &str| names_the_file(&archive.join(f), archive, name);
+        assert!(yes(name));
+        assert!(yes("000000010000000000000005.gz"));
+        assert!(yes("000000010000000000000005.tmp"));
+        assert!(yes(".000000010000000000000005.Xy12Ab"));
+        assert!(!yes("000000010000000000000006"));
+        assert!(!yes("00000002.history"));
+        assert!(!names_the_file(
+            Path::new("/elsewhere/000000010000000000000005"),
+            archive,
+            name
+        ));
     }
 
     #[test]
