@@ -358,6 +358,14 @@ impl Session {
                 found => found,
             };
             let look = self.classify(archive, name, &found, waited, &mut never_exists_checked);
+            // The in-flight file may have been renamed into place between
+            // the look at the name and the look for temporary names.
+            if look.seen == Seen::Absent
+                && self.failing_over(waited)
+                && !matches!(archive.segment(&name, self.sysid), Probe::Absent)
+            {
+                continue;
+            }
             let why = look.why.as_str();
             let now = Observation {
                 seen: look.seen,
@@ -508,6 +516,11 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// A smart failover, or `-w` (a failover for a silent primary).
+    fn failing_over(&self, waited: Duration) -> bool {
+        self.failover == Failover::Smart || self.rules.max_wait.is_some_and(|w| waited >= w)
     }
 
     /// Read the signals and the trigger file; a failover only escalates.

@@ -694,7 +694,8 @@ fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
         std::hint::spin_loop();
     }
     job.signal(signal);
-    let done = job.finish_within(Duration::from_secs(4));
+    // A deadline, not a measurement: a loaded machine copies 1 GiB slowly.
+    let done = job.finish_within(Duration::from_secs(60));
     assert_eq!(temp_files_in(&pg_wal), Vec::<String>::new(), "temp left");
     assert_eq!(fs::metadata(&path).unwrap().len(), GIB, "archive changed");
     Some((env, done))
