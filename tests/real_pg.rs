@@ -46,7 +46,13 @@ struct Env {
 }
 
 fn setup(label: &str, popts: PrimaryOptions) -> Env {
+    setup_with(label, |_| popts)
+}
+
+/// As [`setup`], with primary options that may name the sandbox's paths.
+fn setup_with(label: &str, popts: impl FnOnce(&Sandbox) -> PrimaryOptions) -> Env {
     let sb = Sandbox::new(label).must();
+    let popts = popts(&sb);
     eprintln!("[{label}] {} in {}", sb.pg().version, sb.path().display());
     let bin = sb.install_binary(&binary_under_test()).must();
     let primary = sb.primary("primary", &popts).must();
@@ -685,4 +691,61 @@ fn i_legacy_exit_codes_promote_like_pg_standby_13() {
     standby.wait_promoted(WAIT).must();
     assert!(standby.log_shows_promotion());
     assert!(standby.log().contains("no-such-archive"));
+}
+
+/// l. A compressed archive: the primary archives with `archive_command`
+/// (`gzip` in place as PostgreSQL's documentation writes it, or `zstd`
+/// under a temporary name), the warm standby restores through pg_standby,
+/// a smart failover replays every archived row.
+fn compressed_archive(label: &str, archive_command: &str, suffix: &str) {
+    let env = setup_with(label, |sb| PrimaryOptions {
+        extra_conf: format!(
+            "archive_command = '{}'",
+            archive_command.replace("{ARCHIVE}", &sb.archive().display().to_string())
+        ),
+        ..Default::default()
+    });
+    let (standby, trigger) = env.standby("standby", "", false);
+    for id in 1..=5 {
+        env.primary.insert_and_switch(id).must();
+        standby.wait_row(id, WAIT).must();
+    }
+    // Archived (archive_command succeeded), not yet replayed.
+    env.archive_row(6);
+    env.sb.write_file(&trigger, b"").must();
+    standby.wait_promoted(WAIT).must();
+    for id in 1..=6 {
+        assert!(
+            standby.has_row(id).must(),
+            "row {id} missing after failover"
+        );
+    }
+    let log = standby.log();
+    assert!(
+        log.contains(&format!("{suffix} (")),
+        "no restore from {suffix} in the log"
+    );
+    assert!(
+        env.sb.archive_files().iter().all(|f| !is_plain_segment(f)),
+        "the archive holds plain segments: {:?}",
+        env.sb.archive_files()
+    );
+}
+
+fn is_plain_segment(name: &str) -> bool {
+    name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[test]
+fn l_gzip_archive_in_place_as_documented() {
+    compressed_archive("l1", "gzip < %p > {ARCHIVE}/%f.gz", ".gz");
+}
+
+#[test]
+fn l_zstd_archive_under_a_temporary_name() {
+    compressed_archive(
+        "l2",
+        "zstd -q -c %p > {ARCHIVE}/%f.zst.tmp && mv {ARCHIVE}/%f.zst.tmp {ARCHIVE}/%f.zst",
+        ".zst",
+    );
 }

@@ -829,14 +829,16 @@ impl Server {
         ])
     }
 
-    /// Wait until `segment` is complete in the archive (full size).
+    /// Wait until `segment` is complete in the archive: the server marks
+    /// it `.done` once archive_command succeeded (whatever form it stores:
+    /// plain or compressed).
     pub fn wait_archived(&self, segment: &str, timeout: Duration) -> Result<Duration> {
-        let size = self.wal_segment_size()?;
-        let path = self.sandbox.archive().join(segment);
+        let done = self
+            .data
+            .join("pg_wal/archive_status")
+            .join(format!("{segment}.done"));
         wait_until(timeout, &format!("{segment} to be archived"), || {
-            Ok(fs::metadata(&path)
-                .map(|m| m.len() == size)
-                .unwrap_or(false))
+            Ok(done.exists())
         })
     }
 
