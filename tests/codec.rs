@@ -151,6 +151,36 @@ fn round_trip_into_a_file() {
     assert!(std::fs::read(dir.path().join("out")).unwrap() == segment());
 }
 
+/// What the caller sees while an archive_command writes the file in place.
+#[test]
+fn a_growing_file_is_truncated_until_complete() {
+    let Some(packed) = compressed(Codec::ALL[0]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("growing");
+    let mut writer = std::fs::File::create(&path).unwrap();
+    for chunk in packed.chunks(packed.len() / 3 + 1) {
+        let r = decompress_to(
+            Codec::ALL[0],
+            std::fs::File::open(&path).unwrap(),
+            &mut io::sink(),
+            SEG,
+            NEVER,
+        );
+        assert!(matches!(r, Err(DecodeError::Truncated)), "{r:?}");
+        writer.write_all(chunk).unwrap();
+    }
+    let r = decompress_to(
+        Codec::ALL[0],
+        std::fs::File::open(&path).unwrap(),
+        &mut io::sink(),
+        SEG,
+        NEVER,
+    );
+    assert_eq!(r.unwrap(), SEG);
+}
+
 #[test]
 fn empty_file_is_truncated() {
     for &codec in Codec::ALL {
@@ -180,6 +210,29 @@ fn truncated_streams_are_truncated() {
             len - 1,
         ] {
             let r = decode(codec, &packed[..cut], SEG);
+            assert!(
+                matches!(r, Err(DecodeError::Truncated)),
+                "{codec} cut at {cut} of {len}: {:?}",
+                r.map(|v| v.len())
+            );
+        }
+    }
+}
+
+/// Every cut of a small stream near its start and end, and many between.
+#[test]
+fn dense_cuts_are_truncated() {
+    let data = &segment()[..1 << 20];
+    for &codec in Codec::ALL {
+        let Some(packed) = cli_compress(codec, &[], data) else {
+            continue;
+        };
+        let len = packed.len();
+        let cuts = (0..40.min(len))
+            .chain((1..64).map(|i| len * i / 64))
+            .chain(len.saturating_sub(40)..len);
+        for cut in cuts {
+            let r = decode(codec, &packed[..cut], 1 << 20);
             assert!(
                 matches!(r, Err(DecodeError::Truncated)),
                 "{codec} cut at {cut} of {len}: {:?}",
