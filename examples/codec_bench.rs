@@ -66,7 +66,7 @@ fn main() -> Result<()> {
                 1 << 30,
                 &|| STOP.load(Ordering::Relaxed),
             )
-            .with_context(|| format!("{file}"))?;
+            .with_context(|| file.clone())?;
             sink.push(started.elapsed());
 
             let started = Instant::now();
@@ -75,7 +75,7 @@ fn main() -> Result<()> {
             let n = decompress_to(codec, &src, &mut dst, 1 << 30, &|| {
                 STOP.load(Ordering::Relaxed)
             })
-            .with_context(|| format!("{file}"))?;
+            .with_context(|| file.clone())?;
             drop(dst);
             lib.push(started.elapsed());
             size.get_or_insert(n);
