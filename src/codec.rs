@@ -489,9 +489,10 @@ impl<'a, R: Read> Decoder<'a, R> {
             Codec::Bzip2 => Decoder::Bzip2(bzip2::bufread::MultiBzDecoder::new(buffered(input))),
             #[cfg(feature = "xz")]
             Codec::Xz | Codec::Lzma => {
-                // xz -9 needs 65 MiB; a dictionary larger than the output
-                // is legal but pointless: allow whichever is larger.
-                let memlimit = limit.max(256 << 20).saturating_mul(2);
+                // xz -9 needs 65 MiB to decode; a dictionary larger than
+                // the output is legal but pointless. Twice the larger of
+                // the two bounds what a hostile header can make us allocate.
+                let memlimit = limit.max(64 << 20).saturating_mul(2);
                 let stream = if codec == Codec::Xz {
                     liblzma::stream::Stream::new_stream_decoder(
                         memlimit,
