@@ -152,19 +152,23 @@ pub fn sweep_leftovers(dir: &Path) -> usize {
             continue;
         }
         let path = entry.path();
+        // Anyone who can write into pg_wal chooses this name: escaped.
+        let shown = format!(
+            "{}/{}",
+            dir.display(),
+            crate::logging::escape(name.as_bytes())
+        );
         match remove_if_dead(&path) {
             Ok(Some(len)) => {
                 removed += 1;
                 tracing::warn!(
-                    "removed \"{}\" ({len} bytes): a temporary file left by a pg_standby that was killed mid-copy",
-                    path.display()
+                    "removed \"{shown}\" ({len} bytes): a temporary file left by a pg_standby that was killed mid-copy"
                 );
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(
-                "could not remove the leftover temporary file \"{}\": {e}",
-                path.display()
-            ),
+            Err(e) => {
+                tracing::warn!("could not remove the leftover temporary file \"{shown}\": {e}")
+            }
         }
     }
     removed
