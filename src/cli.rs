@@ -153,6 +153,20 @@ pub struct Cli {
     #[arg(long = "legacy-exit-codes")]
     pub legacy_exit_codes: bool,
 
+    /// Check a standby's setup (configuration, signal files, restore_command,
+    /// archive) instead of restoring; exit 1 if anything would break recovery
+    /// or failover
+    #[arg(long = "check")]
+    pub check: bool,
+
+    /// Data directory for --check (default: $PGDATA, then the current directory)
+    #[arg(short = 'D', long = "pgdata", value_name = "DATADIR")]
+    pub pgdata: Option<PathBuf>,
+
+    /// With --check: print the findings as a JSON array
+    #[arg(long = "json")]
+    pub json: bool,
+
     /// After each call, write Prometheus metrics to FILE (for
     /// node_exporter's textfile collector)
     #[arg(long = "metrics-file", value_name = "FILE")]
