@@ -309,6 +309,16 @@ fn each_misconfiguration_gives_its_finding() {
     assert!(json.contains(&made[1]), "the gap names {}: {json}", made[1]);
     fs::rename(&aside, &hole).unwrap();
 
+    // The newest segment left by another user, mode 0600 (root's here).
+    if is_root() {
+        let newest = arch.join(&made[2]);
+        std::os::unix::fs::chown(&newest, Some(0), Some(0)).unwrap();
+        env.expect("root's segment", "error", "archive-segment-not-readable", 1);
+        let owner = fs::metadata(&data).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::chown(&newest, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+
     // The major version outside 10-18.
     let version = data.join("PG_VERSION");
     let saved = fs::read(&version).unwrap();

@@ -341,6 +341,30 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
             )
         });
     }
+    if pre12 {
+        // 10 and 11 read the recovery settings from recovery.conf only.
+        for name in [
+            "restore_command",
+            "archive_cleanup_command",
+            "recovery_end_command",
+            "standby_mode",
+        ] {
+            if let Some(s) = conf.get(name) {
+                out.push(finding(
+                    Warning,
+                    "recovery-setting-in-postgresql-conf",
+                    format!(
+                        "{name} is set in {} line {}: PostgreSQL {} reads it from recovery.conf \
+                         only, and rejects it as an unrecognized parameter there",
+                        s.file.display(),
+                        s.line,
+                        major.unwrap_or_default()
+                    ),
+                    format!("move {name} into recovery.conf"),
+                ));
+            }
+        }
+    }
     Some(Setup {
         datadir: datadir.to_path_buf(),
         major,
@@ -702,13 +726,18 @@ fn check_prefetch(setup: &Setup, out: &mut Vec<Finding>) {
     if setup.major.is_none_or(|m| m < 15) || setup.mode == Mode::None {
         return;
     }
-    let value = setup.conf.value("recovery_prefetch").unwrap_or("try");
+    let setting = setup.conf.get("recovery_prefetch");
+    let value = setting.map_or("try", |s| s.value.as_str());
     if parse_bool(value) != Some(false) {
+        let source = setting.map_or_else(
+            || " (the default)".to_string(),
+            |s| format!(" (set in {} line {})", s.file.display(), s.line),
+        );
         out.push(finding(
             Severity::Warning,
             "recovery-prefetch",
             format!(
-                "recovery_prefetch = {value}: from 15 on the server reads ahead and asks for the \
+                "recovery_prefetch = {value}{source}: from 15 on the server reads ahead and asks for the \
                  next segment before replaying the current one, so with a waiting restore_command \
                  the newest archived commits stay unreplayed until the next segment arrives \
                  (growing lag)"
@@ -804,8 +833,13 @@ fn check_archive(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {
     // The newest few segments: the ones recovery is about to ask for.
     let mut foreign = Vec::new();
     let mut wrong_size = Vec::new();
+    let mut unreadable = Vec::new();
     for name in segments.iter().rev().take(3) {
-        let Some(h) = read_header(&archive.join(name.to_string())) else {
+        let path = archive.join(name.to_string());
+        if setup.may(&path, libc::R_OK) == Some(false) {
+            unreadable.push(path.clone());
+        }
+        let Some(h) = read_header(&path) else {
             continue;
         };
         if h.sysid != control.system_identifier {
@@ -814,6 +848,19 @@ fn check_archive(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {
         if u64::from(h.seg_size) != control.wal_segment_size {
             wrong_size.push((name, h.seg_size));
         }
+    }
+    if let Some(path) = unreadable.first() {
+        out.push(finding(
+            Error,
+            "archive-segment-not-readable",
+            format!(
+                "{owner}, who runs restore_command, cannot read {}",
+                path.display()
+            ),
+            "make the archived files readable by the standby's user (the primary's \
+             archive_command or its umask creates them)"
+                .into(),
+        ));
     }
     if let Some((name, sysid)) = foreign.first() {
         out.push(finding(

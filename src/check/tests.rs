@@ -294,6 +294,22 @@ fn archive_problems() {
 }
 
 #[test]
+fn archived_segments_the_owner_cannot_read() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can make a data directory owned by someone else
+    }
+    let f = Fixture::new(15);
+    fs::set_permissions(f.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    // The data directory's owner: a uid without a passwd entry.
+    std::os::unix::fs::chown(f.data(), Some(4_000_000_001), Some(4_000_000_001)).unwrap();
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    let seg = f.archive().join("000000010000000000000004");
+    fs::set_permissions(&seg, fs::Permissions::from_mode(0o600)).unwrap();
+    f.assert_only("archive-segment-not-readable", Severity::Error);
+}
+
+#[test]
 fn archive_from_another_cluster_or_segment_size() {
     let f = Fixture::new(15);
     f.segment(5, SYSID + 1, SEG);
@@ -345,8 +361,18 @@ fn version_and_recovery_files() {
     f.assert_only("no-recovery", Severity::Error);
     // On 11, restore_command in postgresql.conf means nothing.
     let f = Fixture::new(11);
+    let rc = fs::read_to_string(f.data().join("recovery.conf")).unwrap();
     fs::write(f.data().join("recovery.conf"), "").unwrap();
     f.assert_only("no-restore-command", Severity::Error);
+    f.append(&rc, false);
+    assert_eq!(
+        f.codes(),
+        [
+            "no-restore-command",
+            "recovery-setting-in-postgresql-conf",
+            "recovery-setting-in-postgresql-conf"
+        ]
+    );
     let f = Fixture::new(15);
     f.append("include 'missing.conf'\n", false);
     f.assert_only("config-error", Severity::Error);
