@@ -1,9 +1,11 @@
 //! Splitting a restore_command into words as /bin/sh would for a simple
 //! command: blanks separate words, single quotes keep everything, double
 //! quotes keep everything but `\` before `$`, `` ` ``, `"`, `\` and newline,
-//! and an unquoted backslash quotes the next character. Anything beyond a
-//! simple command (`;`, `|`, `&`, redirections, `$` expansions, ...) ends the
-//! split: the caller is told, and judges the first command only.
+//! and an unquoted backslash quotes the next character. Redirections
+//! (`2>>standby.log`, as pg_standby 13's documentation shows) are dropped with
+//! their target. Anything else beyond a simple command (`;`, `|`, `&`, `(`,
+//! `$` expansions, ...) ends the split: the caller is told, and judges the
+//! first command only.
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Split {
@@ -18,12 +20,32 @@ pub fn split(command: &str) -> Result<Split, String> {
     let mut word: Option<String> = None;
     let mut chars = command.chars().peekable();
     let mut complex = false;
+    // The next word is a redirection's target, not an argument.
+    let mut redirect = false;
+    let mut finish = |word: &mut Option<String>, redirect: &mut bool| {
+        if let Some(w) = word.take() {
+            if !std::mem::take(redirect) {
+                words.push(w);
+            }
+        }
+    };
     while let Some(c) = chars.next() {
         match c {
-            ' ' | '\t' | '\n' => {
-                if let Some(w) = word.take() {
-                    words.push(w);
+            ' ' | '\t' | '\n' => finish(&mut word, &mut redirect),
+            '<' | '>' => {
+                // An all-digit word glued to the operator is its fd number.
+                if word
+                    .as_deref()
+                    .is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    word = None;
+                } else {
+                    finish(&mut word, &mut redirect);
                 }
+                while let Some('<' | '>' | '&' | '|') = chars.peek() {
+                    chars.next();
+                }
+                redirect = true;
             }
             '\'' => {
                 let w = word.get_or_insert_with(String::new);
@@ -60,15 +82,16 @@ pub fn split(command: &str) -> Result<Split, String> {
                 Some(e) => word.get_or_insert_with(String::new).push(e),
                 None => word.get_or_insert_with(String::new).push('\\'),
             },
-            ';' | '|' | '&' | '<' | '>' | '(' | ')' | '$' | '`' => {
+            ';' | '|' | '&' | '(' | ')' | '$' | '`' => {
                 complex = true;
                 break;
             }
             c => word.get_or_insert_with(String::new).push(c),
         }
     }
-    if let Some(w) = word.take() {
-        words.push(w);
+    finish(&mut word, &mut redirect);
+    if redirect {
+        return Err("a redirection without a target".into());
     }
     Ok(Split { words, complex })
 }
@@ -99,5 +122,16 @@ mod tests {
         assert_eq!(s.words, ["pg_standby", "/a", "%f", "%p"]);
         assert!(split("x $HOME").unwrap().complex);
         assert!(!split("x 'a;b'").unwrap().complex);
+    }
+
+    #[test]
+    fn redirections_are_not_arguments() {
+        let s = split("pg_standby -d /a %f %p %r 2>>standby.log").unwrap();
+        assert_eq!(s.words, ["pg_standby", "-d", "/a", "%f", "%p", "%r"]);
+        assert!(!s.complex);
+        assert_eq!(words("a >'x y' b 2>&1 c"), ["a", "b", "c"]);
+        assert_eq!(words("a </dev/null b"), ["a", "b"]);
+        assert_eq!(words("a x2> f"), ["a", "x2"]);
+        assert!(split("a >").is_err());
     }
 }

@@ -199,6 +199,17 @@ fn placeholders() {
         f.trigger().display()
     ));
     assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    // pg_standby 13's documented form, logging to a file.
+    f.restore_command(&format!(
+        "{p} -d -t {} {a} %f %p %r 2>>standby.log",
+        f.trigger().display()
+    ));
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    f.restore_command(&format!(
+        "{p} -t {} {a} %f %p %r; echo done",
+        f.trigger().display()
+    ));
+    f.assert_only("complex-restore-command", Severity::Warning);
 }
 
 #[test]
