@@ -5,7 +5,6 @@
 //! and the include, include_if_exists and include_dir directives, relative to
 //! the including file's directory. Later settings win, as in the server.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -51,11 +50,6 @@ impl Conf {
 
     pub fn value(&self, name: &str) -> Option<&str> {
         self.get(name).map(|s| s.value.as_str())
-    }
-
-    /// The winning value of every name.
-    pub fn effective(&self) -> HashMap<&str, &Setting> {
-        self.settings.iter().map(|s| (s.name.as_str(), s)).collect()
     }
 
     fn read(&mut self, path: &Path, depth: usize, if_exists: bool) {

@@ -47,21 +47,20 @@ impl Owner {
     }
 
     /// Whether this user may access `path` with `mode` (libc::R_OK, W_OK,
-    /// X_OK, combined).
-    pub fn may(&self, path: &Path, mode: i32) -> bool {
-        let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-            return false;
-        };
+    /// X_OK, combined); `None` when we cannot tell (mode bits we may not
+    /// read ourselves).
+    pub fn may(&self, path: &Path, mode: i32) -> Option<bool> {
+        let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if euid == self.uid {
             // SAFETY: c_path is a valid NUL-terminated string.
-            return unsafe { libc::access(c_path.as_ptr(), mode) } == 0;
+            return Some(unsafe { libc::access(c_path.as_ptr(), mode) } == 0);
         }
         if euid == 0
             && let Some(ok) = self.access_forked(&c_path, mode)
         {
-            return ok;
+            return Some(ok);
         }
         self.by_mode_bits(path, mode)
     }
@@ -109,15 +108,13 @@ impl Owner {
 
     /// Search permission on every ancestor, then `mode` on the path itself,
     /// from the owner/group/other bits.
-    fn by_mode_bits(&self, path: &Path, mode: i32) -> bool {
-        let allowed = |p: &Path, want: u32| -> bool {
-            let Ok(m) = std::fs::metadata(p) else {
-                return false;
-            };
+    fn by_mode_bits(&self, path: &Path, mode: i32) -> Option<bool> {
+        let allowed = |p: &Path, want: u32| -> Option<bool> {
+            let m = std::fs::metadata(p).ok()?;
             let bits = m.mode();
             let class = if self.uid == 0 {
                 // root: everything but execute without any x bit
-                return want & 1 == 0 || bits & 0o111 != 0 || m.is_dir();
+                return Some(want & 1 == 0 || bits & 0o111 != 0 || m.is_dir());
             } else if m.uid() == self.uid {
                 (bits >> 6) & 7
             } else if self.groups.contains(&m.gid()) || m.gid() == self.gid {
@@ -125,12 +122,12 @@ impl Owner {
             } else {
                 bits & 7
             };
-            class & want == want
+            Some(class & want == want)
         };
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         for ancestor in abs.ancestors().skip(1) {
-            if !allowed(ancestor, 1) {
-                return false;
+            if !allowed(ancestor, 1)? {
+                return Some(false);
             }
         }
         let mut want = 0;
@@ -202,22 +199,23 @@ mod tests {
             groups: vec![4_000_000_001],
         };
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(me.by_mode_bits(&f, libc::R_OK) || me.uid == 0);
-        assert!(!stranger.by_mode_bits(&f, libc::R_OK));
+        assert_eq!(me.by_mode_bits(&f, libc::R_OK), Some(true));
+        assert_eq!(stranger.by_mode_bits(&f, libc::R_OK), Some(false));
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(stranger.by_mode_bits(&f, libc::R_OK));
-        assert!(!stranger.by_mode_bits(&f, libc::X_OK));
+        assert_eq!(stranger.by_mode_bits(&f, libc::R_OK), Some(true));
+        assert_eq!(stranger.by_mode_bits(&f, libc::X_OK), Some(false));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(
-            !stranger.by_mode_bits(&f, libc::R_OK),
+        assert_eq!(
+            stranger.by_mode_bits(&f, libc::R_OK),
+            Some(false),
             "no search permission on the parent"
         );
         // As root, the forked check agrees with the bits for a stranger.
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
-            assert!(!stranger.may(&f, libc::R_OK));
+            assert_eq!(stranger.may(&f, libc::R_OK), Some(false));
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-            assert!(stranger.may(&f, libc::R_OK));
+            assert_eq!(stranger.may(&f, libc::R_OK), Some(true));
         }
     }
 }

@@ -197,7 +197,7 @@ impl Setup {
     }
 
     fn may(&self, path: &Path, mode: i32) -> Option<bool> {
-        self.owner.as_ref().map(|o| o.may(path, mode))
+        self.owner.as_ref().and_then(|o| o.may(path, mode))
     }
 
     fn owner_name(&self) -> String {
