@@ -417,3 +417,14 @@ fn output_formats() {
     );
     assert!(text.ends_with("/d: 1 error(s), 1 warning(s): recovery or failover would fail\n"));
 }
+
+#[test]
+fn check_is_an_option_never_a_subcommand() {
+    let cli = Cli::try_parse_from(["pg_standby", "check", "F", "P"]).unwrap();
+    assert!(!cli.check);
+    assert_eq!(cli.archive, Some(PathBuf::from("check")));
+    let cli = Cli::try_parse_from(["pg_standby", "--check", "-D", "/d", "--json"]).unwrap();
+    assert!(cli.check && cli.json);
+    assert_eq!(cli.pgdata, Some(PathBuf::from("/d")));
+    assert_eq!(datadir_from(Some(PathBuf::from("/x"))), PathBuf::from("/x"));
+}
