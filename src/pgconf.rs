@@ -38,6 +38,7 @@ impl Conf {
     }
 
     /// Parse `text` as if it were the file `path`.
+    #[cfg(test)]
     pub fn read_str(&mut self, path: &Path, text: &str) {
         self.parse(path, text, 0);
     }

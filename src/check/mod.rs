@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 use crate::cli::Cli;
+use crate::codec::{Codec, decompress_to};
 use crate::header::{LONG_HEADER_LEN, LongPageHeader, fmt_lsn};
 use crate::pgconf::{Conf, parse_bool};
 use crate::wal::SegmentName;
@@ -85,7 +86,7 @@ pub fn main(cli: &Cli) -> u8 {
     } else {
         to_text(&datadir, &findings)
     };
-    print!("{out}");
+    crate::logging::write_stdout(out.as_bytes());
     exit_status(&findings)
 }
 
@@ -747,22 +748,55 @@ fn check_prefetch(setup: &Setup, out: &mut Vec<Finding>) {
     }
 }
 
-/// Segment names in the archive, sorted by position then timeline.
-fn archived_segments(archive: &Path) -> Vec<SegmentName> {
-    let mut v: Vec<SegmentName> = fs::read_dir(archive)
+/// Segments in the archive, plain or compressed (`.gz`, `.zst`, ...), with
+/// their file names, sorted by position then timeline.
+fn archived_segments(archive: &Path) -> Vec<(SegmentName, String)> {
+    let mut v: Vec<(SegmentName, String)> = fs::read_dir(archive)
         .map(|rd| {
             rd.flatten()
-                .filter_map(|e| SegmentName::parse(e.file_name().to_str()?))
+                .filter_map(|e| {
+                    let file = e.file_name().into_string().ok()?;
+                    let base = Codec::split_name(&file).map_or(file.as_str(), |(_, b)| b);
+                    Some((SegmentName::parse(base)?, file))
+                })
                 .collect()
         })
         .unwrap_or_default();
-    v.sort_by_key(|s| (s.log, s.seg, s.tli));
+    v.sort_by_key(|(s, _)| (s.log, s.seg, s.tli));
     v
 }
 
+/// Keeps the first bytes written to it, then refuses more: decompressing
+/// just the header.
+struct Head(Vec<u8>);
+
+impl std::io::Write for Head {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = LONG_HEADER_LEN - self.0.len();
+        if room == 0 {
+            return Err(std::io::Error::other("enough"));
+        }
+        let n = room.min(buf.len());
+        self.0.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn read_header(path: &Path) -> Option<LongPageHeader> {
+    let mut file = fs::File::open(path).ok()?;
+    let name = path.file_name()?.to_str()?;
     let mut buf = [0u8; LONG_HEADER_LEN];
-    fs::File::open(path).ok()?.read_exact(&mut buf).ok()?;
+    if let Some((codec, _)) = Codec::split_name(name) {
+        let mut head = Head(Vec::with_capacity(LONG_HEADER_LEN));
+        // The writer stops the decoder once it has the header.
+        let _ = decompress_to(codec, file, &mut head, u64::MAX, &|| false);
+        buf.copy_from_slice(head.0.get(..LONG_HEADER_LEN)?);
+    } else {
+        file.read_exact(&mut buf).ok()?;
+    }
     Some(LongPageHeader::parse(&buf))
 }
 
@@ -834,8 +868,8 @@ fn check_archive(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {
     let mut foreign = Vec::new();
     let mut wrong_size = Vec::new();
     let mut unreadable = Vec::new();
-    for name in segments.iter().rev().take(3) {
-        let path = archive.join(name.to_string());
+    for (name, file) in segments.iter().rev().take(3) {
+        let path = archive.join(file);
         if setup.may(&path, libc::R_OK) == Some(false) {
             unreadable.push(path.clone());
         }
@@ -899,15 +933,16 @@ fn check_archive(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {
 /// Segments missing from the archive between the segment holding the redo
 /// point of pg_control's latest checkpoint (where the next start of recovery
 /// begins) and the newest archived segment.
-fn find_gap(segments: &[SegmentName], control: &Control) -> Option<Finding> {
+fn find_gap(segments: &[(SegmentName, String)], control: &Control) -> Option<Finding> {
     let size = control.wal_segment_size;
     let start = control.redo / size;
-    let newest = segments.iter().filter_map(|s| s.segno(size)).max()?;
+    let newest = segments.iter().filter_map(|(s, _)| s.segno(size)).max()?;
     if newest <= start {
         return None;
     }
     let present: HashSet<u64> = segments
         .iter()
+        .map(|(s, _)| s)
         .filter(|s| s.tli >= control.timeline)
         .filter_map(|s| s.segno(size))
         .filter(|n| (start..=newest).contains(n))

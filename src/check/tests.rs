@@ -428,3 +428,28 @@ fn check_is_an_option_never_a_subcommand() {
     assert_eq!(cli.pgdata, Some(PathBuf::from("/d")));
     assert_eq!(datadir_from(Some(PathBuf::from("/x"))), PathBuf::from("/x"));
 }
+
+#[cfg(feature = "gzip")]
+#[test]
+fn compressed_segments_count_and_are_read() {
+    use std::io::Write;
+    let f = Fixture::new(15);
+    let gz = |segno: u64, sysid: u64| {
+        let name = SegmentName::from_segno(1, segno, u64::from(SEG));
+        let h = LongPageHeader::for_segment(&name, SEG, sysid).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&h.to_bytes()).unwrap();
+        enc.write_all(&vec![0u8; 100_000]).unwrap();
+        fs::write(
+            f.archive().join(format!("{name}.gz")),
+            enc.finish().unwrap(),
+        )
+        .unwrap();
+    };
+    gz(5, SYSID);
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    gz(7, SYSID);
+    f.assert_only("archive-gap", Severity::Error);
+    gz(6, SYSID + 1);
+    f.assert_only("archive-foreign-cluster", Severity::Error);
+}
