@@ -13,11 +13,14 @@ servers, a drop-in replacement for the pg_standby of PostgreSQL 9.0-13.
 
 Usage:
   pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]
+  pg_standby --check [-D DATADIR] [--json]
 
 Options:
   -c, --copy              copy the file from the archive (default, and the
                           only mode)
   -d, --debug             generate debug output (verbose mode)
+  -D, --pgdata=DATADIR    with --check: the standby's data directory (default
+                          $PGDATA, then the current directory)
   -k, --keep-files=N      if RESTARTWALFILE is not used, remove from the archive
                           the files more than N segments before NEXTWALFILE
                           (0 keeps all; default 0)
@@ -39,9 +42,14 @@ Options:
                           archive stays invalid, unchanged, for N seconds; one
                           that stays incomplete is reported and waited for
                           (default 60)
+      --check             check a standby's setup (configuration, signal files,
+                          restore_command, archive) and report each problem
+                          with its fix; exit 1 if one would break recovery or
+                          failover, else 0
       --fsync             flush the copy to disk before renaming it into place
                           (PostgreSQL flushes restored files itself when
                           fsync = on)
+      --json              with --check: the findings as a JSON array
       --legacy-exit-codes exit as pg_standby 13 did on errors: 2 for bad
                           arguments or a missing archive, 3 for a bad segment,
                           1 for a failed copy (all of which make PostgreSQL end

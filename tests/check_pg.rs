@@ -375,3 +375,23 @@ fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+#[test]
+fn check_options_outside_check_are_usage_errors() {
+    for args in [
+        &["-D", "/tmp", "/arch", "F", "P"][..],
+        &["--json", "/arch", "F", "P"],
+    ] {
+        let out = Command::new(binary_under_test())
+            .args(args)
+            .output()
+            .unwrap();
+        // 250: the server stops instead of promoting on a bad command line.
+        assert_eq!(out.status.code(), Some(250), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("only go with --check"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
