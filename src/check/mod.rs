@@ -649,9 +649,10 @@ fn check_placeholders(parsed: &Parsed, out: &mut Vec<Finding>) {
 }
 
 fn check_cleanup(setup: &Setup, parsed: &Parsed, out: &mut Vec<Finding>) {
-    if parsed.cli.restart_wal_file.as_deref() == Some(SENT_R)
-        && let Some(cleanup) = setup.recovery_setting("archive_cleanup_command")
-    {
+    if parsed.cli.restart_wal_file.as_deref() != Some(SENT_R) {
+        return;
+    }
+    if let Some(cleanup) = setup.recovery_setting("archive_cleanup_command") {
         out.push(finding(
             Severity::Warning,
             "two-cleaners",
