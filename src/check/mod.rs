@@ -181,6 +181,9 @@ struct Setup {
     /// the recovery settings, see `recovery_setting`).
     conf: Conf,
     recovery_conf: Option<Conf>,
+    /// A postgresql.conf was read (else settings from it are unknown, not
+    /// unset).
+    conf_found: bool,
     mode: Mode,
     owner: Option<Owner>,
 }
@@ -250,20 +253,25 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
 
     let mut conf = Conf::default();
     let main_conf = datadir.join("postgresql.conf");
-    if main_conf.exists() {
+    let conf_found = if main_conf.exists() {
         conf.read_file(&main_conf);
+        true
+    } else if let Some(debian) = major.and_then(|m| cluster_conf(Path::new(ETC), m, datadir)) {
+        conf.read_file(&debian);
+        true
     } else {
         out.push(finding(
             Warning,
             "no-postgresql-conf",
             format!(
-                "{} does not exist: the server's config_file is elsewhere (Debian: \
-                 /etc/postgresql/MAJOR/CLUSTER/), so its settings were not checked",
-                main_conf.display()
+                "no postgresql.conf in {} nor in {ETC}/MAJOR/*/ naming it as data_directory: \
+                 the server's settings were not checked",
+                datadir.display()
             ),
-            "run the check where the settings are visible, or use a config_file inside the data directory".into(),
+            "run the check where the server's config_file is visible".into(),
         ));
-    }
+        false
+    };
     // The server reads postgresql.auto.conf last (ProcessConfigFileInternal).
     let auto = datadir.join("postgresql.auto.conf");
     if auto.exists() {
@@ -367,6 +375,7 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
         }
     }
     Some(Setup {
+        conf_found,
         datadir: datadir.to_path_buf(),
         major,
         conf,
@@ -374,6 +383,31 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
         mode,
         owner,
     })
+}
+
+/// Where Debian's postgresql-common keeps each cluster's configuration.
+const ETC: &str = "/etc/postgresql";
+
+/// The `ETC/MAJOR/CLUSTER/postgresql.conf` whose data_directory is
+/// `datadir` (Debian and Ubuntu keep the configuration out of the data
+/// directory).
+fn cluster_conf(etc: &Path, major: u32, datadir: &Path) -> Option<PathBuf> {
+    let want = fs::canonicalize(datadir).ok()?;
+    let mut dirs: Vec<PathBuf> = fs::read_dir(etc.join(major.to_string()))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .map(|d| d.join("postgresql.conf"))
+        .find(|conf| {
+            let mut c = Conf::default();
+            c.read_file(conf);
+            c.value("data_directory")
+                .and_then(|d| fs::canonicalize(d).ok())
+                .is_some_and(|d| d == want)
+        })
 }
 
 /// Where the command line put the placeholders, as our parser sees it.
@@ -385,7 +419,8 @@ struct Parsed {
 fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
     use Severity::*;
     let Some(command) = setup.recovery_setting("restore_command") else {
-        if setup.mode != Mode::None {
+        let unknown = !setup.conf_found && setup.major.is_some_and(|m| m >= 12);
+        if setup.mode != Mode::None && !unknown {
             out.push(finding(
                 Error,
                 "no-restore-command",

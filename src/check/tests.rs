@@ -453,3 +453,26 @@ fn compressed_segments_count_and_are_read() {
     gz(6, SYSID + 1);
     f.assert_only("archive-foreign-cluster", Severity::Error);
 }
+
+#[test]
+fn debian_keeps_the_configuration_in_etc() {
+    let f = Fixture::new(15);
+    let conf = fs::read_to_string(f.data().join("postgresql.conf")).unwrap();
+    fs::remove_file(f.data().join("postgresql.conf")).unwrap();
+    let etc = f.root().join("etc");
+    for (cluster, data) in [("main", f.root().join("elsewhere")), ("standby", f.data())] {
+        fs::create_dir_all(etc.join("15").join(cluster)).unwrap();
+        fs::write(
+            etc.join("15").join(cluster).join("postgresql.conf"),
+            format!("data_directory = '{}'\n{conf}", data.display()),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        cluster_conf(&etc, 15, &f.data()),
+        Some(etc.join("15/standby/postgresql.conf"))
+    );
+    assert_eq!(cluster_conf(&etc, 14, &f.data()), None);
+    // Not found: a warning, and no claim that restore_command is unset.
+    f.assert_only("no-postgresql-conf", Severity::Warning);
+}
