@@ -13,11 +13,14 @@ servers, a drop-in replacement for the pg_standby of PostgreSQL 9.0-13.
 
 Usage:
   pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]
+  pg_standby --check [-D DATADIR] [--json]
 
 Options:
   -c, --copy              copy the file from the archive (default, and the
                           only mode)
   -d, --debug             generate debug output (verbose mode)
+  -D, --pgdata=DATADIR    with --check: the standby's data directory (default
+                          $PGDATA, then the current directory)
   -k, --keep-files=N      if RESTARTWALFILE is not used, remove from the archive
                           the files more than N segments before NEXTWALFILE
                           (0 keeps all; default 0)
@@ -39,9 +42,14 @@ Options:
                           archive stays invalid, unchanged, for N seconds; one
                           that stays incomplete is reported and waited for
                           (default 60)
+      --check             check a standby's setup (configuration, signal files,
+                          restore_command, archive) and report each problem
+                          with its fix; exit 1 if one would break recovery or
+                          failover, else 0
       --fsync             flush the copy to disk before renaming it into place
                           (PostgreSQL flushes restored files itself when
                           fsync = on)
+      --json              with --check: the findings as a JSON array
       --legacy-exit-codes exit as pg_standby 13 did on errors: 2 for bad
                           arguments or a missing archive, 3 for a bad segment,
                           1 for a failed copy (all of which make PostgreSQL end
@@ -152,6 +160,20 @@ pub struct Cli {
     /// which make PostgreSQL end recovery and promote)
     #[arg(long = "legacy-exit-codes")]
     pub legacy_exit_codes: bool,
+
+    /// Check a standby's setup (configuration, signal files, restore_command,
+    /// archive) instead of restoring; exit 1 if anything would break recovery
+    /// or failover
+    #[arg(long = "check")]
+    pub check: bool,
+
+    /// Data directory for --check (default: $PGDATA, then the current directory)
+    #[arg(short = 'D', long = "pgdata", value_name = "DATADIR")]
+    pub pgdata: Option<PathBuf>,
+
+    /// With --check: print the findings as a JSON array
+    #[arg(long = "json")]
+    pub json: bool,
 
     /// After each call, write Prometheus metrics to FILE (for
     /// node_exporter's textfile collector)

@@ -7,6 +7,7 @@
 //! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
 mod archive;
+mod check;
 mod cleanup;
 mod cli;
 pub mod codec;
@@ -21,6 +22,7 @@ mod logging;
 mod metrics;
 mod mounts;
 mod open;
+mod pgconf;
 mod policy;
 mod probe;
 mod restore;
@@ -82,6 +84,9 @@ pub fn main() -> ExitCode {
         }
     };
     logging::set_debug(cli.debug);
+    if cli.check {
+        return ExitCode::from(check::main(&cli));
+    }
     let outcome = run(cli);
     if let Outcome::Killed(signal) = outcome {
         signals::die_by(signal);
@@ -91,6 +96,9 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Outcome {
     let legacy = cli.legacy_exit_codes;
+    if cli.pgdata.is_some() || cli.json {
+        return usage_error("-D and --json only go with --check", legacy);
+    }
     if cli.link {
         tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
     }
