@@ -106,7 +106,8 @@ mod tests {
             None
         );
         // Whole-name comparison: a later timeline sorts after, so no cleanup
-        // (the contract doc's example).
+        // (pg_standby 13's strcmp(restartWALFileName, nextWALFileName) in
+        // contrib/pg_standby/pg_standby.c SetWALFileNameForCleanup).
         assert_eq!(
             cutoff_from_restart(
                 seg("000000020000000000000003"),
@@ -160,7 +161,8 @@ mod tests {
         );
     }
 
-    /// pg_archivecleanup's TAP fixtures (contract doc §2.5), run through our
+    /// pg_archivecleanup's TAP fixtures
+    /// (src/bin/pg_archivecleanup/t/010_pg_archivecleanup.pl), run through our
     /// selection. pg_standby removes bare segment names only, so unlike
     /// pg_archivecleanup it keeps `.gz` (it has no `-x`) and backup-history
     /// files (no `-b`); `.partial` and unrelated files are kept by both.

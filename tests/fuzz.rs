@@ -1,6 +1,8 @@
 //! Property tests: the name parser, the segment-header check and the `-k`
 //! cleanup arithmetic never panic and agree with small reference
-//! implementations written from the contract document (§1.9, §4.1-4.4),
+//! implementations written from PostgreSQL's source (REL_13_STABLE's
+//! contrib/pg_standby/pg_standby.c for the cleanup; file names, the long page
+//! header and XLOG_PAGE_MAGIC from src/include/access/xlog_internal.h),
 //! independently of the code under test.
 
 use pg_standby::cleanup::cutoff_keeping;
