@@ -1277,11 +1277,12 @@ struct Svg {
 }
 
 impl Svg {
-    fn new(width: f64, height: f64, left: f64, title: &str) -> Svg {
+    /// `left` and `bottom`: room for the labels beside and under the plot area.
+    fn new(width: f64, height: f64, left: f64, bottom: f64, title: &str) -> Svg {
         let mut s = Svg {
             width,
             height,
-            area: (left, 40.0, width - 20.0, height - 50.0),
+            area: (left, 40.0, width - 20.0, height - bottom),
             body: String::new(),
         };
         s.text(width / 2.0, 22.0, "middle", 15.0, title);
@@ -1374,7 +1375,9 @@ fn fmt_ms(v: f64) -> String {
 
 /// Cumulative distribution of each program's samples, log-scaled time axis.
 fn latency_plot(title: &str, series: &[(String, Vec<f64>)]) -> Svg {
-    let mut svg = Svg::new(720.0, 400.0, 60.0, title);
+    // the legend goes under the axis, where no curve can hide it
+    let legend = 18.0 * series.len() as f64;
+    let mut svg = Svg::new(720.0, 400.0 + legend, 60.0, 50.0 + legend, title);
     let all = series.iter().flat_map(|(_, v)| v.iter().copied());
     let lo = all.clone().fold(f64::INFINITY, f64::min).max(1.0);
     let hi = all.fold(1.0, f64::max);
@@ -1413,7 +1416,7 @@ fn latency_plot(title: &str, series: &[(String, Vec<f64>)]) -> Svg {
         }
         let colour = COLOURS[k % COLOURS.len()];
         svg.polyline(&pts, colour);
-        let ly = t + 18.0 + 18.0 * k as f64;
+        let ly = b + 58.0 + 18.0 * k as f64;
         svg.line(l + 12.0, ly - 4.0, l + 36.0, ly - 4.0, colour, 3.0);
         svg.text(
             l + 42.0,
@@ -1430,7 +1433,7 @@ fn latency_plot(title: &str, series: &[(String, Vec<f64>)]) -> Svg {
 /// One bar per program (median time per segment), one dot per round.
 fn catchup_plot(title: &str, bars: &[(String, Vec<f64>)]) -> Svg {
     let row = 34.0;
-    let mut svg = Svg::new(760.0, 90.0 + row * bars.len() as f64, 290.0, title);
+    let mut svg = Svg::new(760.0, 90.0 + row * bars.len() as f64, 290.0, 50.0, title);
     let (l, t, r, _) = svg.area;
     let hi = bars
         .iter()
