@@ -16,7 +16,10 @@
 //!   `IDLE_SECS` (60), `BUSY_FILES` (10000), `CLEANUP_ROUNDS` (3),
 //!   `BIGSEG_RUNS` (5).
 //!
-//! Results are printed as Markdown and appended to `target/bench/results.md`.
+//! Results are printed as Markdown and appended to `target/bench/results.md`;
+//! `latency` and `catchup` also draw their results as SVG plots,
+//! `target/bench/latency.svg` and `target/bench/catchup.svg` (BENCHMARKS.md
+//! shows copies of them from docs/bench/).
 
 #[path = "../tests/support/pg.rs"]
 mod pg;
@@ -577,7 +580,7 @@ fn latency(p: &Progs) -> Result<()> {
         .map(|s| s * 1e3)
         .collect();
     say(&format!(
-        "ours' own log, copy + fsync + rename per segment ({} restores): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        "ours' own log, copy + rename per segment ({} restores): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
         copies.len(),
         median(&copies),
         pct(&copies, 90.0),
@@ -590,6 +593,21 @@ fn latency(p: &Progs) -> Result<()> {
         "ours, end-to-end, all samples (ms, sorted): {:?}",
         sorted.iter().map(|x| x.round() as i64).collect::<Vec<_>>()
     ));
+    let series: Vec<(String, Vec<f64>)> = standbys
+        .iter()
+        .map(|(name, _)| name.clone())
+        .zip(e2e)
+        .collect();
+    write_plot(
+        "latency",
+        &latency_plot(
+            &format!(
+                "Arrival latency, PostgreSQL {}: share of samples within a time",
+                sb.major()
+            ),
+            &series,
+        ),
+    );
     Ok(())
 }
 
@@ -865,10 +883,25 @@ fn catchup(p: &Progs) -> Result<()> {
         ));
     }
     say(&format!(
-        "\nours' own log: copy + fdatasync + rename summed over all restores of one run: median {:.0} ms ({:.1} ms per segment)",
+        "\nours' own log: copy + rename summed over all restores of one run: median {:.0} ms ({:.1} ms per segment)",
         median(&copy_totals),
         median(&copy_totals) / segs as f64
     ));
+    let bars: Vec<(String, Vec<f64>)> = progs
+        .iter()
+        .zip(&totals)
+        .map(|((label, _, _), t)| (label.clone(), t.iter().map(|x| x / segs as f64).collect()))
+        .collect();
+    write_plot(
+        "catchup",
+        &catchup_plot(
+            &format!(
+                "Catch-up: {segs} archived segments replayed by a fresh standby, PostgreSQL {}",
+                sb.major()
+            ),
+            &bars,
+        ),
+    );
     Ok(())
 }
 
@@ -1212,4 +1245,227 @@ fn cleanup(p: &Progs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- plots
+
+/// Where the plots go: target/bench/<name>.svg, next to results.md.
+fn write_plot(name: &str, svg: &Svg) {
+    let p = results_file().with_file_name(format!("{name}.svg"));
+    match fs::write(&p, svg.finish()) {
+        Ok(()) => say(&format!("\nplot: {}", p.display())),
+        Err(e) => eprintln!("could not write {}: {e}", p.display()),
+    }
+}
+
+const COLOURS: [&str; 5] = ["#1f77b4", "#d62728", "#7f7f7f", "#2ca02c", "#9467bd"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A hand-written SVG canvas with a plot area and axes: enough for the two
+/// charts in BENCHMARKS.md without pulling a plotting crate into the build.
+struct Svg {
+    width: f64,
+    height: f64,
+    /// plot area: left, top, right, bottom
+    area: (f64, f64, f64, f64),
+    body: String,
+}
+
+impl Svg {
+    /// `left` and `bottom`: room for the labels beside and under the plot area.
+    fn new(width: f64, height: f64, left: f64, bottom: f64, title: &str) -> Svg {
+        let mut s = Svg {
+            width,
+            height,
+            area: (left, 40.0, width - 20.0, height - bottom),
+            body: String::new(),
+        };
+        s.text(width / 2.0, 22.0, "middle", 15.0, title);
+        s
+    }
+
+    fn text(&mut self, x: f64, y: f64, anchor: &str, size: f64, t: &str) {
+        self.body += &format!(
+            "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" font-size=\"{size}\">{}</text>\n",
+            esc(t)
+        );
+    }
+
+    fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str, width: f64) {
+        self.body += &format!(
+            "<line x1=\"{x1:.1}\" y1=\"{y1:.1}\" x2=\"{x2:.1}\" y2=\"{y2:.1}\" stroke=\"{stroke}\" stroke-width=\"{width}\"/>\n"
+        );
+    }
+
+    fn polyline(&mut self, pts: &[(f64, f64)], stroke: &str) {
+        let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        self.body += &format!(
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{stroke}\" stroke-width=\"2\"/>\n",
+            p.join(" ")
+        );
+    }
+
+    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str) {
+        self.body += &format!(
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{fill}\"/>\n"
+        );
+    }
+
+    fn circle(&mut self, x: f64, y: f64, fill: &str) {
+        self.body += &format!(
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3.5\" fill=\"{fill}\" stroke=\"black\" stroke-width=\"0.7\"/>\n"
+        );
+    }
+
+    /// A vertical grid line with its label under the plot area.
+    fn x_tick(&mut self, x: f64, label: &str) {
+        let (_, top, _, bottom) = self.area;
+        self.line(x, top, x, bottom, "#dddddd", 1.0);
+        self.text(x, bottom + 16.0, "middle", 11.0, label);
+    }
+
+    fn x_label(&mut self, t: &str) {
+        let (left, _, right, bottom) = self.area;
+        self.text((left + right) / 2.0, bottom + 36.0, "middle", 12.0, t);
+    }
+
+    fn frame(&mut self) {
+        let (l, t, r, b) = self.area;
+        self.body += &format!(
+            "<rect x=\"{l}\" y=\"{t}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n",
+            r - l,
+            b - t
+        );
+    }
+
+    fn finish(&self) -> String {
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
+             font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{}</svg>\n",
+            self.body,
+            w = self.width,
+            h = self.height
+        )
+    }
+}
+
+/// Tick step for a linear axis from 0 to `max`: 1, 2 or 5 × a power of ten.
+fn nice_step(max: f64) -> f64 {
+    let raw = (max / 5.0).max(f64::MIN_POSITIVE);
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p)
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{} s", v / 1000.0)
+    } else {
+        format!("{v} ms")
+    }
+}
+
+/// Cumulative distribution of each program's samples, log-scaled time axis.
+fn latency_plot(title: &str, series: &[(String, Vec<f64>)]) -> Svg {
+    // the legend goes under the axis, where no curve can hide it
+    let legend = 18.0 * series.len() as f64;
+    let mut svg = Svg::new(720.0, 400.0 + legend, 60.0, 50.0 + legend, title);
+    let all = series.iter().flat_map(|(_, v)| v.iter().copied());
+    let lo = all.clone().fold(f64::INFINITY, f64::min).max(1.0);
+    let hi = all.fold(1.0, f64::max);
+    let (d0, d1) = (
+        lo.log10().floor(),
+        hi.log10().ceil().max(lo.log10().floor() + 1.0),
+    );
+    let (l, t, r, b) = svg.area;
+    let x = |v: f64| l + (v.max(1.0).log10() - d0) / (d1 - d0) * (r - l);
+    let y = |f: f64| b - f * (b - t);
+    for d in d0 as i32..=d1 as i32 {
+        let v = 10f64.powi(d);
+        svg.x_tick(x(v), &fmt_ms(v));
+    }
+    for q in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        svg.line(l, y(q), r, y(q), "#dddddd", 1.0);
+        svg.text(
+            l - 6.0,
+            y(q) + 4.0,
+            "end",
+            11.0,
+            &format!("{:.0} %", q * 100.0),
+        );
+    }
+    svg.x_label(
+        "time from pg_switch_wal() on the primary to the row visible on the standby (log scale)",
+    );
+    for (k, (name, v)) in series.iter().enumerate() {
+        let mut v = v.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len() as f64;
+        let mut pts = Vec::new();
+        for (i, s) in v.iter().enumerate() {
+            pts.push((x(*s), y(i as f64 / n)));
+            pts.push((x(*s), y((i + 1) as f64 / n)));
+        }
+        let colour = COLOURS[k % COLOURS.len()];
+        svg.polyline(&pts, colour);
+        let ly = b + 58.0 + 18.0 * k as f64;
+        svg.line(l + 12.0, ly - 4.0, l + 36.0, ly - 4.0, colour, 3.0);
+        svg.text(
+            l + 42.0,
+            ly,
+            "start",
+            12.0,
+            &format!("{name} (p50 {:.0} ms, n = {})", median(&v), v.len()),
+        );
+    }
+    svg.frame();
+    svg
+}
+
+/// One bar per program (median time per segment), one dot per round.
+fn catchup_plot(title: &str, bars: &[(String, Vec<f64>)]) -> Svg {
+    let row = 34.0;
+    let mut svg = Svg::new(760.0, 90.0 + row * bars.len() as f64, 290.0, 50.0, title);
+    let (l, t, r, _) = svg.area;
+    let hi = bars
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let step = nice_step(hi);
+    let top = (hi / step).ceil() * step;
+    let x = |v: f64| l + v / top * (r - l);
+    let mut v = 0.0;
+    while v <= top + step / 2.0 {
+        svg.x_tick(x(v), &format!("{v}"));
+        v += step;
+    }
+    svg.x_label("milliseconds per segment (bar: median of the rounds; dots: each round)");
+    for (k, (name, vals)) in bars.iter().enumerate() {
+        let cy = t + row * (k as f64 + 0.5);
+        let colour = COLOURS[k % COLOURS.len()];
+        let m = median(vals);
+        svg.rect(l, cy - row * 0.3, x(m) - l, row * 0.6, colour);
+        for s in vals {
+            svg.circle(x(*s), cy, "white");
+        }
+        svg.text(l - 8.0, cy + 4.0, "end", 12.0, name);
+        svg.text(
+            x(m) + 6.0,
+            cy - row * 0.3 - 2.0,
+            "start",
+            11.0,
+            &format!("{m:.1}"),
+        );
+    }
+    svg.frame();
+    svg
 }

@@ -3,6 +3,7 @@
 //!     cargo run --release --example warm_standby
 //!
 //! What it does, in a throw-away directory under /tmp:
+//!   0. builds pg_standby itself (`cargo run --example` builds only the example);
 //!   1. finds the PostgreSQL server binaries (PG_BINDIR, pg_config, or /usr/lib/postgresql/*/bin);
 //!   2. creates a primary that archives every finished WAL segment into a directory;
 //!   3. takes a base backup (a cold copy of the primary's data directory);
@@ -66,8 +67,12 @@ fn check_interrupt(stop: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-/// target/<profile>/pg_standby, next to target/<profile>/examples/warm_standby.
-fn find_pg_standby() -> Result<PathBuf> {
+/// Builds pg_standby and returns its path. `cargo run --example` builds the
+/// example and the library only, never the package's binaries, so the demo
+/// asks the cargo that runs it (`$CARGO`) to build the binary with the same
+/// profile into the same target directory: target/<profile>/pg_standby, next
+/// to target/<profile>/examples/warm_standby. PG_STANDBY_BIN overrides it.
+fn build_pg_standby() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("PG_STANDBY_BIN") {
         return Ok(PathBuf::from(p));
     }
@@ -76,11 +81,36 @@ fn find_pg_standby() -> Result<PathBuf> {
         .parent()
         .and_then(Path::parent)
         .context("unexpected example location")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("unexpected example location")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => bail!("unexpected example location {}", exe.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    println!("== 0. Building pg_standby (cargo build --profile {profile} --bin pg_standby)");
+    let status = std::process::Command::new(&cargo)
+        .arg("build")
+        .arg("--profile")
+        .arg(profile)
+        .arg("--bin")
+        .arg("pg_standby")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
+    if !status.success() {
+        bail!("building pg_standby failed ({status})");
+    }
     let bin = profile_dir.join("pg_standby");
     if !bin.is_file() {
         bail!(
-            "{} not found: run this demo with `cargo run --release --example warm_standby` \
-             (it builds pg_standby too), or build it with `cargo build --release`",
+            "{} not found after building it; set PG_STANDBY_BIN to a pg_standby binary",
             bin.display()
         );
     }
@@ -88,7 +118,7 @@ fn find_pg_standby() -> Result<PathBuf> {
 }
 
 fn demo(stop: &Arc<AtomicBool>) -> Result<()> {
-    let pg_standby = find_pg_standby()?;
+    let pg_standby = build_pg_standby()?;
 
     step(1, "Setting up");
     let sb = Sandbox::new("demo")?;
@@ -355,10 +385,10 @@ impl Monitor {
 /// Complete lines appended to `path` since `offset`.
 fn read_new_lines(path: &Path, offset: &mut u64, partial: &mut String) -> Vec<String> {
     let mut buf = Vec::new();
-    if let Ok(mut f) = fs::File::open(path) {
-        if f.seek(SeekFrom::Start(*offset)).is_ok() {
-            let _ = f.read_to_end(&mut buf);
-        }
+    if let Ok(mut f) = fs::File::open(path)
+        && f.seek(SeekFrom::Start(*offset)).is_ok()
+    {
+        let _ = f.read_to_end(&mut buf);
     }
     *offset += buf.len() as u64;
     partial.push_str(&String::from_utf8_lossy(&buf));

@@ -108,7 +108,8 @@ mod tests {
             None
         );
         // Whole-name comparison: a later timeline sorts after, so no cleanup
-        // (the contract doc's example).
+        // (pg_standby 13's strcmp(restartWALFileName, nextWALFileName) in
+        // contrib/pg_standby/pg_standby.c SetWALFileNameForCleanup).
         assert_eq!(
             cutoff_from_restart(
                 seg("000000020000000000000003"),

@@ -895,7 +895,8 @@ fn unreadable_history_file_is_fatal_not_missing() {
 }
 
 /// pg_standby 13 decides "size 0 → smart failover" from `stat` alone,
-/// before opening the file (contract doc §1.8), so an empty trigger file
+/// before opening the file (CheckForExternalTrigger in REL_13_STABLE's
+/// contrib/pg_standby/pg_standby.c), so an empty trigger file
 /// the server user cannot read (e.g. `touch`ed by root under umask 077)
 /// still fails over. So does ours.
 #[test]

@@ -183,12 +183,12 @@ impl PgInstall {
             );
             return Ok(dir);
         }
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            if out.status.success() {
-                let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-                if dir.join("postgres").is_file() && dir.join("initdb").is_file() {
-                    return Ok(dir);
-                }
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+            && out.status.success()
+        {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if dir.join("postgres").is_file() && dir.join("initdb").is_file() {
+                return Ok(dir);
             }
         }
         let mut best: Option<(u32, PathBuf)> = None;
@@ -303,11 +303,11 @@ impl Drop for SandboxInner {
         for pid in pids_running(&self.root.join("bin")) {
             kill9(pid);
         }
-        if std::env::var_os("PG_HARNESS_KEEP").is_some() {
-            if let Some(d) = self.dir.take() {
-                let p = d.keep();
-                eprintln!("[harness] kept sandbox {}", p.display());
-            }
+        if std::env::var_os("PG_HARNESS_KEEP").is_some()
+            && let Some(d) = self.dir.take()
+        {
+            let p = d.keep();
+            eprintln!("[harness] kept sandbox {}", p.display());
         }
     }
 }
@@ -906,10 +906,10 @@ impl Server {
     }
 
     fn kill_leftovers(&self) {
-        if let Some(pid) = self.postmaster_pid() {
-            if pid_alive(pid) {
-                kill9(pid);
-            }
+        if let Some(pid) = self.postmaster_pid()
+            && pid_alive(pid)
+        {
+            kill9(pid);
         }
         // A restore command left waiting is killed with the sandbox (see
         // SandboxInner::drop); backends exit on their own once the postmaster is gone.
