@@ -55,6 +55,8 @@ enum Found {
         len: u64,
         accepted: Accepted,
         source: CompressedEntry,
+        /// How long decompressing took.
+        took: Duration,
     },
     /// A compressed form that is incomplete or bad.
     NotReady(Look),
@@ -377,6 +379,7 @@ impl Session {
                 Step::Deliver => {
                     let copy_started = Instant::now();
                     // The policy delivers only what was found ready.
+                    let mut unpacking = Duration::ZERO;
                     let (delivery, len, accepted, from) = match found {
                         Found::Plain(Probe::Ready(ready)) => (
                             self.deliver_segment(name, &ready),
@@ -389,8 +392,12 @@ impl Session {
                             len,
                             accepted,
                             source,
+                            took,
                         } => (
-                            self.commit_staged(staged, &source.file, source.identity),
+                            {
+                                unpacking = took;
+                                self.commit_staged(staged, &source.file, source.identity)
+                            },
                             len,
                             accepted,
                             Some((source.file_name, source.len)),
@@ -399,13 +406,9 @@ impl Session {
                     };
                     match delivery {
                         Delivery::Done => {
-                            self.log_restored(name, len, accepted, waited, from);
-                            self.note_restored(
-                                name,
-                                len,
-                                accepted.seg_size,
-                                copy_started.elapsed(),
-                            );
+                            let copy = copy_started.elapsed() + unpacking;
+                            self.log_restored(name, len, accepted, waited, copy, from);
+                            self.note_restored(name, len, accepted.seg_size, copy);
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
                             self.clean_archive(archive, name, accepted.seg_size);
@@ -604,6 +607,7 @@ impl Session {
             why: format!("{}: {why}", source.file_name),
             state: format!("{:?}", source.identity),
         };
+        let started = Instant::now();
         let look = match unpack::segment(
             &source.file,
             source.codec,
@@ -621,6 +625,7 @@ impl Session {
                     len,
                     accepted,
                     source,
+                    took: started.elapsed(),
                 };
             }
             Unpacked::Ready { .. } => {
@@ -711,6 +716,7 @@ impl Session {
         len: u64,
         accepted: Accepted,
         waited: Duration,
+        copy: Duration,
         from: Option<(String, u64)>,
     ) {
         if accepted.major.is_none() {
@@ -718,17 +724,19 @@ impl Session {
                 "{name} has a WAL page magic no PostgreSQL 10-18 uses; restored because every other header field checks out"
             );
         }
-        let source = from.map_or(String::new(), |(file_name, compressed)| {
-            format!(
+        let (source, verb) = from.map_or((String::new(), "copied"), |(file_name, compressed)| {
+            let source = format!(
                 " from {file_name} ({:.1} MiB, {:.1}:1)",
                 compressed as f64 / (1 << 20) as f64,
                 len as f64 / compressed.max(1) as f64
-            )
+            );
+            (source, "decompressed")
         });
         tracing::info!(
-            "restored {name}{source} after waiting {:.3} s ({} MiB)",
+            "restored {name}{source} after waiting {:.3} s ({} MiB {verb} in {:.3} s)",
             waited.as_secs_f64(),
             len >> 20,
+            copy.as_secs_f64(),
         );
     }
 
