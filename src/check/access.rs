@@ -57,10 +57,10 @@ impl Owner {
             // SAFETY: c_path is a valid NUL-terminated string.
             return Some(unsafe { libc::access(c_path.as_ptr(), mode) } == 0);
         }
-        if euid == 0 {
-            if let Some(ok) = self.access_forked(&c_path, mode) {
-                return Some(ok);
-            }
+        if euid == 0
+            && let Some(ok) = self.access_forked(&c_path, mode)
+        {
+            return Some(ok);
         }
         self.by_mode_bits(path, mode)
     }

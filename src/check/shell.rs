@@ -23,10 +23,10 @@ pub fn split(command: &str) -> Result<Split, String> {
     // The next word is a redirection's target, not an argument.
     let mut redirect = false;
     let mut finish = |word: &mut Option<String>, redirect: &mut bool| {
-        if let Some(w) = word.take() {
-            if !std::mem::take(redirect) {
-                words.push(w);
-            }
+        if let Some(w) = word.take()
+            && !std::mem::take(redirect)
+        {
+            words.push(w);
         }
     };
     while let Some(c) = chars.next() {
