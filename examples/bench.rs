@@ -54,8 +54,9 @@ fn main() -> Result<()> {
             "busy" => busy(&progs),
             "cleanup" => cleanup(&progs),
             "bigseg" => bigseg(&progs),
+            "compressed" => compressed(&progs),
             other => bail!(
-                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, all"
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, all"
             ),
         };
         say(&format!(
@@ -68,7 +69,15 @@ fn main() -> Result<()> {
     if scenario == "all" {
         let mut failed = Vec::new();
         for s in [
-            "percall", "cleanup", "idle", "busy", "latency", "failover", "catchup", "bigseg",
+            "percall",
+            "cleanup",
+            "idle",
+            "busy",
+            "latency",
+            "failover",
+            "catchup",
+            "bigseg",
+            "compressed",
         ] {
             if let Err(e) = run(s) {
                 say(&format!("\n**{s} failed:** {e:#}\n"));
@@ -1468,4 +1477,214 @@ fn catchup_plot(title: &str, bars: &[(String, Vec<f64>)]) -> Svg {
     }
     svg.frame();
     svg
+}
+
+// -------------------------------------------------------------- compressed
+
+/// Compressed archives (issue 10): one call restoring a real 16 MiB segment
+/// from `.gz` and `.zst` against the command a user would write, then a
+/// standby catching up through full segments from a gzip archive against
+/// the documented `gunzip` restore_command and against `cp` from a plain
+/// archive. The primary archives both forms at once, so every standby
+/// replays the same WAL.
+fn compressed(p: &Progs) -> Result<()> {
+    let runs = env_num("COMPRESSED_RUNS", 30);
+    let rounds = env_num("CATCHUP_ROUNDS", 3);
+    let nseg = env_num("COMPRESSED_SEGMENTS", 30);
+    let sb = Sandbox::new("cz")?;
+    let arch = sb.archive();
+    let plain = sb.path().join("plain");
+    sb.mkdir(&plain)?;
+    let primary = sb.primary(
+        "primary",
+        &PrimaryOptions {
+            extra_conf: format!(
+                "max_wal_size = 8GB\ncheckpoint_timeout = 1h\n\
+                 archive_command = 'gzip -c %p > {a}/%f.gz.tmp && mv {a}/%f.gz.tmp {a}/%f.gz \
+                 && zstd -q -c %p > {a}/%f.zst.tmp && mv {a}/%f.zst.tmp {a}/%f.zst && cp %p {p}/%f'\n",
+                a = arch.display(),
+                p = plain.display()
+            ),
+            ..Default::default()
+        },
+    )?;
+    let backup = primary.cold_backup("base")?;
+    // Rows of random text: WAL that compresses as real WAL does, not the
+    // zeros of a switched-out segment.
+    primary.psql(&format!(
+        "DO $$BEGIN FOR i IN 1..{nseg} LOOP \
+           INSERT INTO t SELECT i * 100000 + g, md5(random()::text) || md5(g::text) \
+             FROM generate_series(1, 60000) g; \
+           PERFORM pg_switch_wal(); END LOOP; END$$"
+    ))?;
+    let target = primary.psql("SELECT pg_current_wal_insert_lsn()")?;
+    let last = primary.switch_wal()?;
+    primary.wait_archived(&last, Duration::from_secs(900))?;
+    let segs = sb.archived_segments().len();
+    // One call: the segment that compresses least, i.e. holds the most rows.
+    let seg = fs::read_dir(&plain)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.len() == 24)
+        .max_by_key(|n| {
+            fs::metadata(arch.join(format!("{n}.gz")))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .context("no archived segment")?;
+    let gz = fs::metadata(arch.join(format!("{seg}.gz")))?.len();
+    let zst = fs::metadata(arch.join(format!("{seg}.zst")))?.len();
+    let sc = Scratch::new("compressed", 0)?;
+    fs::copy(
+        primary.data.join("global/pg_control"),
+        sc.data.join("global/pg_control"),
+    )?;
+    let only = |suffix: &str| -> Result<PathBuf> {
+        let d = sc.root.path().join(format!("archive{suffix}"));
+        fs::create_dir_all(&d)?;
+        let name = format!("{seg}{suffix}");
+        let from = if suffix.is_empty() {
+            plain.join(&seg)
+        } else {
+            arch.join(&name)
+        };
+        fs::copy(from, d.join(&name))?;
+        Ok(d)
+    };
+    let (a_gz, a_zst, a_plain) = (only(".gz")?, only(".zst")?, only("")?);
+    let ours = p.ours.display().to_string();
+    let call = |a: &Path| {
+        vec![
+            ours.clone(),
+            a.display().to_string(),
+            seg.clone(),
+            "pg_wal/RECOVERYXLOG".to_string(),
+        ]
+    };
+    let shell = |c: String| vec!["sh".to_string(), "-c".to_string(), c];
+    say(&format!(
+        "### Compressed archives: one call ({runs} rounds, programs alternated)\n\n\
+         A real 16 MiB segment of `md5()` rows ({seg}: {:.1} MiB as .gz, {:.1} MiB as .zst, \
+         default levels), restored into pg_wal/RECOVERYXLOG of a data directory with recovery.signal. \
+         The first row of each table is the baseline of the × column.\n",
+        gz as f64 / MIB as f64,
+        zst as f64 / MIB as f64
+    ));
+    for (what, cmds) in [
+        (
+            "gzip",
+            vec![
+                (
+                    "`gunzip < ARCHIVE/%f.gz > %p`".to_string(),
+                    shell(format!(
+                        "gunzip < {}/{seg}.gz > pg_wal/RECOVERYXLOG",
+                        a_gz.display()
+                    )),
+                ),
+                ("ours, from %f.gz".to_string(), call(&a_gz)),
+            ],
+        ),
+        (
+            "zstd",
+            vec![
+                (
+                    "`zstd -dcq ARCHIVE/%f.zst > %p`".to_string(),
+                    shell(format!(
+                        "zstd -dcq {}/{seg}.zst > pg_wal/RECOVERYXLOG",
+                        a_zst.display()
+                    )),
+                ),
+                ("ours, from %f.zst".to_string(), call(&a_zst)),
+            ],
+        ),
+        (
+            "plain",
+            vec![
+                (
+                    "`cp ARCHIVE/%f %p`".to_string(),
+                    vec![
+                        "cp".to_string(),
+                        a_plain.join(&seg).display().to_string(),
+                        "pg_wal/RECOVERYXLOG".to_string(),
+                    ],
+                ),
+                ("ours, plain".to_string(), call(&a_plain)),
+            ],
+        ),
+    ] {
+        say(&format!("\n{what}:\n"));
+        alternate(&sc.data, &cmds, runs)?;
+    }
+
+    // Catch-up.
+    let ours_installed = install_as(&sb, &p.ours, "pg_standby")?;
+    let progs: Vec<(String, String, bool)> = vec![
+        (
+            "`cp` from the plain archive (standby.signal)".into(),
+            format!("cp {}/%f %p", plain.display()),
+            true,
+        ),
+        (
+            "ours from the gzip archive".into(),
+            sb.restore_command(&ours_installed, "", false),
+            false,
+        ),
+        (
+            "`gunzip < %f.gz > %p` (standby.signal)".into(),
+            format!("gunzip < {}/%f.gz > %p", arch.display()),
+            true,
+        ),
+    ];
+    say(&format!(
+        "\n### Compressed archives: catch-up through {nseg} segments of rows ({rounds} rounds, programs rotated)\n\n\
+         A fresh hot standby from the cold backup replays everything the primary archived ({segs} segments in all); \
+         from `pg_ctl start` until `pg_last_wal_replay_lsn()` reaches the primary's last insert position. \
+         ours reads `%f.gz` (the archive also holds `.zst` files, never looked at since `.gz` comes first); \
+         the others run with standby.signal, as a non-waiting restore_command must.\n"
+    ));
+    let mut totals: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
+    for r in 0..rounds {
+        for j in 0..progs.len() {
+            let k = (j + r as usize) % progs.len();
+            let (label, rc, standby_mode) = &progs[k];
+            let s = standby(&sb, &backup, &format!("cz{r}p{k}"), rc, None)?;
+            if *standby_mode {
+                to_standby_mode(&sb, &s)?;
+            }
+            let t0 = Instant::now();
+            s.start_nowait()?;
+            wait_until(Duration::from_secs(900), "catch-up", || {
+                Ok(s.psql(&format!(
+                    "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
+                ))? == "t")
+            })?;
+            let dt = t0.elapsed().as_secs_f64() * 1e3;
+            eprintln!("{label}: {dt:.0} ms");
+            totals[k].push(dt);
+            let dir = s.dir.clone();
+            drop(s);
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+    say(
+        "| program | median total | per segment | × cp (median of per-round ratios) | totals (ms) |",
+    );
+    say("|---|---|---|---|---|");
+    for (k, (label, _, _)) in progs.iter().enumerate() {
+        let ratios: Vec<f64> = totals[k]
+            .iter()
+            .zip(&totals[0])
+            .map(|(a, b)| a / b)
+            .collect();
+        say(&format!(
+            "| {label} | {:.0} ms | {:.1} ms | {:.2} | {:?} |",
+            median(&totals[k]),
+            median(&totals[k]) / segs as f64,
+            median(&ratios),
+            totals[k]
+                .iter()
+                .map(|x| x.round() as i64)
+                .collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
 }
