@@ -19,6 +19,8 @@ mod open;
 mod policy;
 pub mod probe;
 mod restore;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod signals;
 pub mod timeline;
 pub mod trigger;
