@@ -22,9 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rusty_s3::actions::{
-    DeleteObjectsResponse, ListObjectsV2, ListObjectsV2Response, ObjectIdentifier,
-};
+use rusty_s3::actions::{DeleteObjectsResponse, ObjectIdentifier};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
 /// How long a signed URL stays valid: only long enough for the request to
@@ -661,18 +659,18 @@ impl Store {
                 r => r?,
             };
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
-            let page: ListObjectsV2Response = ListObjectsV2::parse_response(&text)
-                .map_err(|e| S3Error::Transient(format!("{what}: unreadable answer: {e}")))?;
-            for c in page.contents {
-                if let Some(name) = c.key.strip_prefix(&self.location.prefix)
+            let page = parse_list_page(&text)
+                .ok_or_else(|| S3Error::Transient(format!("{what}: unreadable answer")))?;
+            for (key, size) in page.objects {
+                if let Some(name) = key.strip_prefix(&self.location.prefix)
                     && !name.is_empty()
                 {
-                    out.push((name.to_string(), c.size));
+                    out.push((name.to_string(), size));
                 }
             }
-            match page.next_continuation_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
             }
         }
         Ok(out)
@@ -836,6 +834,41 @@ fn read_text(
         .map_err(|e| S3Error::Transient(format!("{what}: reading the answer: {e}")))
 }
 
+struct ListPage {
+    objects: Vec<(String, u64)>,
+    /// The continuation token, if the listing is truncated.
+    next: Option<String>,
+}
+
+/// Reads a ListObjectsV2 answer, taking only Key and Size of each
+/// Contents: servers differ in which other fields they send (s3s-fs
+/// leaves out the ETag of files it did not write itself), and a strict
+/// parser would turn that into an error.
+fn parse_list_page(body: &str) -> Option<ListPage> {
+    if !body.contains("<ListBucketResult") {
+        return None;
+    }
+    let mut objects = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("<Contents>") {
+        let after = &rest[start..];
+        let end = after.find("</Contents>")?;
+        let item = &after[..end];
+        let key = xml_field(item, "Key")?;
+        let size = xml_field(item, "Size")?.parse().ok()?;
+        objects.push((key, size));
+        rest = &after[end..];
+    }
+    let truncated = xml_field(body, "IsTruncated").is_some_and(|v| v == "true");
+    let next = match (truncated, xml_field(body, "NextContinuationToken")) {
+        (true, Some(t)) => Some(t),
+        // Truncated without a token would loop for ever: refuse.
+        (true, None) => return None,
+        (false, _) => None,
+    };
+    Some(ListPage { objects, next })
+}
+
 /// The text of the first `<tag>…</tag>` (S3 error documents are flat).
 fn xml_field(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
@@ -947,7 +980,7 @@ mod tests {
             aws.join("config"),
             "[default]\nregion = us-west-2\n\n[profile archive]\nregion=eu-central-1\n\
              endpoint_url = http://minio:9000\ns3 =\n  addressing_style = path\n\
-             [profile cfgonly]\naws_access_key_id = CK\naws_secret_access_key = CS\n",
+             [profile cfgonly]\nregion = x\naws_access_key_id = CK\naws_secret_access_key = CS\n",
         )
         .unwrap();
         std::fs::write(
@@ -1014,5 +1047,24 @@ mod tests {
         assert_eq!(xml_field(body, "Code").as_deref(), Some("NoSuchBucket"));
         assert_eq!(xml_field(body, "Message").as_deref(), Some("a & b"));
         assert_eq!(xml_field("", "Code"), None);
+    }
+
+    #[test]
+    fn list_pages() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+            <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Name>b</Name><Prefix>wal/</Prefix><KeyCount>2</KeyCount>\
+            <IsTruncated>true</IsTruncated><NextContinuationToken>t/1=</NextContinuationToken>\
+            <Contents><Key>wal/a&amp;b</Key><LastModified>x</LastModified><Size>16</Size></Contents>\
+            <Contents><Key>wal/c</Key><ETag>\"e\"</ETag><Size>0</Size></Contents>\
+            <CommonPrefixes><Prefix>wal/sub/</Prefix></CommonPrefixes></ListBucketResult>";
+        let p = parse_list_page(body).unwrap();
+        assert_eq!(p.objects, vec![("wal/a&b".into(), 16), ("wal/c".into(), 0)]);
+        assert_eq!(p.next.as_deref(), Some("t/1="));
+        let last = body.replace("<IsTruncated>true", "<IsTruncated>false");
+        assert_eq!(parse_list_page(&last).unwrap().next, None);
+        let stuck = body.replace("<NextContinuationToken>t/1=</NextContinuationToken>", "");
+        assert!(parse_list_page(&stuck).is_none());
+        assert!(parse_list_page("<Error><Code>x</Code></Error>").is_none());
     }
 }
