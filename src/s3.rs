@@ -179,6 +179,8 @@ pub struct Settings {
     pub session_token: Option<String>,
     /// Where the credentials came from, for messages.
     pub credentials_from: String,
+    /// The proxy to the endpoint, if any.
+    pub proxy: Option<String>,
 }
 
 impl Settings {
@@ -297,6 +299,7 @@ impl Settings {
                 })?
             }
         };
+        let proxy = proxy_for(&endpoint, &var);
         Ok(Self {
             endpoint,
             path_style,
@@ -305,8 +308,43 @@ impl Settings {
             secret_key,
             session_token,
             credentials_from,
+            proxy,
         })
     }
+}
+
+/// The proxy for the endpoint from the usual variables (`HTTPS_PROXY` or
+/// `HTTP_PROXY` by scheme, else `ALL_PROXY`; lower case too), unless
+/// `NO_PROXY` names the host (exactly, as a domain suffix, or `*`).
+/// Loopback endpoints are never proxied.
+fn proxy_for(endpoint: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let url: url::Url = endpoint.parse().ok()?;
+    let host = url
+        .host_str()?
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    if host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
+        return None;
+    }
+    let get = |k: &str| var(k).or_else(|| var(&k.to_ascii_lowercase()));
+    let no_proxy = get("NO_PROXY").unwrap_or_default();
+    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let entry = entry.trim_start_matches('*').trim_start_matches('.');
+        let entry = entry.to_ascii_lowercase();
+        if entry.is_empty() || host == entry || host.ends_with(&format!(".{entry}")) {
+            return None;
+        }
+    }
+    let scheme_var = if url.scheme() == "https" {
+        "HTTPS_PROXY"
+    } else {
+        "HTTP_PROXY"
+    };
+    get(scheme_var).or_else(|| get("ALL_PROXY"))
 }
 
 fn show(p: &Option<PathBuf>) -> String {
@@ -446,7 +484,16 @@ impl Store {
             Some(t) => Credentials::new_with_token(&s.access_key, &s.secret_key, t),
             None => Credentials::new(&s.access_key, &s.secret_key),
         };
+        let proxy = match &s.proxy {
+            Some(p) => Some(
+                ureq::Proxy::new(p)
+                    .map_err(|e| S3Error::Config(format!("proxy \"{p}\" is malformed: {e}")))?,
+            ),
+            None => None,
+        };
         let agent = ureq::Agent::config_builder()
+            // The proxy comes from the same environment as the rest.
+            .proxy(proxy)
             .http_status_as_error(false)
             // A redirect means a wrong region or endpoint: report it.
             .max_redirects(0)
@@ -969,6 +1016,28 @@ mod tests {
         assert!(matches!(half, Err(S3Error::Config(_))));
         let none = Settings::resolve(&env_of(&[("AWS_REGION", "x"), ("HOME", "/nonexistent")]));
         assert!(matches!(none, Err(S3Error::Config(m)) if m.contains("no credentials")));
+    }
+
+    #[test]
+    fn proxies() {
+        let env = env_of(&[
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("http_proxy", "http://plain:3128"),
+            ("NO_PROXY", "internal.example, .corp"),
+        ]);
+        assert_eq!(
+            proxy_for("https://s3.eu-west-3.amazonaws.com", &env).as_deref(),
+            Some("http://proxy:3128")
+        );
+        assert_eq!(
+            proxy_for("http://minio:9000", &env).as_deref(),
+            Some("http://plain:3128")
+        );
+        assert_eq!(proxy_for("http://s3.internal.example", &env), None);
+        assert_eq!(proxy_for("http://minio.corp:9000", &env), None);
+        assert_eq!(proxy_for("http://127.0.0.1:9000", &env), None);
+        assert_eq!(proxy_for("http://[::1]:9000", &env), None);
+        assert_eq!(proxy_for("http://minio:9000", &env_of(&[])), None);
     }
 
     #[test]
