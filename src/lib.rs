@@ -26,6 +26,8 @@ mod pgconf;
 mod policy;
 mod probe;
 mod restore;
+#[cfg(feature = "s3")]
+pub mod s3;
 mod signals;
 mod timeline;
 mod trigger;

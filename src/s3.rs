@@ -1,0 +1,1139 @@
+//! Object storage as the archive (issue 11): `s3://BUCKET[/PREFIX]` on AWS
+//! S3 or any S3-compatible server, through a small blocking client.
+//!
+//! Nothing here runs unless the archive location is an `s3://` URL: no
+//! runtime, no TLS set-up, no configuration files are read before
+//! [`Store::from_url`] (TLS itself is set up on the first `https`
+//! connection). Requests are signed by rusty-s3 (SigV4, pre-signed URLs)
+//! and sent with ureq; the credential chain, pagination and the mapping of
+//! answers onto the exit contract are ours.
+//!
+//! Errors are sorted for the exit contract: [`S3Error::NotFound`] is "not
+//! there yet"; [`S3Error::Config`] must end the call with exit 250 (a wrong
+//! key must never promote a standby); [`S3Error::Transient`] is retried by
+//! the caller's waiting loop. The client itself never retries, so that the
+//! loop stays in control of signals and the trigger file; a request is
+//! bounded by [`Timeouts`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rusty_s3::actions::{DeleteObjectsResponse, ObjectIdentifier};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+/// How long a signed URL stays valid: only long enough for the request to
+/// start, so a leaked URL is of little use.
+const SIGNED_URL_TTL: Duration = Duration::from_secs(300);
+/// DeleteObjects takes at most 1000 keys per request (S3 API reference).
+const DELETE_BATCH: usize = 1000;
+/// Error bodies are small XML documents; never read more than this of one.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+/// ListObjectsV2 pages are at most 1000 keys of at most 1 KiB each.
+const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
+const CHUNK: usize = 128 * 1024;
+
+/// Whether an archive location names object storage. Cheap: the caller
+/// decides with this before anything else of this module is touched.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("s3:")
+}
+
+#[derive(Debug)]
+pub enum S3Error {
+    /// 404 / NoSuchKey: the object is not there (yet).
+    NotFound,
+    /// Will not get better by waiting: bad URL, missing bucket, missing or
+    /// wrong credentials, no permission, wrong region. Exit 250.
+    Config(String),
+    /// May get better by waiting: timeouts, refused connections, DNS,
+    /// 5xx, 429/503 SlowDown, a body cut short. The caller retries.
+    Transient(String),
+    /// The object is larger than the caller's limit.
+    TooLarge { size: u64, limit: u64 },
+    /// `should_stop` answered true during a download.
+    Interrupted,
+    /// Writing what was downloaded failed (local disk).
+    Io(io::Error),
+}
+
+impl fmt::Display for S3Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            S3Error::NotFound => f.write_str("not found"),
+            S3Error::Config(m) => write!(f, "object storage configuration: {m}"),
+            S3Error::Transient(m) => write!(f, "object storage unavailable: {m}"),
+            S3Error::TooLarge { size, limit } => {
+                write!(f, "object is larger than {limit} bytes ({size} or more)")
+            }
+            S3Error::Interrupted => f.write_str("download interrupted"),
+            S3Error::Io(e) => write!(f, "writing the downloaded object: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for S3Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            S3Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Where in object storage the archive is: `s3://BUCKET[/PREFIX]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub bucket: String,
+    /// No leading slash, no empty segments, ends with `/` unless empty.
+    pub prefix: String,
+}
+
+impl Location {
+    pub fn parse(url: &str) -> Result<Self, S3Error> {
+        let bad = |why: &str| S3Error::Config(format!("malformed archive URL \"{url}\": {why}"));
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("expected s3://BUCKET[/PREFIX]"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("the bucket name is empty"));
+        }
+        // S3 bucket naming rules (AWS "Bucket naming rules"), relaxed for
+        // the underscores some S3-compatible servers accept.
+        if !(3..=63).contains(&bucket.len()) {
+            return Err(bad("a bucket name has 3 to 63 characters"));
+        }
+        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        if !bucket
+            .chars()
+            .all(|c| ok(c) || matches!(c, '.' | '-' | '_'))
+        {
+            return Err(bad(
+                "a bucket name has only lowercase letters, digits, '.', '-' and '_'",
+            ));
+        }
+        if !bucket.starts_with(ok) || !bucket.ends_with(ok) {
+            return Err(bad("a bucket name starts and ends with a letter or digit"));
+        }
+        if prefix
+            .chars()
+            .any(|c| c.is_control() || c == '?' || c == '#')
+        {
+            return Err(bad(
+                "the prefix has a control character, '?' or '#' (no query or fragment)",
+            ));
+        }
+        let mut norm = String::new();
+        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
+            norm.push_str(seg);
+            norm.push('/');
+        }
+        Ok(Self {
+            bucket: bucket.to_string(),
+            prefix: norm,
+        })
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// Per-request limits. Short, so that a hung server turns into a
+/// [`S3Error::Transient`] the waiting loop logs and retries.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect plus TLS handshake.
+    pub connect: Duration,
+    /// From the request sent to the response headers received.
+    pub response: Duration,
+    /// Longest silence while reading a body (each read, not the whole body:
+    /// a 16 MiB segment over a slow link may take longer as a whole).
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(10),
+            read: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The settings resolved from the AWS variables and files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub endpoint: String,
+    pub path_style: bool,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub session_token: Option<String>,
+    /// Where the credentials came from, for messages.
+    pub credentials_from: String,
+    /// The proxy to the endpoint, if any.
+    pub proxy: Option<String>,
+}
+
+impl Settings {
+    /// Resolves the settings as the AWS CLI and SDKs do, from the
+    /// environment given by `env` (so tests need not touch the process
+    /// environment):
+    /// * endpoint: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile's
+    ///   `endpoint_url` (all ignored with `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`),
+    ///   else AWS S3 of the region. Custom endpoints are addressed
+    ///   path-style (`ENDPOINT/BUCKET/KEY`), as MinIO, Ceph RGW and the
+    ///   like expect;
+    /// * region: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's
+    ///   `region`; with a custom endpoint `us-east-1` if none is set (the
+    ///   default of S3-compatible servers), on AWS a missing region is an
+    ///   error;
+    /// * credentials: `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+
+    ///   `AWS_SESSION_TOKEN`), else the profile (`AWS_PROFILE`, else
+    ///   `default`) in the shared credentials file
+    ///   (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`), else
+    ///   in the config file (`AWS_CONFIG_FILE`, else `~/.aws/config`).
+    pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, S3Error> {
+        let var = |k: &str| env(k).filter(|v| !v.is_empty());
+        let profile_set = var("AWS_PROFILE");
+        let profile = profile_set.clone().unwrap_or_else(|| "default".into());
+        let home = var("HOME").map(PathBuf::from);
+        let file_of = |var_name: &str, default: &str| -> Option<PathBuf> {
+            var(var_name)
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
+        };
+        let config_path = file_of("AWS_CONFIG_FILE", "config");
+        let creds_path = file_of("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+        // The config file names profiles "[profile NAME]" (and "[default]");
+        // the credentials file names them "[NAME]".
+        let config_section = if profile == "default" {
+            "default".to_string()
+        } else {
+            format!("profile {profile}")
+        };
+        let config = read_ini_section(config_path.as_ref(), &config_section)?;
+        let creds = read_ini_section(creds_path.as_ref(), &profile)?;
+        if profile_set.is_some() && config.is_none() && creds.is_none() {
+            return Err(S3Error::Config(format!(
+                "AWS_PROFILE names profile \"{profile}\", found neither in {} nor in {}",
+                show(&config_path),
+                show(&creds_path)
+            )));
+        }
+        let config = config.unwrap_or_default();
+        let creds_section = creds.unwrap_or_default();
+
+        let ignore_endpoints = var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let custom_endpoint = if ignore_endpoints {
+            None
+        } else {
+            var("AWS_ENDPOINT_URL_S3")
+                .or_else(|| var("AWS_ENDPOINT_URL"))
+                .or_else(|| config.get("endpoint_url").cloned())
+        };
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .or_else(|| config.get("region").cloned());
+        let (endpoint, path_style, region) = match (custom_endpoint, region) {
+            (Some(e), r) => (e, true, r.unwrap_or_else(|| "us-east-1".into())),
+            (None, Some(r)) => (format!("https://s3.{r}.amazonaws.com"), false, r),
+            (None, None) => {
+                return Err(S3Error::Config(
+                    "no region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the profile), \
+                     or AWS_ENDPOINT_URL for an S3-compatible server"
+                        .into(),
+                ));
+            }
+        };
+
+        let key = var("AWS_ACCESS_KEY_ID");
+        let secret = var("AWS_SECRET_ACCESS_KEY");
+        let (access_key, secret_key, session_token, credentials_from) = match (key, secret) {
+            (Some(k), Some(s)) => (k, s, var("AWS_SESSION_TOKEN"), "the environment".into()),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(S3Error::Config(
+                    "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set".into(),
+                ));
+            }
+            (None, None) => {
+                let from = |sec: &HashMap<String, String>, where_: String| match (
+                    sec.get("aws_access_key_id"),
+                    sec.get("aws_secret_access_key"),
+                ) {
+                    (Some(k), Some(s)) => Some((
+                        k.clone(),
+                        s.clone(),
+                        sec.get("aws_session_token").cloned(),
+                        where_,
+                    )),
+                    _ => None,
+                };
+                from(
+                    &creds_section,
+                    format!("profile \"{profile}\" of {}", show(&creds_path)),
+                )
+                .or_else(|| {
+                    from(
+                        &config,
+                        format!("profile \"{profile}\" of {}", show(&config_path)),
+                    )
+                })
+                .ok_or_else(|| {
+                    S3Error::Config(format!(
+                        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                         aws_access_key_id and aws_secret_access_key in profile \"{profile}\" of {} \
+                         (single sign-on, assumed roles, credential_process and instance \
+                         metadata are not supported)",
+                        show(&creds_path)
+                    ))
+                })?
+            }
+        };
+        let proxy = proxy_for(&endpoint, &var);
+        Ok(Self {
+            endpoint,
+            path_style,
+            region,
+            access_key,
+            secret_key,
+            session_token,
+            credentials_from,
+            proxy,
+        })
+    }
+}
+
+/// The proxy for the endpoint from the usual variables (`HTTPS_PROXY` or
+/// `HTTP_PROXY` by scheme, else `ALL_PROXY`; lower case too), unless
+/// `NO_PROXY` names the host (exactly, as a domain suffix, or `*`).
+/// Loopback endpoints are never proxied.
+fn proxy_for(endpoint: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let url: url::Url = endpoint.parse().ok()?;
+    let host = url
+        .host_str()?
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    if host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
+        return None;
+    }
+    let get = |k: &str| var(k).or_else(|| var(&k.to_ascii_lowercase()));
+    let no_proxy = get("NO_PROXY").unwrap_or_default();
+    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let entry = entry.trim_start_matches('*').trim_start_matches('.');
+        let entry = entry.to_ascii_lowercase();
+        if entry.is_empty() || host == entry || host.ends_with(&format!(".{entry}")) {
+            return None;
+        }
+    }
+    let scheme_var = if url.scheme() == "https" {
+        "HTTPS_PROXY"
+    } else {
+        "HTTP_PROXY"
+    };
+    get(scheme_var).or_else(|| get("ALL_PROXY"))
+}
+
+fn show(p: &Option<PathBuf>) -> String {
+    match p {
+        Some(p) => p.display().to_string(),
+        None => "(no HOME)".into(),
+    }
+}
+
+/// The `key = value` pairs of one `[section]` of an AWS INI file; `None` if
+/// the file or the section is missing. Indented lines continue a nested
+/// setting (`s3 =` followed by indented pairs) and are skipped.
+fn read_ini_section(
+    path: Option<&PathBuf>,
+    section: &str,
+) -> Result<Option<HashMap<String, String>>, S3Error> {
+    let Some(path) = path else { return Ok(None) };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(S3Error::Config(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    Ok(parse_ini_section(&text, section))
+}
+
+fn parse_ini_section(text: &str, section: &str) -> Option<HashMap<String, String>> {
+    let mut found = None;
+    let mut current = false;
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+            current = name == section;
+            if current {
+                found.get_or_insert_with(HashMap::new);
+            }
+            continue;
+        }
+        if current && let Some((k, v)) = line.split_once('=') {
+            let v = v.trim();
+            if !v.is_empty() {
+                found
+                    .get_or_insert_with(HashMap::new)
+                    .insert(k.trim().to_ascii_lowercase(), v.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// What HEAD tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// The outcome of [`Store::delete_many`]: how many keys went, and the keys
+/// the server refused with its reason.
+#[derive(Debug, Default)]
+pub struct DeleteReport {
+    pub deleted: usize,
+    pub failed: Vec<(String, String)>,
+}
+
+/// An archive in object storage. Names given to its methods are relative
+/// to the location's prefix, like file names in a directory.
+pub struct Store {
+    location: Location,
+    bucket: Bucket,
+    credentials: Credentials,
+    agent: ureq::Agent,
+    /// Keys per ListObjectsV2 page (1000, the S3 maximum, unless tests
+    /// make it small to exercise pagination).
+    list_page: usize,
+    /// HEAD cannot tell a missing object from a missing bucket (both are a
+    /// bodiless 404): the first 404 checks the bucket once.
+    bucket_checked: AtomicBool,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .field("endpoint", &self.bucket.base_url().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Parses the URL and resolves the configuration from the process
+    /// environment; no request is made.
+    pub fn from_url(url: &str) -> Result<Self, S3Error> {
+        Self::from_url_with(url, &|k| std::env::var(k).ok(), Timeouts::default())
+    }
+
+    pub fn from_url_with(
+        url: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        timeouts: Timeouts,
+    ) -> Result<Self, S3Error> {
+        let location = Location::parse(url)?;
+        let settings = Settings::resolve(env)?;
+        Self::new(location, &settings, timeouts)
+    }
+
+    pub fn new(location: Location, s: &Settings, timeouts: Timeouts) -> Result<Self, S3Error> {
+        let endpoint: url::Url = s.endpoint.parse().map_err(|e| {
+            S3Error::Config(format!("endpoint URL \"{}\" is malformed: {e}", s.endpoint))
+        })?;
+        // Virtual-hosted names with dots fail TLS host name checks on AWS.
+        let style = if s.path_style || location.bucket.contains('.') {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = Bucket::new(endpoint, style, location.bucket.clone(), s.region.clone())
+            .map_err(|e| {
+                S3Error::Config(format!(
+                    "endpoint \"{}\" with bucket \"{}\": {e}",
+                    s.endpoint, location.bucket
+                ))
+            })?;
+        let credentials = match &s.session_token {
+            Some(t) => Credentials::new_with_token(&s.access_key, &s.secret_key, t),
+            None => Credentials::new(&s.access_key, &s.secret_key),
+        };
+        let proxy = match &s.proxy {
+            Some(p) => Some(
+                ureq::Proxy::new(p)
+                    .map_err(|e| S3Error::Config(format!("proxy \"{p}\" is malformed: {e}")))?,
+            ),
+            None => None,
+        };
+        let agent = ureq::Agent::config_builder()
+            // The proxy comes from the same environment as the rest.
+            .proxy(proxy)
+            .http_status_as_error(false)
+            // A redirect means a wrong region or endpoint: report it.
+            .max_redirects(0)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_recv_response(Some(timeouts.response))
+            .timeout_per_read(Some(timeouts.read))
+            .timeout_per_write(Some(timeouts.read))
+            .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Self {
+            location,
+            bucket,
+            credentials,
+            agent,
+            list_page: 1000,
+            bucket_checked: AtomicBool::new(false),
+        })
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Keys per ListObjectsV2 request (1..=1000).
+    pub fn set_list_page(&mut self, n: usize) {
+        self.list_page = n.clamp(1, 1000);
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.location.prefix)
+    }
+
+    fn object_url(&self, name: &str) -> Result<String, S3Error> {
+        if name.is_empty() {
+            return Err(S3Error::Config("empty object name".into()));
+        }
+        Ok(self
+            .bucket
+            .get_object(Some(&self.credentials), &self.key(name))
+            .sign(SIGNED_URL_TTL)
+            .to_string())
+    }
+
+    /// Size and version of an object; `None` if it is not there.
+    pub fn head(&self, name: &str) -> Result<Option<ObjectMeta>, S3Error> {
+        if name.is_empty() {
+            return Err(S3Error::Config("empty object name".into()));
+        }
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), &self.key(name))
+            .sign(SIGNED_URL_TTL);
+        let what = || format!("HEAD {}", self.describe(name));
+        let resp = self
+            .agent
+            .head(url.as_str())
+            .call()
+            .map_err(|e| transport(e, &what()))?;
+        match check(resp, &what()) {
+            Ok(resp) => {
+                let h = |n: &str| {
+                    resp.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let size = h("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| {
+                        S3Error::Transient(format!("{}: no Content-Length in the answer", what()))
+                    })?;
+                Ok(Some(ObjectMeta {
+                    size,
+                    etag: h("etag"),
+                    last_modified: h("last-modified"),
+                }))
+            }
+            Err(S3Error::NotFound) => {
+                self.bucket_exists()?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads an object into `dst`, at most `limit` bytes, in bounded
+    /// memory; `should_stop` is asked between chunks. Returns the bytes
+    /// written. On any error `dst` holds a partial copy the caller throws
+    /// away.
+    pub fn get_to(
+        &self,
+        name: &str,
+        dst: &mut dyn Write,
+        limit: u64,
+        should_stop: &dyn Fn() -> bool,
+    ) -> Result<u64, S3Error> {
+        let url = self.object_url(name)?;
+        let what = || format!("GET {}", self.describe(name));
+        let resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| transport(e, &what()))?;
+        let resp = match check(resp, &what()) {
+            Ok(r) => r,
+            Err(S3Error::NotFound) => {
+                self.bucket_exists()?;
+                return Err(S3Error::NotFound);
+            }
+            Err(e) => return Err(e),
+        };
+        let expected: Option<u64> = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        if let Some(size) = expected
+            && size > limit
+        {
+            return Err(S3Error::TooLarge { size, limit });
+        }
+        let mut body = resp.into_body().into_reader();
+        let mut buf = vec![0u8; CHUNK];
+        let mut done: u64 = 0;
+        loop {
+            if should_stop() {
+                return Err(S3Error::Interrupted);
+            }
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(S3Error::Transient(format!(
+                        "{}: reading the body after {done} bytes: {e}",
+                        what()
+                    )));
+                }
+            };
+            if done + n as u64 > limit {
+                return Err(S3Error::TooLarge {
+                    size: done + n as u64,
+                    limit,
+                });
+            }
+            dst.write_all(&buf[..n]).map_err(S3Error::Io)?;
+            done += n as u64;
+        }
+        if let Some(size) = expected
+            && size != done
+        {
+            return Err(S3Error::Transient(format!(
+                "{}: body cut short at {done} of {size} bytes",
+                what()
+            )));
+        }
+        Ok(done)
+    }
+
+    /// Uploads an object (tests and benchmarks; the archive side of a
+    /// deployment writes with its own tools).
+    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), S3Error> {
+        if name.is_empty() {
+            return Err(S3Error::Config("empty object name".into()));
+        }
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), &self.key(name))
+            .sign(SIGNED_URL_TTL);
+        let what = format!("PUT {}", self.describe(name));
+        let resp = self
+            .agent
+            .put(url.as_str())
+            .send(data)
+            .map_err(|e| transport(e, &what))?;
+        check(resp, &what).map(drop)
+    }
+
+    /// Names (relative to the prefix) and sizes of the objects whose name
+    /// starts with `name_prefix`, like the files of a directory: keys in
+    /// deeper "subdirectories" are not listed. Follows every page.
+    pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+        let prefix = self.key(name_prefix);
+        let what = format!("listing {}{name_prefix}", self.location);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix.as_str());
+            action.with_delimiter("/");
+            action.with_max_keys(self.list_page);
+            if let Some(t) = &token {
+                action.with_continuation_token(t.as_str());
+            }
+            let url = action.sign(SIGNED_URL_TTL);
+            let resp = self
+                .agent
+                .get(url.as_str())
+                .call()
+                .map_err(|e| transport(e, &what))?;
+            let resp = match check(resp, &what) {
+                Err(S3Error::NotFound) => {
+                    // A listing is never 404 for a present bucket.
+                    return Err(S3Error::Config(format!(
+                        "{what}: bucket \"{}\" not found",
+                        self.location.bucket
+                    )));
+                }
+                r => r?,
+            };
+            let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
+            let page = parse_list_page(&text)
+                .ok_or_else(|| S3Error::Transient(format!("{what}: unreadable answer")))?;
+            for (key, size) in page.objects {
+                if let Some(name) = key.strip_prefix(&self.location.prefix)
+                    && !name.is_empty()
+                {
+                    out.push((name.to_string(), size));
+                }
+            }
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes objects in batches of 1000 (DeleteObjects). Keys the server
+    /// refuses are reported in [`DeleteReport::failed`]; an error stops at
+    /// the batch that failed (earlier batches are gone).
+    pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, S3Error> {
+        let mut report = DeleteReport::default();
+        for batch in names.chunks(DELETE_BATCH) {
+            let ids: Vec<ObjectIdentifier> = batch
+                .iter()
+                .map(|n| ObjectIdentifier::new(self.key(n)))
+                .collect();
+            let mut action = self
+                .bucket
+                .delete_objects(Some(&self.credentials), ids.iter());
+            action.set_quiet(true);
+            let url = action.sign(SIGNED_URL_TTL);
+            let (body, md5) = action.body_with_md5();
+            let what = format!("deleting {} objects under {}", batch.len(), self.location);
+            let resp = self
+                .agent
+                .post(url.as_str())
+                .header("Content-MD5", &md5)
+                .header("Content-Type", "application/xml")
+                .send(body.as_bytes())
+                .map_err(|e| transport(e, &what))?;
+            let resp = match check(resp, &what) {
+                Err(S3Error::NotFound) => {
+                    return Err(S3Error::Config(format!(
+                        "{what}: bucket \"{}\" not found",
+                        self.location.bucket
+                    )));
+                }
+                r => r?,
+            };
+            let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
+            let parsed = DeleteObjectsResponse::parse(&text)
+                .map_err(|e| S3Error::Transient(format!("{what}: unreadable answer: {e}")))?;
+            let failed: Vec<(String, String)> = parsed
+                .errors
+                .into_iter()
+                .map(|e| {
+                    let name = e
+                        .key
+                        .strip_prefix(&self.location.prefix)
+                        .unwrap_or(&e.key)
+                        .to_string();
+                    (name, format!("{}: {}", e.code, e.message))
+                })
+                .collect();
+            report.deleted += batch.len() - failed.len().min(batch.len());
+            report.failed.extend(failed);
+        }
+        Ok(report)
+    }
+
+    /// Checks that the bucket is there and readable with these credentials
+    /// (one ListObjectsV2 of at most one key under the prefix).
+    pub fn verify(&self) -> Result<(), S3Error> {
+        let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+        action.with_prefix(self.location.prefix.as_str());
+        action.with_max_keys(1);
+        let url = action.sign(SIGNED_URL_TTL);
+        let what = format!("checking bucket \"{}\"", self.location.bucket);
+        let resp = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| transport(e, &what))?;
+        match check(resp, &what) {
+            Ok(_) => {
+                self.bucket_checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(S3Error::NotFound) => Err(S3Error::Config(format!(
+                "bucket \"{}\" not found at {}",
+                self.location.bucket,
+                self.bucket.base_url()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn bucket_exists(&self) -> Result<(), S3Error> {
+        if self.bucket_checked.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.verify()
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!("{}{name}", self.location)
+    }
+}
+
+/// Sorts a failed request (no HTTP answer) onto the contract.
+fn transport(e: ureq::Error, what: &str) -> S3Error {
+    use ureq::Error as E;
+    match e {
+        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
+            S3Error::Config(format!("{what}: {e}"))
+        }
+        // A certificate the TLS stack refuses will not change by waiting.
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) => S3Error::Config(format!("{what}: TLS: {e}")),
+        E::Timeout(t) => S3Error::Transient(format!("{what}: timed out ({t:?})")),
+        E::HostNotFound => S3Error::Transient(format!("{what}: host not found (DNS)")),
+        // Refused connections, resets, cut bodies, garbled answers: the
+        // server may be restarting.
+        other => S3Error::Transient(format!("{what}: {other}")),
+    }
+}
+
+/// Sorts an HTTP answer onto the contract: Ok for 2xx.
+fn check(
+    resp: ureq::http::Response<ureq::Body>,
+    what: &str,
+) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(resp);
+    }
+    let reason = resp.status().canonical_reason().unwrap_or("").to_string();
+    // HEAD answers have no body; others carry <Error><Code>…</Code>.
+    let body = read_text(resp, ERROR_BODY_LIMIT, what).unwrap_or_default();
+    let code = xml_field(&body, "Code");
+    let message = xml_field(&body, "Message");
+    let detail = match (&code, &message) {
+        (Some(c), Some(m)) => format!("{status} {c}: {m}"),
+        (Some(c), None) => format!("{status} {c}"),
+        _ => format!("{status} {reason}"),
+    };
+    let code = code.as_deref().unwrap_or("");
+    match (status, code) {
+        (404, "NoSuchBucket") => Err(S3Error::Config(format!("{what}: {detail}"))),
+        (404, _) => Err(S3Error::NotFound),
+        // S3 answers 400 RequestTimeout when the client sends too slowly.
+        (400, "RequestTimeout") => Err(S3Error::Transient(format!("{what}: {detail}"))),
+        (401 | 403, _) => Err(S3Error::Config(format!(
+            "{what}: {detail} (check the credentials, their permissions and the clock)"
+        ))),
+        (301 | 302 | 307 | 308, _) => Err(S3Error::Config(format!(
+            "{what}: {detail}: redirected (wrong region or endpoint?)"
+        ))),
+        (408 | 429, _) | (500..=599, _) => Err(S3Error::Transient(format!("{what}: {detail}"))),
+        _ => Err(S3Error::Config(format!("{what}: {detail}"))),
+    }
+}
+
+fn read_text(
+    resp: ureq::http::Response<ureq::Body>,
+    limit: u64,
+    what: &str,
+) -> Result<String, S3Error> {
+    resp.into_body()
+        .with_config()
+        .limit(limit)
+        .read_to_string()
+        .map_err(|e| S3Error::Transient(format!("{what}: reading the answer: {e}")))
+}
+
+struct ListPage {
+    objects: Vec<(String, u64)>,
+    /// The continuation token, if the listing is truncated.
+    next: Option<String>,
+}
+
+/// Reads a ListObjectsV2 answer, taking only Key and Size of each
+/// Contents: servers differ in which other fields they send (s3s-fs
+/// leaves out the ETag of files it did not write itself), and a strict
+/// parser would turn that into an error.
+fn parse_list_page(body: &str) -> Option<ListPage> {
+    if !body.contains("<ListBucketResult") {
+        return None;
+    }
+    let mut objects = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("<Contents>") {
+        let after = &rest[start..];
+        let end = after.find("</Contents>")?;
+        let item = &after[..end];
+        let key = xml_field(item, "Key")?;
+        let size = xml_field(item, "Size")?.parse().ok()?;
+        objects.push((key, size));
+        rest = &after[end..];
+    }
+    let truncated = xml_field(body, "IsTruncated").is_some_and(|v| v == "true");
+    let next = match (truncated, xml_field(body, "NextContinuationToken")) {
+        (true, Some(t)) => Some(t),
+        // Truncated without a token would loop for ever: refuse.
+        (true, None) => return None,
+        (false, _) => None,
+    };
+    Some(ListPage { objects, next })
+}
+
+/// The text of the first `<tag>…</tag>` (S3 error documents are flat).
+fn xml_field(body: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    let v = body[start..end].trim();
+    (!v.is_empty()).then(|| {
+        v.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let l = Location::parse("s3://my-bucket").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("my-bucket", ""));
+        let l = Location::parse("s3://my-bucket/").unwrap();
+        assert_eq!(l.prefix, "");
+        let l = Location::parse("s3://b.example/wal//main/").unwrap();
+        assert_eq!(
+            (l.bucket.as_str(), l.prefix.as_str()),
+            ("b.example", "wal/main/")
+        );
+        let l = Location::parse("s3://abc//x").unwrap();
+        assert_eq!(l.prefix, "x/");
+        for bad in [
+            "s3:/x",
+            "s3:x",
+            "s3://",
+            "s3:///prefix",
+            "S3://bucket",
+            "http://bucket",
+            "s3://ab",
+            "s3://Bucket",
+            "s3://bu cket",
+            "s3://-bucket",
+            "s3://bucket-",
+            "s3://bucket/p?x=1",
+            "s3://bucket/p#f",
+            "s3://bucket/p\nq",
+            "s3://bu:cket",
+        ] {
+            assert!(
+                matches!(Location::parse(bad), Err(S3Error::Config(_))),
+                "{bad} accepted"
+            );
+        }
+        assert!(is_url("s3://x") && !is_url("/var/lib/archive"));
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn settings_from_environment() {
+        let s = Settings::resolve(&env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "SK"),
+            ("AWS_SESSION_TOKEN", "TOK"),
+            ("AWS_DEFAULT_REGION", "eu-west-3"),
+            ("HOME", "/nonexistent"),
+        ]))
+        .unwrap();
+        assert_eq!(s.endpoint, "https://s3.eu-west-3.amazonaws.com");
+        assert!(!s.path_style);
+        assert_eq!(s.session_token.as_deref(), Some("TOK"));
+
+        let s = Settings::resolve(&env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "SK"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (s.endpoint.as_str(), s.region.as_str()),
+            ("http://127.0.0.1:9000", "us-east-1")
+        );
+        assert!(s.path_style);
+
+        let no_region = Settings::resolve(&env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "SK"),
+        ]));
+        assert!(matches!(no_region, Err(S3Error::Config(m)) if m.contains("region")));
+        let half = Settings::resolve(&env_of(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_REGION", "x")]));
+        assert!(matches!(half, Err(S3Error::Config(_))));
+        let none = Settings::resolve(&env_of(&[("AWS_REGION", "x"), ("HOME", "/nonexistent")]));
+        assert!(matches!(none, Err(S3Error::Config(m)) if m.contains("no credentials")));
+    }
+
+    #[test]
+    fn proxies() {
+        let env = env_of(&[
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("http_proxy", "http://plain:3128"),
+            ("NO_PROXY", "internal.example, .corp"),
+        ]);
+        assert_eq!(
+            proxy_for("https://s3.eu-west-3.amazonaws.com", &env).as_deref(),
+            Some("http://proxy:3128")
+        );
+        assert_eq!(
+            proxy_for("http://minio:9000", &env).as_deref(),
+            Some("http://plain:3128")
+        );
+        assert_eq!(proxy_for("http://s3.internal.example", &env), None);
+        assert_eq!(proxy_for("http://minio.corp:9000", &env), None);
+        assert_eq!(proxy_for("http://127.0.0.1:9000", &env), None);
+        assert_eq!(proxy_for("http://[::1]:9000", &env), None);
+        assert_eq!(proxy_for("http://minio:9000", &env_of(&[])), None);
+    }
+
+    #[test]
+    fn settings_from_profile_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let aws = dir.path().join(".aws");
+        std::fs::create_dir(&aws).unwrap();
+        std::fs::write(
+            aws.join("config"),
+            "[default]\nregion = us-west-2\n\n[profile archive]\nregion=eu-central-1\n\
+             endpoint_url = http://minio:9000\ns3 =\n  addressing_style = path\n\
+             [profile cfgonly]\nregion = x\naws_access_key_id = CK\naws_secret_access_key = CS\n",
+        )
+        .unwrap();
+        std::fs::write(
+            aws.join("credentials"),
+            "# comment\n[default]\naws_access_key_id = DK\naws_secret_access_key = DS\n\
+             [archive]\naws_access_key_id = AK\naws_secret_access_key = AS\n\
+             aws_session_token = AT\n",
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let s = Settings::resolve(&env_of(&[("HOME", home)])).unwrap();
+        assert_eq!(
+            (s.access_key.as_str(), s.region.as_str()),
+            ("DK", "us-west-2")
+        );
+        let s = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "archive")])).unwrap();
+        assert_eq!(
+            (
+                s.access_key.as_str(),
+                s.secret_key.as_str(),
+                s.session_token.as_deref()
+            ),
+            ("AK", "AS", Some("AT"))
+        );
+        assert_eq!(
+            (s.endpoint.as_str(), s.region.as_str()),
+            ("http://minio:9000", "eu-central-1")
+        );
+        // The environment wins over the profile, as in the AWS CLI.
+        let s = Settings::resolve(&env_of(&[
+            ("HOME", home),
+            ("AWS_PROFILE", "archive"),
+            ("AWS_ACCESS_KEY_ID", "EK"),
+            ("AWS_SECRET_ACCESS_KEY", "ES"),
+            ("AWS_REGION", "ap-south-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ]))
+        .unwrap();
+        assert_eq!((s.access_key.as_str(), s.session_token), ("EK", None));
+        assert_eq!(
+            (s.endpoint.as_str(), s.region.as_str()),
+            ("http://127.0.0.1:1", "ap-south-1")
+        );
+        let s = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "cfgonly")])).unwrap();
+        assert_eq!(s.access_key, "CK");
+        let missing = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "nope")]));
+        assert!(matches!(missing, Err(S3Error::Config(m)) if m.contains("nope")));
+        // Files named by the variables instead of HOME.
+        let s = Settings::resolve(&env_of(&[
+            ("AWS_CONFIG_FILE", aws.join("config").to_str().unwrap()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                aws.join("credentials").to_str().unwrap(),
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(s.access_key, "DK");
+    }
+
+    #[test]
+    fn error_fields() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>\
+                    <Message>a &amp; b</Message></Error>";
+        assert_eq!(xml_field(body, "Code").as_deref(), Some("NoSuchBucket"));
+        assert_eq!(xml_field(body, "Message").as_deref(), Some("a & b"));
+        assert_eq!(xml_field("", "Code"), None);
+    }
+
+    #[test]
+    fn list_pages() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+            <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Name>b</Name><Prefix>wal/</Prefix><KeyCount>2</KeyCount>\
+            <IsTruncated>true</IsTruncated><NextContinuationToken>t/1=</NextContinuationToken>\
+            <Contents><Key>wal/a&amp;b</Key><LastModified>x</LastModified><Size>16</Size></Contents>\
+            <Contents><Key>wal/c</Key><ETag>\"e\"</ETag><Size>0</Size></Contents>\
+            <CommonPrefixes><Prefix>wal/sub/</Prefix></CommonPrefixes></ListBucketResult>";
+        let p = parse_list_page(body).unwrap();
+        assert_eq!(p.objects, vec![("wal/a&b".into(), 16), ("wal/c".into(), 0)]);
+        assert_eq!(p.next.as_deref(), Some("t/1="));
+        let last = body.replace("<IsTruncated>true", "<IsTruncated>false");
+        assert_eq!(parse_list_page(&last).unwrap().next, None);
+        let stuck = body.replace("<NextContinuationToken>t/1=</NextContinuationToken>", "");
+        assert!(parse_list_page(&stuck).is_none());
+        assert!(parse_list_page("<Error><Code>x</Code></Error>").is_none());
+    }
+}
