@@ -1,10 +1,12 @@
 //! The archive: where segments come from. One boundary answers "is this
 //! name there, in which form, is it complete, open it, remove what
 //! precedes a cutoff", so the waiting logic never touches paths itself.
-//! Today's archive is a local (or mounted) directory.
+//! An archive is a local (or mounted) directory, or object storage
+//! (`s3://BUCKET/PREFIX`), whose objects are downloaded into unnamed
+//! temporary files beside `%p` and from there handled as local files.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -12,10 +14,18 @@ use crate::cleanup::{self, Summary};
 use crate::codec::Codec;
 use crate::open::{self, Identity};
 use crate::probe::{self, CompressedEntry, Probe};
+#[cfg(feature = "s3")]
+use crate::s3::S3Error;
 use crate::timeline;
 use crate::wal::SegmentName;
 
-pub struct Archive {
+pub enum Archive {
+    Local(LocalDir),
+    #[cfg(feature = "s3")]
+    Remote(Remote),
+}
+
+pub struct LocalDir {
     dir: PathBuf,
     /// Whether the directory was a mount point when we started: if it stops
     /// being one, its filesystem was unmounted and what we see is the empty
@@ -33,6 +43,115 @@ pub struct Entry {
 }
 
 impl Archive {
+    /// The archive must be usable when a call starts: a missing directory,
+    /// a malformed URL or missing credentials are misconfigurations, never
+    /// "not available".
+    pub fn open(location: &Path) -> Result<Self, String> {
+        #[cfg(feature = "s3")]
+        if let Some(url) = location.to_str().filter(|l| crate::s3::is_url(l)) {
+            return Remote::open(url).map(Self::Remote);
+        }
+        LocalDir::open(location).map(Self::Local)
+    }
+
+    /// For messages: the directory, or the URL.
+    pub fn dir(&self) -> &Path {
+        match self {
+            Self::Local(l) => &l.dir,
+            #[cfg(feature = "s3")]
+            Self::Remote(r) => &r.url,
+        }
+    }
+
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir().join(name)
+    }
+
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Self::Local(_))
+    }
+
+    pub fn segment(&self, name: &SegmentName, sysid: Option<u64>) -> Probe {
+        match self {
+            Self::Local(l) => l.segment(name, sysid),
+            #[cfg(feature = "s3")]
+            Self::Remote(r) => r.segment(name),
+        }
+    }
+
+    /// A file that is complete when it appears, plain or compressed;
+    /// `scratch` is where a remote one is downloaded to. `Ok(None)`: not
+    /// there.
+    pub fn file(&self, name: &str, scratch: &Path) -> io::Result<Option<Entry>> {
+        match self {
+            Self::Local(l) => l.file(name),
+            #[cfg(feature = "s3")]
+            Self::Remote(r) => r.file(name, scratch),
+        }
+    }
+
+    pub fn gone(&self) -> Option<String> {
+        match self {
+            Self::Local(l) => l.gone(),
+            #[cfg(feature = "s3")]
+            Self::Remote(_) => None,
+        }
+    }
+
+    pub fn in_flight(&self, name: &str) -> Option<String> {
+        match self {
+            Self::Local(l) => l.in_flight(name),
+            // An upload appears whole or not at all.
+            #[cfg(feature = "s3")]
+            Self::Remote(_) => None,
+        }
+    }
+
+    pub fn newest_segment(&self, sysid: Option<u64>) -> Option<(u64, u32)> {
+        match self {
+            Self::Local(l) => l.newest_segment(sysid),
+            #[cfg(feature = "s3")]
+            Self::Remote(r) => r.newest_segment(),
+        }
+    }
+
+    pub fn history(&self, tli: u32) -> Option<String> {
+        let name = format!("{tli:08X}.history");
+        match self {
+            Self::Local(l) => l.history(tli),
+            #[cfg(feature = "s3")]
+            Self::Remote(r) => r.small_text(&name),
+        }
+    }
+
+    pub fn segment_size(&self, sysid: Option<u64>) -> Option<u64> {
+        match self {
+            Self::Local(l) => l.segment_size(sysid),
+            // Only the standby's own pg_wal tells, without a download.
+            #[cfg(feature = "s3")]
+            Self::Remote(_) => None,
+        }
+    }
+
+    pub fn remove_before(&self, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
+        match self {
+            Self::Local(l) => l.remove_before(cutoff, dry_run),
+            #[cfg(feature = "s3")]
+            Self::Remote(r) => r.remove_before(cutoff, dry_run),
+        }
+    }
+
+    /// Download a remote object into an unnamed file in `scratch`.
+    #[cfg(feature = "s3")]
+    pub fn download(&self, object: &RemoteObject, scratch: &Path) -> Result<File, S3Error> {
+        match self {
+            Self::Remote(r) => r.download(&object.key, scratch),
+            Self::Local(_) => Err(S3Error::Config("not an object store".into())),
+        }
+    }
+}
+
+impl LocalDir {
     /// The archive must be there when a call starts: a missing one is a
     /// misconfiguration, never "not available".
     pub fn open(dir: &Path) -> Result<Self, String> {
@@ -56,11 +175,7 @@ impl Archive {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn path_of(&self, name: &str) -> PathBuf {
+    fn path_of(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
@@ -190,6 +305,171 @@ impl Archive {
         cleanup::run(&self.dir, cutoff, dry_run)
     }
 }
+
+/// A segment's object in object storage, not yet downloaded.
+#[derive(Debug)]
+pub struct RemoteObject {
+    /// Its name under the prefix: the segment's, maybe with a suffix.
+    pub key: String,
+    pub codec: Option<Codec>,
+    pub size: u64,
+}
+
+#[cfg(feature = "s3")]
+pub struct Remote {
+    store: crate::s3::Store,
+    url: PathBuf,
+}
+
+#[cfg(feature = "s3")]
+impl Remote {
+    fn open(url: &str) -> Result<Self, String> {
+        let store = crate::s3::Store::from_url(url)
+            .map_err(|e| format!("archive location \"{url}\" cannot be used: {e}"))?;
+        Ok(Self {
+            store,
+            url: PathBuf::from(url.trim_end_matches('/')),
+        })
+    }
+
+    /// One listing finds every form of the segment at once.
+    fn segment(&self, name: &SegmentName) -> Probe {
+        let plain = name.to_string();
+        let listed = match self.store.list(&plain) {
+            Ok(listed) => listed,
+            Err(S3Error::NotFound) => return Probe::Absent,
+            Err(S3Error::Config(why)) => return Probe::Misconfigured(why),
+            Err(e) => return Probe::Unreachable(e.to_string()),
+        };
+        let size_of = |key: &str| listed.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
+        if let Some(size) = size_of(&plain) {
+            return Probe::Remote(RemoteObject {
+                key: plain,
+                codec: None,
+                size,
+            });
+        }
+        Codec::ALL
+            .iter()
+            .find_map(|&codec| {
+                let key = format!("{plain}{}", codec.suffix());
+                size_of(&key).map(|size| RemoteObject {
+                    key,
+                    codec: Some(codec),
+                    size,
+                })
+            })
+            .map_or(Probe::Absent, Probe::Remote)
+    }
+
+    fn download(&self, key: &str, scratch: &Path) -> Result<File, S3Error> {
+        // Unnamed (O_TMPFILE where the filesystem has it): nothing in
+        // pg_wal for pg_rewind or a base backup to see, gone with us.
+        let mut file = tempfile::tempfile_in(scratch).map_err(S3Error::Io)?;
+        let stop = || crate::signals::terminating().is_some();
+        self.store.get_to(key, &mut file, MAX_OBJECT, &stop)?;
+        // Readers start where the download ended otherwise.
+        file.seek(SeekFrom::Start(0)).map_err(S3Error::Io)?;
+        Ok(file)
+    }
+
+    fn file(&self, name: &str, scratch: &Path) -> io::Result<Option<Entry>> {
+        let listed = self.store.list(name).or_else(|e| match e {
+            S3Error::NotFound => Ok(Vec::new()),
+            e => Err(io::Error::other(e.to_string())),
+        })?;
+        let found = std::iter::once((name.to_string(), None))
+            .chain(
+                Codec::ALL
+                    .iter()
+                    .map(|&c| (format!("{name}{}", c.suffix()), Some(c))),
+            )
+            .find(|(key, _)| listed.iter().any(|(k, _)| k == key));
+        let Some((key, codec)) = found else {
+            return Ok(None);
+        };
+        let file = match self.download(&key, scratch) {
+            Ok(f) => f,
+            Err(S3Error::NotFound) => return Ok(None),
+            Err(S3Error::Io(e)) => return Err(e),
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        };
+        let meta = file.metadata()?;
+        Ok(Some(Entry {
+            len: meta.len(),
+            identity: Identity::of(&meta),
+            file,
+            codec,
+        }))
+    }
+
+    /// A small object as text (a timeline history file), plain only.
+    fn small_text(&self, name: &str) -> Option<String> {
+        let mut body = Vec::new();
+        self.store
+            .get_to(name, &mut body, 1 << 20, &|| false)
+            .ok()?;
+        String::from_utf8(body).ok()
+    }
+
+    fn segment_names(&self) -> io::Result<Vec<String>> {
+        self.store
+            .list("")
+            .map(|listed| listed.into_iter().map(|(k, _)| k).collect())
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    fn newest_segment(&self) -> Option<(u64, u32)> {
+        let newest = self
+            .segment_names()
+            .ok()?
+            .iter()
+            .filter_map(|k| {
+                let base = Codec::split_name(k).map_or(k.as_str(), |(_, b)| b);
+                SegmentName::parse(base)
+            })
+            .max_by_key(|n| (n.position(), n.tli))?;
+        // Without a download the segment size is unknown: the default.
+        Some((newest.start_lsn(16 << 20)?, newest.tli))
+    }
+
+    fn remove_before(&self, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
+        let doomed: Vec<String> = self
+            .segment_names()?
+            .into_iter()
+            .filter(|k| cleanup::is_removable(k, cutoff))
+            .collect();
+        if dry_run {
+            for key in &doomed {
+                tracing::info!(
+                    "cleanup dry run: would remove \"{}/{key}\"",
+                    self.url.display()
+                );
+            }
+            return Ok(Summary {
+                removed: doomed.len(),
+            });
+        }
+        let report = self
+            .store
+            .delete_many(&doomed)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Some((key, why)) = report.failed.first() {
+            return Err(io::Error::other(format!(
+                "could not remove \"{}/{key}\": {why} ({} refused in all)",
+                self.url.display(),
+                report.failed.len()
+            )));
+        }
+        Ok(Summary {
+            removed: report.deleted,
+        })
+    }
+}
+
+/// Larger than any segment in any form: compressed data never grows.
+#[cfg(feature = "s3")]
+const MAX_OBJECT: u64 = (1 << 30) + (1 << 20);
 
 /// A directory on another device than its parent is a mount point.
 fn is_mount_point(dir: &Path, meta: &fs::Metadata) -> bool {

@@ -63,7 +63,12 @@ impl Config {
             .map(parse_restart)
             .transpose()?;
         Ok(Self {
-            archive: cwd.join(archive),
+            // An object-storage URL is not a path to anchor.
+            archive: if archive.to_str().is_some_and(|a| a.starts_with("s3:")) {
+                archive
+            } else {
+                cwd.join(archive)
+            },
             wal_file,
             request,
             destination,

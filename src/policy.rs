@@ -109,6 +109,14 @@ pub enum Note {
 /// file event, and the operator wants it seen at once when it is back.
 pub const ARCHIVE_GONE_POLL: Duration = Duration::from_millis(100);
 
+/// How long to wait before the `n`th look in a row at object storage
+/// that showed nothing new: soon at first, then less and less often, up
+/// to `-s`.
+pub fn remote_poll(n: u32, sleep: Duration) -> Duration {
+    let first = Duration::from_millis(100);
+    first.mul_f64(1.5f64.powi(n.min(30) as i32)).min(sleep)
+}
+
 pub fn next_step(rules: &Rules, now: &Observation) -> Step {
     if now.failover == Failover::Fast {
         return Step::NotRestored(Reason::FastFailover);
@@ -322,6 +330,16 @@ mod tests {
             ..seen(Seen::InFlight)
         };
         assert_eq!(timeout(rules(), now), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn remote_polls_back_off_to_the_polling_floor() {
+        let s = 5 * S;
+        assert_eq!(remote_poll(0, s), Duration::from_millis(100));
+        assert_eq!(remote_poll(1, s), Duration::from_millis(150));
+        assert!(remote_poll(5, s) < S);
+        assert_eq!(remote_poll(20, s), s);
+        assert_eq!(remote_poll(u32::MAX, s), s);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::archive::RemoteObject;
 use crate::codec::Codec;
 use crate::header::{self, Accepted, Defect, LONG_HEADER_LEN, LongPageHeader};
 use crate::open::{self, Identity};
@@ -30,6 +31,12 @@ pub enum Probe {
     /// A compressed form of the segment: whether it is complete and valid
     /// shows only once it is decompressed.
     Compressed(CompressedEntry),
+    /// An object in object storage, still to be downloaded.
+    Remote(RemoteObject),
+    /// Object storage did not answer (timeout, refused, 5xx): may pass.
+    Unreachable(String),
+    /// Object storage refused us (credentials, bucket): will not pass.
+    Misconfigured(String),
 }
 
 #[derive(Debug)]
@@ -74,6 +81,8 @@ impl Probe {
             Self::Unreadable(e) => format!("it cannot be read: {e}"),
             Self::Ready(r) => format!("it is ready ({} bytes)", r.len),
             Self::Compressed(c) => format!("it is in the archive as {}", c.file_name),
+            Self::Remote(r) => format!("it is in the archive as {} ({} bytes)", r.key, r.size),
+            Self::Unreachable(why) | Self::Misconfigured(why) => why.clone(),
         }
     }
 }
@@ -81,11 +90,15 @@ impl Probe {
 pub fn probe_segment(path: &Path, name: &SegmentName, sysid: Option<u64>) -> Probe {
     // Read-only: pg_standby 13 opened read-write and so never restored from
     // a read-only archive.
-    let file = match open::regular(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Probe::Absent,
-        Err(e) => return Probe::Unreadable(e),
-    };
+    match open::regular(path) {
+        Ok(file) => probe_file(file, name, sysid),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Probe::Absent,
+        Err(e) => Probe::Unreadable(e),
+    }
+}
+
+/// Validate an open file as the segment `name`.
+pub fn probe_file(file: File, name: &SegmentName, sysid: Option<u64>) -> Probe {
     let meta = match file.metadata() {
         Ok(m) => m,
         Err(e) => return Probe::Unreadable(e),

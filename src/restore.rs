@@ -258,7 +258,8 @@ impl Session {
         let name = self.config.wal_file.clone();
         let mut failures = 0;
         loop {
-            let entry = match archive.file(&name) {
+            let scratch = destination_dir(&self.config.destination);
+            let entry = match archive.file(&name, scratch) {
                 Ok(Some(entry)) => entry,
                 Ok(None) if archive.gone().is_none() => {
                     // The server asks for history files it does not expect
@@ -339,6 +340,7 @@ impl Session {
         let mut failures = 0;
         let mut noted = None;
         let mut unpacked = None;
+        let mut polls = 0;
         loop {
             if let Some(signal) = signals::terminating() {
                 return self.shut_down(signal);
@@ -346,10 +348,25 @@ impl Session {
             self.update_failover(name);
             let waited = self.started.elapsed();
             let found = match archive.segment(&name, self.sysid) {
-                Probe::Compressed(entry) => self.unpack_segment(name, entry, &mut unpacked),
+                Probe::Compressed(entry) => {
+                    let state = format!("{:?}", entry.identity);
+                    self.unpack_segment(name, entry, state, &mut unpacked)
+                }
+                #[cfg(feature = "s3")]
+                Probe::Remote(object) => self.fetch(archive, name, object, &mut unpacked),
                 probe => Found::Plain(probe),
             };
             let found = match found {
+                Found::Plain(Probe::Misconfigured(why)) => {
+                    return self.fatal(
+                        Fatal::Archive,
+                        format!(
+                            "archive location \"{}\" cannot be used: {why}; fix the URL, the \
+                             credentials or the bucket's permissions, then start the server",
+                            archive.dir().display()
+                        ),
+                    );
+                }
                 Found::StagingFailed(error) => {
                     match self.after_copy_failure(error, &mut failures) {
                         Some(outcome) => return outcome,
@@ -426,6 +443,18 @@ impl Session {
                     }
                 }
                 Step::Wait { timeout, note } => {
+                    // Object storage sends no events: look again soon, then
+                    // less and less often, up to -s.
+                    let timeout = if archive.is_remote() {
+                        polls = if now.unchanged.is_zero() {
+                            0
+                        } else {
+                            polls + 1
+                        };
+                        timeout.min(policy::remote_poll(polls, self.rules.sleep))
+                    } else {
+                        timeout
+                    };
                     if now.unchanged.is_zero() && look.seen != Seen::Absent {
                         tracing::debug!("waiting for {name}: {why}");
                     }
@@ -492,6 +521,9 @@ impl Session {
             Probe::Incomplete { .. } => look(Seen::Incomplete, why),
             Probe::Invalid(_) => look(Seen::Bad(Fatal::BadSegment), why),
             Probe::Oversized { .. } => look(Seen::Bad(Fatal::Oversized), why),
+            Probe::Unreachable(why) => look(Seen::ArchiveGone, why.clone()),
+            // Turned into what they hold before they get here.
+            Probe::Remote(_) | Probe::Misconfigured(_) => look(Seen::Absent, why),
             Probe::Unreadable(_) | Probe::Absent => {
                 if let Some(gone) = archive.gone() {
                     return look(Seen::ArchiveGone, gone);
@@ -595,6 +627,7 @@ impl Session {
         &self,
         name: SegmentName,
         source: CompressedEntry,
+        state: String,
         last: &mut Option<(Identity, Look)>,
     ) -> Found {
         if let Some((identity, look)) = last
@@ -605,7 +638,7 @@ impl Session {
         let not_ready = |seen, why: String| Look {
             seen,
             why: format!("{}: {why}", source.file_name),
-            state: format!("{:?}", source.identity),
+            state: state.clone(),
         };
         let started = Instant::now();
         let look = match unpack::segment(
@@ -638,6 +671,62 @@ impl Session {
         };
         *last = Some((source.identity, look.clone()));
         Found::NotReady(look)
+    }
+
+    /// Download a remote object beside `%p`, then handle it as a local
+    /// file: validated as it is, or decompressed.
+    #[cfg(feature = "s3")]
+    fn fetch(
+        &self,
+        archive: &Archive,
+        name: SegmentName,
+        object: crate::archive::RemoteObject,
+        last: &mut Option<(Identity, Look)>,
+    ) -> Found {
+        use crate::s3::S3Error;
+        let scratch = destination_dir(&self.config.destination);
+        let file = match archive.download(&object, scratch) {
+            Ok(file) => file,
+            Err(S3Error::NotFound) => return Found::Plain(Probe::Absent),
+            Err(S3Error::Config(why)) => return Found::Plain(Probe::Misconfigured(why)),
+            Err(S3Error::Interrupted) => return Found::Interrupted,
+            Err(S3Error::Io(e)) => {
+                return Found::StagingFailed(
+                    anyhow::Error::new(e).context("could not write the downloaded object"),
+                );
+            }
+            Err(S3Error::TooLarge { size, limit }) => {
+                return Found::NotReady(Look {
+                    seen: Seen::Bad(Fatal::Oversized),
+                    why: format!(
+                        "{}: {size} bytes, more than any segment ({limit})",
+                        object.key
+                    ),
+                    state: object.key.clone(),
+                });
+            }
+            Err(e @ S3Error::Transient(_)) => {
+                return Found::Plain(Probe::Unreachable(e.to_string()));
+            }
+        };
+        match object.codec {
+            None => Found::Plain(probe::probe_file(file, &name, self.sysid)),
+            Some(codec) => {
+                let Ok(meta) = file.metadata() else {
+                    return Found::Plain(Probe::Unreachable("the download vanished".into()));
+                };
+                // Each download is a new file: the object is what stays.
+                let state = format!("{} {}", object.key, object.size);
+                let entry = CompressedEntry {
+                    identity: Identity::of(&meta),
+                    len: meta.len(),
+                    file,
+                    codec,
+                    file_name: object.key,
+                };
+                self.unpack_segment(name, entry, state, last)
+            }
+        }
     }
 
     /// Rename a decompressed file into place if its source is still the
@@ -764,6 +853,11 @@ impl Session {
                 "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? \
                  the trigger file fails over)",
                 unchanged.as_secs()
+            ),
+            Note::ArchiveGone if archive.is_remote() => tracing::warn!(
+                "archive location \"{}\" cannot be reached ({why}); still waiting, and a failover \
+                 will not skip past it",
+                archive.dir().display()
             ),
             Note::ArchiveGone => tracing::warn!(
                 "archive location \"{}\" is gone ({why}): unmounted or renamed? waiting for it to come back; \
