@@ -6,7 +6,9 @@
 //! temporary files beside `%p` and from there handled as local files.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom};
+use std::io;
+#[cfg(feature = "s3")]
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +24,7 @@ use crate::wal::SegmentName;
 pub enum Archive {
     Local(LocalDir),
     #[cfg(feature = "s3")]
-    Remote(Remote),
+    Remote(Box<Remote>),
 }
 
 pub struct LocalDir {
@@ -49,7 +51,7 @@ impl Archive {
     pub fn open(location: &Path) -> Result<Self, String> {
         #[cfg(feature = "s3")]
         if let Some(url) = location.to_str().filter(|l| crate::s3::is_url(l)) {
-            return Remote::open(url).map(Self::Remote);
+            return Remote::open(url).map(|r| Self::Remote(Box::new(r)));
         }
         LocalDir::open(location).map(Self::Local)
     }
@@ -83,6 +85,7 @@ impl Archive {
     /// `scratch` is where a remote one is downloaded to. `Ok(None)`: not
     /// there.
     pub fn file(&self, name: &str, scratch: &Path) -> io::Result<Option<Entry>> {
+        let _ = scratch; // only object storage downloads
         match self {
             Self::Local(l) => l.file(name),
             #[cfg(feature = "s3")]
@@ -116,11 +119,10 @@ impl Archive {
     }
 
     pub fn history(&self, tli: u32) -> Option<String> {
-        let name = format!("{tli:08X}.history");
         match self {
             Self::Local(l) => l.history(tli),
             #[cfg(feature = "s3")]
-            Self::Remote(r) => r.small_text(&name),
+            Self::Remote(r) => r.small_text(&format!("{tli:08X}.history")),
         }
     }
 
@@ -308,6 +310,7 @@ impl LocalDir {
 
 /// A segment's object in object storage, not yet downloaded.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub struct RemoteObject {
     /// Its name under the prefix: the segment's, maybe with a suffix.
     pub key: String,
