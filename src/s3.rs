@@ -35,6 +35,8 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// ListObjectsV2 pages are at most 1000 keys of at most 1 KiB each.
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
 const CHUNK: usize = 128 * 1024;
+/// How long an idle connection is kept for the next request.
+const IDLE_REUSE: Duration = Duration::from_secs(4);
 
 /// Whether an archive location names object storage. Cheap: the caller
 /// decides with this before anything else of this module is touched.
@@ -501,6 +503,10 @@ impl Store {
             .timeout_recv_response(Some(timeouts.response))
             .timeout_per_read(Some(timeouts.read))
             .timeout_per_write(Some(timeouts.read))
+            // No retries here, so a kept-alive connection the server has
+            // closed would fail the next poll: reuse only fresh ones
+            // (servers close idle connections after 5 s and more).
+            .max_idle_age(IDLE_REUSE)
             .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
@@ -1107,6 +1113,15 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.access_key, "DK");
+    }
+
+    /// The waiting loop may run a request on a helper thread to stay
+    /// responsive to the trigger while a request is under way.
+    #[test]
+    fn store_crosses_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<Store>();
+        check::<S3Error>();
     }
 
     #[test]
