@@ -14,6 +14,20 @@
 //! the caller's waiting loop. The client itself never retries, so that the
 //! loop stays in control of signals and the trigger file; a request is
 //! bounded by [`Timeouts`].
+//!
+//! Configuration is what every S3 tool reads (see [`Settings::resolve`]).
+//! PostgreSQL runs restore_command through the shell (`system()`, see
+//! `RestoreArchivedFile` in src/backend/access/transam/xlogarchive.c), so
+//! the variables come from the server's environment (e.g. systemd
+//! `Environment=`/`EnvironmentFile=` of the postgres service) or from the
+//! command itself: `restore_command = 'AWS_PROFILE=standby pg_standby
+//! s3://bucket/wal %f %p %r'`.
+//!
+//! Permissions: s3:GetObject, and s3:ListBucket on the bucket. Without
+//! ListBucket, AWS answers a missing key with 403 instead of 404 (S3
+//! GetObject/HeadObject reference, "Permissions"), which would read as a
+//! configuration error while waiting; cleanup also needs it, and
+//! s3:DeleteObject.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -865,7 +879,8 @@ fn check(
         // S3 answers 400 RequestTimeout when the client sends too slowly.
         (400, "RequestTimeout") => Err(S3Error::Transient(format!("{what}: {detail}"))),
         (401 | 403, _) => Err(S3Error::Config(format!(
-            "{what}: {detail} (check the credentials, their permissions and the clock)"
+            "{what}: {detail} (check the credentials, the clock and the permissions: \
+             without s3:ListBucket a missing key answers 403)"
         ))),
         (301 | 302 | 307 | 308, _) => Err(S3Error::Config(format!(
             "{what}: {detail}: redirected (wrong region or endpoint?)"
