@@ -14,6 +14,20 @@
 //! the caller's waiting loop. The client itself never retries, so that the
 //! loop stays in control of signals and the trigger file; a request is
 //! bounded by [`Timeouts`].
+//!
+//! Configuration is what every S3 tool reads (see [`Settings::resolve`]).
+//! PostgreSQL runs restore_command through the shell (`system()`, see
+//! `RestoreArchivedFile` in src/backend/access/transam/xlogarchive.c), so
+//! the variables come from the server's environment (e.g. systemd
+//! `Environment=`/`EnvironmentFile=` of the postgres service) or from the
+//! command itself: `restore_command = 'AWS_PROFILE=standby pg_standby
+//! s3://bucket/wal %f %p %r'`.
+//!
+//! Permissions: s3:GetObject, and s3:ListBucket on the bucket. Without
+//! ListBucket, AWS answers a missing key with 403 instead of 404 (S3
+//! GetObject/HeadObject reference, "Permissions"), which would read as a
+//! configuration error while waiting; cleanup also needs it, and
+//! s3:DeleteObject.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,6 +49,8 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// ListObjectsV2 pages are at most 1000 keys of at most 1 KiB each.
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
 const CHUNK: usize = 128 * 1024;
+/// How long an idle connection is kept for the next request.
+const IDLE_REUSE: Duration = Duration::from_secs(4);
 
 /// Whether an archive location names object storage. Cheap: the caller
 /// decides with this before anything else of this module is touched.
@@ -501,6 +517,10 @@ impl Store {
             .timeout_recv_response(Some(timeouts.response))
             .timeout_per_read(Some(timeouts.read))
             .timeout_per_write(Some(timeouts.read))
+            // No retries here, so a kept-alive connection the server has
+            // closed would fail the next poll: reuse only fresh ones
+            // (servers close idle connections after 5 s and more).
+            .max_idle_age(IDLE_REUSE)
             .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
@@ -859,7 +879,8 @@ fn check(
         // S3 answers 400 RequestTimeout when the client sends too slowly.
         (400, "RequestTimeout") => Err(S3Error::Transient(format!("{what}: {detail}"))),
         (401 | 403, _) => Err(S3Error::Config(format!(
-            "{what}: {detail} (check the credentials, their permissions and the clock)"
+            "{what}: {detail} (check the credentials, the clock and the permissions: \
+             without s3:ListBucket a missing key answers 403)"
         ))),
         (301 | 302 | 307 | 308, _) => Err(S3Error::Config(format!(
             "{what}: {detail}: redirected (wrong region or endpoint?)"
@@ -1107,6 +1128,15 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.access_key, "DK");
+    }
+
+    /// The waiting loop may run a request on a helper thread to stay
+    /// responsive to the trigger while a request is under way.
+    #[test]
+    fn store_crosses_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<Store>();
+        check::<S3Error>();
     }
 
     #[test]

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,7 +65,10 @@ impl S3Server {
                      (or set S3S_FS_BIN)"
                 );
             }
-            eprintln!(
+            // Straight to stderr: the test harness captures eprintln!, and
+            // a skip must not pass silently.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n*** SKIPPED: s3s-fs is not installed; the object storage tests did not run. \
                  Run scripts/install-s3s-fs (or set S3S_FS_BIN). ***\n"
             );
