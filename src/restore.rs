@@ -321,15 +321,11 @@ impl Session {
                     self.report.bytes = entry.len;
                     return Outcome::Restored;
                 }
-                Delivery::Changed(why) => {
-                    tracing::warn!("{name} {why}; not delivered; looking again");
-                }
-                Delivery::Failed(error) => {
-                    if let Some(outcome) = self.after_copy_failure(error, &mut failures) {
+                other => {
+                    if let Some(outcome) = self.undelivered(&name, other, &mut failures) {
                         return outcome;
                     }
                 }
-                Delivery::Interrupted => return self.killed(),
             }
         }
     }
@@ -431,15 +427,12 @@ impl Session {
                             self.clean_archive(archive, name, accepted.seg_size);
                             return Outcome::Restored;
                         }
-                        Delivery::Changed(why) => {
-                            tracing::warn!("{name} {why}; not delivered; looking again");
-                        }
-                        Delivery::Failed(error) => {
-                            if let Some(outcome) = self.after_copy_failure(error, &mut failures) {
+                        other => {
+                            let name = name.to_string();
+                            if let Some(outcome) = self.undelivered(&name, other, &mut failures) {
                                 return outcome;
                             }
                         }
-                        Delivery::Interrupted => return self.killed(),
                     }
                 }
                 Step::Wait { timeout, note } => {
@@ -777,6 +770,25 @@ impl Session {
                 Err(why) => Delivery::Changed(format!("{why} ({e:#})")),
                 Ok(()) => Delivery::Failed(e),
             },
+        }
+    }
+
+    /// A delivery that did not happen: look again (the source changed),
+    /// retry (the copy failed) or end (a shutdown). `None`: go on.
+    fn undelivered(
+        &mut self,
+        name: &str,
+        delivery: Delivery,
+        failures: &mut u32,
+    ) -> Option<Outcome> {
+        match delivery {
+            Delivery::Done => None,
+            Delivery::Changed(why) => {
+                tracing::warn!("{name} {why}; not delivered; looking again");
+                None
+            }
+            Delivery::Failed(error) => self.after_copy_failure(error, failures),
+            Delivery::Interrupted => Some(self.killed()),
         }
     }
 
