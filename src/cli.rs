@@ -150,7 +150,8 @@ pub struct Cli {
     pub standby_wait: u64,
 
     /// Stop recovery (exit 250) when a segment in the archive stays
-    /// incomplete or invalid, unchanged, for N seconds
+    /// invalid, unchanged, for N seconds (an incomplete one is only
+    /// reported after N seconds, and waited for)
     #[arg(long = "bad-file-timeout", value_name = "N", default_value = "60",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub bad_file_timeout: u64,
