@@ -36,8 +36,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rusty_s3::actions::{DeleteObjectsResponse, ObjectIdentifier};
-use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use md5::{Digest, Md5};
+use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 
 /// How long a signed URL stays valid: only long enough for the request to
 /// start, so a leaked URL is of little use.
@@ -702,14 +702,17 @@ impl Store {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
-            action.with_prefix(prefix.as_str());
-            action.with_delimiter("/");
-            action.with_max_keys(self.list_page);
+            let page = self.list_page.to_string();
+            let mut query = vec![
+                ("delimiter", "/"),
+                ("list-type", "2"),
+                ("max-keys", page.as_str()),
+                ("prefix", prefix.as_str()),
+            ];
             if let Some(t) = &token {
-                action.with_continuation_token(t.as_str());
+                query.push(("continuation-token", t.as_str()));
             }
-            let url = action.sign(SIGNED_URL_TTL);
+            let url = self.sign_bucket(Method::Get, query);
             let resp = self
                 .agent
                 .get(url.as_str())
@@ -749,16 +752,9 @@ impl Store {
     pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, S3Error> {
         let mut report = DeleteReport::default();
         for batch in names.chunks(DELETE_BATCH) {
-            let ids: Vec<ObjectIdentifier> = batch
-                .iter()
-                .map(|n| ObjectIdentifier::new(self.key(n)))
-                .collect();
-            let mut action = self
-                .bucket
-                .delete_objects(Some(&self.credentials), ids.iter());
-            action.set_quiet(true);
-            let url = action.sign(SIGNED_URL_TTL);
-            let (body, md5) = action.body_with_md5();
+            let body = delete_body(batch.iter().map(|n| self.key(n)));
+            let md5 = base64(&Md5::digest(body.as_bytes()));
+            let url = self.sign_bucket(Method::Post, vec![("delete", "1")]);
             let what = format!("deleting {} objects under {}", batch.len(), self.location);
             let resp = self
                 .agent
@@ -777,18 +773,15 @@ impl Store {
                 r => r?,
             };
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
-            let parsed = DeleteObjectsResponse::parse(&text)
-                .map_err(|e| S3Error::Transient(format!("{what}: unreadable answer: {e}")))?;
-            let failed: Vec<(String, String)> = parsed
-                .errors
+            let failed: Vec<(String, String)> = parse_delete_errors(&text)
+                .ok_or_else(|| S3Error::Transient(format!("{what}: unreadable answer")))?
                 .into_iter()
-                .map(|e| {
-                    let name = e
-                        .key
+                .map(|(key, why)| {
+                    let name = key
                         .strip_prefix(&self.location.prefix)
-                        .unwrap_or(&e.key)
+                        .unwrap_or(&key)
                         .to_string();
-                    (name, format!("{}: {}", e.code, e.message))
+                    (name, why)
                 })
                 .collect();
             report.deleted += batch.len() - failed.len().min(batch.len());
@@ -800,10 +793,14 @@ impl Store {
     /// Checks that the bucket is there and readable with these credentials
     /// (one ListObjectsV2 of at most one key under the prefix).
     pub fn verify(&self) -> Result<(), S3Error> {
-        let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
-        action.with_prefix(self.location.prefix.as_str());
-        action.with_max_keys(1);
-        let url = action.sign(SIGNED_URL_TTL);
+        let url = self.sign_bucket(
+            Method::Get,
+            vec![
+                ("list-type", "2"),
+                ("max-keys", "1"),
+                ("prefix", self.location.prefix.as_str()),
+            ],
+        );
         let what = format!("checking bucket \"{}\"", self.location.bucket);
         let resp = self
             .agent
@@ -822,6 +819,26 @@ impl Store {
             ))),
             Err(e) => Err(e),
         }
+    }
+
+    /// A pre-signed URL for a request on the bucket itself; `query` is
+    /// sorted by name, as the SigV4 canonical request wants it.
+    fn sign_bucket(&self, method: Method, query: Vec<(&str, &str)>) -> String {
+        let mut query = query;
+        query.sort_unstable();
+        rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            method,
+            self.bucket.base_url().clone(),
+            self.credentials.key(),
+            self.credentials.secret(),
+            self.credentials.token(),
+            self.bucket.region(),
+            SIGNED_URL_TTL.as_secs(),
+            query.into_iter(),
+            std::iter::empty(),
+        )
+        .to_string()
     }
 
     fn bucket_exists(&self) -> Result<(), S3Error> {
@@ -935,6 +952,69 @@ fn parse_list_page(body: &str) -> Option<ListPage> {
         (false, _) => None,
     };
     Some(ListPage { objects, next })
+}
+
+/// The DeleteObjects request body, quiet: the answer lists only failures.
+fn delete_body(keys: impl Iterator<Item = String>) -> String {
+    let mut body = String::from("<Delete><Quiet>true</Quiet>");
+    for k in keys {
+        body.push_str("<Object><Key>");
+        for c in k.chars() {
+            match c {
+                '&' => body.push_str("&amp;"),
+                '<' => body.push_str("&lt;"),
+                '>' => body.push_str("&gt;"),
+                '"' => body.push_str("&quot;"),
+                '\'' => body.push_str("&apos;"),
+                c => body.push(c),
+            }
+        }
+        body.push_str("</Key></Object>");
+    }
+    body.push_str("</Delete>");
+    body
+}
+
+/// The refused keys of a DeleteObjects answer, with code and message.
+fn parse_delete_errors(body: &str) -> Option<Vec<(String, String)>> {
+    if !body.contains("<DeleteResult") {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("<Error>") {
+        let after = &rest[start..];
+        let end = after.find("</Error>")?;
+        let item = &after[..end];
+        let key = xml_field(item, "Key")?;
+        let code = xml_field(item, "Code").unwrap_or_default();
+        let message = xml_field(item, "Message").unwrap_or_default();
+        out.push((key, format!("{code}: {message}")));
+        rest = &after[end..];
+    }
+    Some(out)
+}
+
+/// Standard base64 with padding (for Content-MD5).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The text of the first `<tag>…</tag>` (S3 error documents are flat).
@@ -1146,6 +1226,34 @@ mod tests {
         assert_eq!(xml_field(body, "Code").as_deref(), Some("NoSuchBucket"));
         assert_eq!(xml_field(body, "Message").as_deref(), Some("a & b"));
         assert_eq!(xml_field("", "Code"), None);
+    }
+
+    #[test]
+    fn delete_bodies_and_answers() {
+        // RFC 4648 test vectors.
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+        assert_eq!(
+            delete_body(["wal/a&b".to_string(), "c".to_string()].into_iter()),
+            "<Delete><Quiet>true</Quiet><Object><Key>wal/a&amp;b</Key></Object>\
+             <Object><Key>c</Key></Object></Delete>"
+        );
+        let answer = "<?xml version=\"1.0\"?><DeleteResult xmlns=\"x\">\
+            <Error><Key>wal/x</Key><Code>AccessDenied</Code><Message>no</Message></Error>\
+            </DeleteResult>";
+        assert_eq!(
+            parse_delete_errors(answer).unwrap(),
+            vec![("wal/x".to_string(), "AccessDenied: no".to_string())]
+        );
+        assert_eq!(parse_delete_errors("<DeleteResult/>").unwrap(), vec![]);
+        assert!(parse_delete_errors("<Error><Code>x</Code></Error>").is_none());
     }
 
     #[test]

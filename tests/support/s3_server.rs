@@ -4,8 +4,9 @@
 //! killed on drop. `scripts/install-s3s-fs` installs it.
 //!
 //! Where the binary is looked for: `$S3S_FS_BIN`, then
-//! `$S3S_FS_ROOT/bin/s3s-fs`, `target/s3s-fs/bin/s3s-fs` (the script's
-//! default), `$CARGO_HOME/bin`, `~/.cargo/bin`, `$PATH`. Without it the
+//! `$S3S_FS_ROOT/bin/s3s-fs`, `~/.cache/pg-standby/s3s-fs/bin/s3s-fs` (the
+//! script's default; `$XDG_CACHE_HOME` if set), `$CARGO_HOME/bin`,
+//! `~/.cargo/bin`, `$PATH`. Without it the
 //! tests are skipped with a loud message, unless `CI` is set: then they
 //! fail, so CI never passes by not testing.
 #![allow(dead_code)]
@@ -37,7 +38,12 @@ pub fn binary() -> Option<PathBuf> {
     if let Some(r) = env("S3S_FS_ROOT") {
         candidates.push(PathBuf::from(r).join("bin/s3s-fs"));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/s3s-fs/bin/s3s-fs"));
+    let cache = env("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(c) = cache {
+        candidates.push(c.join("pg-standby/s3s-fs/bin/s3s-fs"));
+    }
     if let Some(c) = env("CARGO_HOME") {
         candidates.push(PathBuf::from(c).join("bin/s3s-fs"));
     }
