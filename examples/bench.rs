@@ -6,7 +6,8 @@
 //!
 //! * The binary under test: `$PG_STANDBY_BIN`, else `target/release/pg_standby`.
 //! * The original pg_standby 13 is compared when `$PG_STANDBY_13` names its
-//!   binary (`scripts/fetch-pg-standby-13` fetches it).
+//!   binary (`scripts/fetch-pg-standby-13` fetches it); `percall` and
+//!   `bigseg` also run an earlier build of ours named by `$PG_STANDBY_BASE`.
 //! * Servers: the real-server harness of the integration suite
 //!   (tests/support/pg.rs; `$PG_BINDIR` picks the PostgreSQL build).
 //! * Programs that are compared run alternately (or side by side) in one run,
@@ -973,6 +974,31 @@ fn copy_cmds(p: &Progs, archive: &Path, seg: &str) -> Vec<(String, Vec<String>)>
             ],
         ),
     ];
+    // What --metrics-file costs a call.
+    let prom = archive.with_file_name("pg_standby.prom");
+    v.push((
+        "ours --metrics-file".to_string(),
+        vec![
+            p.ours.display().to_string(),
+            "--metrics-file".into(),
+            prom.display().to_string(),
+            a.clone(),
+            seg.into(),
+            "pg_wal/RECOVERYXLOG".into(),
+        ],
+    ));
+    // An earlier build of ours, to see what a change cost the hot path.
+    if let Some(base) = std::env::var_os("PG_STANDBY_BASE") {
+        v.push((
+            "ours, earlier build ($PG_STANDBY_BASE)".to_string(),
+            vec![
+                PathBuf::from(base).display().to_string(),
+                a.clone(),
+                seg.into(),
+                "pg_wal/RECOVERYXLOG".into(),
+            ],
+        ));
+    }
     if let Some(o) = &p.orig {
         v.push((
             "original 13".to_string(),
