@@ -320,7 +320,7 @@ pub struct RemoteObject {
 
 #[cfg(feature = "s3")]
 pub struct Remote {
-    store: crate::s3::Store,
+    store: std::sync::Arc<crate::s3::Store>,
     url: PathBuf,
 }
 
@@ -330,15 +330,51 @@ impl Remote {
         let store = crate::s3::Store::from_url(url)
             .map_err(|e| format!("archive location \"{url}\" cannot be used: {e}"))?;
         Ok(Self {
-            store,
+            store: std::sync::Arc::new(store),
             url: PathBuf::from(url.trim_end_matches('/')),
         })
+    }
+
+    /// Run one request on a thread of its own, so that a shutdown signal
+    /// ends the wait for it at once: a blocked socket read would otherwise
+    /// hold the call for the whole request timeout. An abandoned request
+    /// dies with the process.
+    fn interruptible<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(&crate::s3::Store) -> Result<T, S3Error> + Send + 'static,
+    ) -> Result<T, S3Error> {
+        use std::sync::mpsc::{self, RecvTimeoutError};
+        let store = std::sync::Arc::clone(&self.store);
+        let (done, result) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("s3 request".into())
+            .spawn(move || {
+                let _ = done.send(request(&store));
+            })
+            .map_err(S3Error::Io)?;
+        loop {
+            match result.recv_timeout(REQUEST_POLL) {
+                Ok(answer) => return answer,
+                Err(RecvTimeoutError::Timeout) if crate::signals::terminating().is_some() => {
+                    return Err(S3Error::Interrupted);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(S3Error::Transient("the request thread ended".into()));
+                }
+            }
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+        let prefix = prefix.to_string();
+        self.interruptible(move |store| store.list(&prefix))
     }
 
     /// One listing finds every form of the segment at once.
     fn segment(&self, name: &SegmentName) -> Probe {
         let plain = name.to_string();
-        let listed = match self.store.list(&plain) {
+        let listed = match self.list(&plain) {
             Ok(listed) => listed,
             Err(S3Error::NotFound) => return Probe::Absent,
             Err(S3Error::Config(why)) => return Probe::Misconfigured(why),
@@ -368,16 +404,21 @@ impl Remote {
     fn download(&self, key: &str, scratch: &Path) -> Result<File, S3Error> {
         // Unnamed (O_TMPFILE where the filesystem has it): nothing in
         // pg_wal for pg_rewind or a base backup to see, gone with us.
-        let mut file = tempfile::tempfile_in(scratch).map_err(S3Error::Io)?;
-        let stop = || crate::signals::terminating().is_some();
-        self.store.get_to(key, &mut file, MAX_OBJECT, &stop)?;
+        let file = tempfile::tempfile_in(scratch).map_err(S3Error::Io)?;
+        let key = key.to_string();
+        let mut file = self.interruptible(move |store| {
+            let mut file = file;
+            let stop = || crate::signals::terminating().is_some();
+            store.get_to(&key, &mut file, MAX_OBJECT, &stop)?;
+            Ok(file)
+        })?;
         // Readers start where the download ended otherwise.
         file.seek(SeekFrom::Start(0)).map_err(S3Error::Io)?;
         Ok(file)
     }
 
     fn file(&self, name: &str, scratch: &Path) -> io::Result<Option<Entry>> {
-        let listed = self.store.list(name).or_else(|e| match e {
+        let listed = self.list(name).or_else(|e| match e {
             S3Error::NotFound => Ok(Vec::new()),
             e => Err(io::Error::other(e.to_string())),
         })?;
@@ -473,6 +514,9 @@ impl Remote {
 /// Larger than any segment in any form: compressed data never grows.
 #[cfg(feature = "s3")]
 const MAX_OBJECT: u64 = (1 << 30) + (1 << 20);
+/// How often a shutdown is looked for while a request is under way.
+#[cfg(feature = "s3")]
+const REQUEST_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A directory on another device than its parent is a mount point.
 fn is_mount_point(dir: &Path, meta: &fs::Metadata) -> bool {

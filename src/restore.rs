@@ -352,6 +352,11 @@ impl Session {
                 Probe::Remote(object) => self.fetch(archive, name, object, &mut unpacked),
                 probe => Found::Plain(probe),
             };
+            // A shutdown during a long look (a download, a decompression)
+            // outranks whatever the look saw.
+            if let Some(signal) = signals::terminating() {
+                return self.shut_down(signal);
+            }
             let found = match found {
                 Found::Plain(Probe::Misconfigured(why)) => {
                     return self.fatal(

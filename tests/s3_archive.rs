@@ -281,3 +281,24 @@ fn cleanup_removes_older_segments_only() {
         ]
     );
 }
+
+/// A store that accepts the connection and never answers: SIGTERM ends
+/// the call at once, not after the request timeout.
+#[test]
+fn sigterm_ends_a_call_stuck_in_a_request() {
+    let Some(s) = setup() else { return };
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let mut job = Job::launch(
+        &s.env,
+        s.command(SECRET_KEY, &endpoint, &s.args(&[], NAME, &[])),
+    );
+    job.wait_ready();
+    // Let the first request reach the silent server.
+    let (_conn, _) = hung.accept().unwrap();
+    let t0 = Instant::now();
+    job.signal(libc::SIGTERM);
+    job.finish_within(Duration::from_secs(5))
+        .died_of(libc::SIGTERM);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+}
