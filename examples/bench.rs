@@ -24,6 +24,8 @@
 
 #[path = "../tests/support/pg.rs"]
 mod pg;
+#[path = "../tests/support/s3_server.rs"]
+mod s3_server;
 
 use anyhow::{Context, Result, bail, ensure};
 use pg::{BaseBackup, PgInstall, PrimaryOptions, Sandbox, Server, StandbyOptions, wait_until};
@@ -56,8 +58,9 @@ fn main() -> Result<()> {
             "cleanup" => cleanup(&progs),
             "bigseg" => bigseg(&progs),
             "compressed" => compressed(&progs),
+            "s3" => object_storage(&progs),
             other => bail!(
-                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, all"
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, all"
             ),
         };
         say(&format!(
@@ -79,6 +82,7 @@ fn main() -> Result<()> {
             "catchup",
             "bigseg",
             "compressed",
+            "s3",
         ] {
             if let Err(e) = run(s) {
                 say(&format!("\n**{s} failed:** {e:#}\n"));
@@ -1716,4 +1720,169 @@ fn compressed(p: &Progs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+// -------------------------------------------------------------- s3
+
+/// Object storage (issue 11): arrival latency (upload by the primary's
+/// archive_command → row visible) and catch-up, for pg_standby reading
+/// `s3://` and for a plain polling loop with curl (a GET every 100 ms), the
+/// loop a user would write. Both go through a counting proxy in front of
+/// s3s-fs, so the requests each one made are counted.
+fn object_storage(p: &Progs) -> Result<()> {
+    let samples = env_num("S3_SAMPLES", 20);
+    let Some(server) = s3_server::S3Server::start() else {
+        bail!("s3s-fs is not installed: scripts/install-s3s-fs, then S3S_FS_BIN");
+    };
+    server.bucket("wal");
+    let proxy = CountingProxy::start(server.port)?;
+    let sigv4 = format!(
+        "--aws-sigv4 aws:amz:{}:s3 --user {}:{} -H x-amz-content-sha256:UNSIGNED-PAYLOAD",
+        s3_server::REGION,
+        s3_server::ACCESS_KEY,
+        s3_server::SECRET_KEY
+    );
+    let upload = format!("curl -sSf {sigv4} -T %p {}/wal/primary/%f", server.endpoint);
+    let sb = Sandbox::new("s3")?;
+    let primary = sb.primary(
+        "primary",
+        &PrimaryOptions {
+            extra_conf: format!("archive_command = '{upload}'\n"),
+            ..Default::default()
+        },
+    )?;
+    let backup = primary.cold_backup("base")?;
+    let ours = install_as(&sb, &p.ours, "pg_standby")?;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let aws = format!(
+        "env AWS_ENDPOINT_URL={via} AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={}",
+        s3_server::ACCESS_KEY,
+        s3_server::SECRET_KEY,
+        s3_server::REGION
+    );
+    let get = format!("curl -sf {sigv4} -o %p {via}/wal/primary/%f");
+    let progs = [
+        (
+            "ours (`pg_standby s3://…`)",
+            format!("{aws} {} s3://wal/primary %f %p", ours.display()),
+        ),
+        (
+            "curl every 100 ms",
+            format!("case %f in *.history) exec {get};; esac; until {get}; do sleep 0.1; done"),
+        ),
+    ];
+    say(&format!(
+        "### Object storage: arrival latency ({samples} samples, both standbys side by side)\n\n\
+         s3s-fs on 127.0.0.1 behind a counting proxy; the primary uploads each segment with \
+         `curl --aws-sigv4` in archive_command; per sample `INSERT` + `pg_switch_wal()` on the \
+         primary, then the time until the row is visible on each hot standby. Requests: \
+         what each standby sent through the proxy, per minute of the run.\n"
+    ));
+    let mut standbys = Vec::new();
+    for (k, (_, rc)) in progs.iter().enumerate() {
+        let s = standby(&sb, &backup, &format!("s3s{k}"), rc, None)?;
+        s.start()?;
+        standbys.push(s);
+    }
+    primary.insert_and_switch(1)?;
+    for s in &standbys {
+        s.wait_row(1, Duration::from_secs(60))?;
+    }
+    let counted = proxy.counts();
+    let t_run = Instant::now();
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
+    for i in 0..samples {
+        let id = 100 + i as i64;
+        let waiters = standbys
+            .iter()
+            .map(|s| spawn_waiter(psql_cmd(s, &[&wait_row_sql(id)])))
+            .collect::<Result<Vec<_>>>()?;
+        primary.insert_and_switch(id)?;
+        let t0 = Instant::now();
+        for (k, w) in waiters.into_iter().enumerate() {
+            let (at, ok, err) = w.join().map_err(|_| anyhow::anyhow!("waiter panicked"))?;
+            ensure!(ok, "row {id} on standby {k}: {err}");
+            lat[k].push(ms(at, t0));
+        }
+    }
+    let minutes = t_run.elapsed().as_secs_f64() / 60.0;
+    let after = proxy.counts();
+    say("| restore_command | p50 | p90 | max | requests per minute |");
+    say("|---|---|---|---|---|");
+    // The proxy tells the two apart by each request's User-Agent.
+    for (k, (label, _)) in progs.iter().enumerate() {
+        let n = after[k].saturating_sub(counted[k]);
+        say(&format!(
+            "| {label} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} |",
+            median(&lat[k]),
+            pct(&lat[k], 90.0),
+            max(&lat[k]),
+            n as f64 / minutes
+        ));
+    }
+    drop(standbys);
+    Ok(())
+}
+
+/// A TCP proxy to 127.0.0.1:`port` that counts HTTP requests, by the
+/// client's User-Agent: index 0 for ours (ureq), 1 for curl.
+struct CountingProxy {
+    port: u16,
+    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+}
+
+impl CountingProxy {
+    fn start(upstream: u16) -> Result<Self> {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let c = counts.clone();
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                let counts = c.clone();
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match std::io::Read::read(&mut c_in, &mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        for line in text
+                            .lines()
+                            .filter(|l| l.to_ascii_lowercase().starts_with("user-agent:"))
+                        {
+                            let k = usize::from(line.contains("curl"));
+                            counts[k].fetch_add(1, Ordering::Relaxed);
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(std::net::Shutdown::Write);
+                });
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Ok(Self { port, counts })
+    }
+
+    fn counts(&self) -> [u64; 2] {
+        use std::sync::atomic::Ordering;
+        [
+            self.counts[0].load(Ordering::Relaxed),
+            self.counts[1].load(Ordering::Relaxed),
+        ]
+    }
 }
