@@ -1821,6 +1821,38 @@ fn object_storage(p: &Progs) -> Result<()> {
         ));
     }
     drop(standbys);
+
+    let nseg = env_num("S3_CATCHUP_SEGMENTS", 100);
+    primary.psql(&format!(
+        "DO $$BEGIN FOR i IN 1..{nseg} LOOP \
+           INSERT INTO t SELECT 1000000 + i * 1000 + g, repeat('x', 200) FROM generate_series(1, 500) g; \
+           PERFORM pg_switch_wal(); END LOOP; END$$"
+    ))?;
+    let target = primary.psql("SELECT pg_current_wal_insert_lsn()")?;
+    let last = primary.switch_wal()?;
+    primary.wait_archived(&last, Duration::from_secs(900))?;
+    say(&format!(
+        "\n### Object storage: catch-up through {nseg} more segments\n\n\
+         A fresh hot standby from the cold backup replays everything in the bucket, from \
+         `pg_ctl start` until `pg_last_wal_replay_lsn()` reaches the primary's last insert \
+         position; one round each, in turn.\n"
+    ));
+    say("| restore_command | total | requests |");
+    say("|---|---|---|");
+    for (k, (label, rc)) in progs.iter().enumerate() {
+        let s = standby(&sb, &backup, &format!("s3c{k}"), rc, None)?;
+        let before = proxy.counts()[k];
+        let t0 = Instant::now();
+        s.start_nowait()?;
+        wait_until(Duration::from_secs(900), "catch-up", || {
+            Ok(s.psql(&format!(
+                "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
+            ))? == "t")
+        })?;
+        let dt = t0.elapsed().as_secs_f64() * 1e3;
+        let requests = proxy.counts()[k] - before;
+        say(&format!("| {label} | {dt:.0} ms | {requests} |"));
+    }
     Ok(())
 }
 
