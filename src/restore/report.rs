@@ -1,0 +1,183 @@
+//! What a call says about its outcome: the log lines and the metrics.
+
+use super::*;
+
+impl Session {
+    pub(super) fn log_restored(
+        &self,
+        name: SegmentName,
+        len: u64,
+        accepted: Accepted,
+        waited: Duration,
+        copy: Duration,
+        from: Option<(String, u64)>,
+    ) {
+        if accepted.major.is_none() {
+            tracing::warn!(
+                "{name} has a WAL page magic no PostgreSQL 10-18 uses; restored because every other header field checks out"
+            );
+        }
+        let (source, verb) = from.map_or((String::new(), "copied"), |(file_name, compressed)| {
+            let source = format!(
+                " from {file_name} ({:.1} MiB, {:.1}:1)",
+                compressed as f64 / (1 << 20) as f64,
+                len as f64 / compressed.max(1) as f64
+            );
+            (source, "decompressed")
+        });
+        tracing::info!(
+            "restored {name}{source} after waiting {:.3} s ({} MiB {verb} in {:.3} s)",
+            waited.as_secs_f64(),
+            len >> 20,
+            copy.as_secs_f64(),
+        );
+    }
+
+    pub(super) fn note_restored(
+        &mut self,
+        name: SegmentName,
+        len: u64,
+        seg_size: u64,
+        copy: Duration,
+    ) {
+        self.report.bytes = len;
+        self.report.copy_seconds = copy.as_secs_f64();
+        self.report.restored = name.start_lsn(seg_size).map(|lsn| (lsn, name.tli));
+    }
+
+    pub(super) fn log_note(
+        &self,
+        archive: &Archive,
+        name: SegmentName,
+        note: Note,
+        why: &str,
+        unchanged: Duration,
+    ) {
+        match note {
+            Note::None => {}
+            Note::BadFile => tracing::warn!(
+                "not restoring {name}: {why}; waiting up to {} s for a valid copy (replace the file in the archive)",
+                self.rules.bad_file_timeout.as_secs()
+            ),
+            Note::Stalled => tracing::warn!(
+                "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? \
+                 the trigger file fails over)",
+                unchanged.as_secs()
+            ),
+            Note::ArchiveGone if archive.is_remote() => tracing::warn!(
+                "archive location \"{}\" cannot be reached ({why}); still waiting, and a failover \
+                 will not skip past it",
+                archive.dir().display()
+            ),
+            Note::ArchiveGone => tracing::warn!(
+                "archive location \"{}\" is gone ({why}): unmounted or renamed? waiting for it to come back; \
+                 a failover will not skip past it",
+                archive.dir().display()
+            ),
+        }
+    }
+
+    pub(super) fn log_not_restored(
+        &self,
+        name: SegmentName,
+        reason: Reason,
+        why: &str,
+        now: &Observation,
+    ) {
+        let ends = if self.mode == RecoveryMode::Standby {
+            "in standby mode the server retries"
+        } else {
+            "recovery ends"
+        };
+        let timing = self.failover_timing(now.waited);
+        match reason {
+            Reason::FastFailover => tracing::info!(
+                "fast failover ({}): not restoring {name}; {ends}{timing}",
+                self.failover_cause
+            ),
+            Reason::SmartFailoverNothingLeft => {
+                tracing::info!("smart failover: {name} is not in the archive; {ends}{timing}")
+            }
+            Reason::FailoverPastStalledFile => tracing::warn!(
+                "{}: {name} is in the archive but not restored: {why}, unchanged for {} s; {ends}{timing}",
+                if self.failover == Failover::Smart {
+                    "smart failover"
+                } else {
+                    "-w expired"
+                },
+                now.unchanged.as_secs()
+            ),
+            Reason::MaxWait => tracing::info!(
+                "fast failover: waited {} s for {name} (-w {}); {ends}",
+                now.waited.as_secs(),
+                self.rules.max_wait.unwrap_or_default().as_secs()
+            ),
+            Reason::NotThere if self.mode == RecoveryMode::Standby => {
+                tracing::debug!("{name}: {why}; standby mode: the server retries or streams")
+            }
+            Reason::NotThere => tracing::info!("not restored: {name}: {why}"),
+            Reason::NeverExists => tracing::info!(
+                "not restored: {name} can never exist: its timeline {} begins after this segment",
+                name.tli
+            ),
+            _ => tracing::info!("not restored: {name}"),
+        }
+    }
+
+    pub(super) fn outcome_of(&self, reason: Reason) -> CallOutcome {
+        let failover = |kind| CallOutcome::Failover(kind);
+        match reason {
+            Reason::FastFailover if self.failover_cause.contains("received") => {
+                failover(FailoverKind::Signal)
+            }
+            Reason::FastFailover => failover(FailoverKind::Fast),
+            _ if self.mode == RecoveryMode::Standby => CallOutcome::NotAvailable,
+            Reason::SmartFailoverNothingLeft => failover(FailoverKind::Smart),
+            Reason::FailoverPastStalledFile if self.failover == Failover::Smart => {
+                failover(FailoverKind::Smart)
+            }
+            Reason::FailoverPastStalledFile | Reason::MaxWait => failover(FailoverKind::MaxWait),
+            _ => CallOutcome::NotAvailable,
+        }
+    }
+
+    /// How long the call waited, and how long the failover itself took.
+    pub(super) fn failover_timing(&self, waited: Duration) -> String {
+        match self.failover_seen {
+            Some(seen) => format!(
+                " (this call waited {:.3} s; the failover took {:.0} ms)",
+                waited.as_secs_f64(),
+                seen.elapsed().as_secs_f64() * 1000.0
+            ),
+            None => String::new(),
+        }
+    }
+
+    pub(super) fn fatal_message(
+        &self,
+        archive: &Archive,
+        name: SegmentName,
+        reason: Reason,
+        why: &str,
+        now: &Observation,
+    ) -> String {
+        let path = archive.path_of(&name.to_string());
+        match reason {
+            Reason::BadFileUnchanged => format!(
+                "not restoring {name}: {why}, unchanged for {} s; {}",
+                now.unchanged.as_secs(),
+                fix_bad_file(&path)
+            ),
+            Reason::BadFileNoFailoverPastIt => format!(
+                "not restoring {name}: {why}; not failing over past it; {}",
+                fix_bad_file(&path)
+            ),
+            Reason::ArchiveGoneNoFailover => format!(
+                "archive location \"{}\" is gone ({why}); not failing over without it: \
+                 mount it again or fix the path, then start the server",
+                archive.dir().display()
+            ),
+            _ => format!("not restoring {name}: {why}; {}", fix_bad_file(&path)),
+        }
+    }
+}
