@@ -1742,7 +1742,10 @@ fn object_storage(p: &Progs) -> Result<()> {
         s3_server::ACCESS_KEY,
         s3_server::SECRET_KEY
     );
-    let upload = format!("curl -sSf {sigv4} -T %p {}/wal/primary/%f", server.endpoint);
+    let upload = format!(
+        "env -u LD_LIBRARY_PATH curl -sSf {sigv4} -T %p {}/wal/primary/%f",
+        server.endpoint
+    );
     let sb = Sandbox::new("s3")?;
     let primary = sb.primary(
         "primary",
@@ -1760,7 +1763,7 @@ fn object_storage(p: &Progs) -> Result<()> {
         s3_server::SECRET_KEY,
         s3_server::REGION
     );
-    let get = format!("curl -sf {sigv4} -o %p {via}/wal/primary/%f");
+    let get = format!("env -u LD_LIBRARY_PATH curl -sf {sigv4} -o %p {via}/wal/primary/%f");
     let progs = [
         (
             "ours (`pg_standby s3://…`)",
