@@ -73,11 +73,13 @@ impl Archive {
         !matches!(self, Self::Local(_))
     }
 
-    pub fn segment(&self, name: &SegmentName, sysid: Option<u64>) -> Probe {
+    /// The segment; `scratch` is where a remote one is downloaded to.
+    pub fn segment(&self, name: &SegmentName, sysid: Option<u64>, scratch: &Path) -> Probe {
+        let _ = scratch; // only object storage downloads
         match self {
             Self::Local(l) => l.segment(name, sysid),
             #[cfg(feature = "s3")]
-            Self::Remote(r) => r.segment(name),
+            Self::Remote(r) => r.segment(name, scratch),
         }
     }
 
@@ -145,7 +147,10 @@ impl Archive {
 
     /// Download a remote object into an unnamed file in `scratch`.
     #[cfg(feature = "s3")]
-    pub fn download(&self, object: &RemoteObject, scratch: &Path) -> Result<File, S3Error> {
+    pub fn download(&self, object: RemoteObject, scratch: &Path) -> Result<File, S3Error> {
+        if let Some(file) = object.fetched {
+            return Ok(file);
+        }
         match self {
             Self::Remote(r) => r.download(&object.key, scratch),
             Self::Local(_) => Err(S3Error::Config("not an object store".into())),
@@ -316,12 +321,16 @@ pub struct RemoteObject {
     pub key: String,
     pub codec: Option<Codec>,
     pub size: u64,
+    /// Already downloaded into an unnamed temporary file.
+    pub fetched: Option<File>,
 }
 
 #[cfg(feature = "s3")]
 pub struct Remote {
     store: std::sync::Arc<crate::s3::Store>,
     url: PathBuf,
+    /// Whether this call has looked for its segment before.
+    looked: std::cell::Cell<bool>,
 }
 
 #[cfg(feature = "s3")]
@@ -332,6 +341,7 @@ impl Remote {
         Ok(Self {
             store: std::sync::Arc::new(store),
             url: PathBuf::from(url.trim_end_matches('/')),
+            looked: std::cell::Cell::new(false),
         })
     }
 
@@ -371,9 +381,39 @@ impl Remote {
         self.interruptible(move |store| store.list(&prefix))
     }
 
-    /// One listing finds every form of the segment at once.
-    fn segment(&self, name: &SegmentName) -> Probe {
+    /// The first look of a call is a GET of the plain name: catching up
+    /// from a plain archive costs one request per segment. Every other
+    /// look is one listing, which finds every form of the segment at once:
+    /// waiting costs one request per look.
+    fn segment(&self, name: &SegmentName, scratch: &Path) -> Probe {
         let plain = name.to_string();
+        if self.looked.replace(true) {
+            return self.listed_segment(&plain);
+        }
+        match self.download(&plain, scratch) {
+            Ok(file) => {
+                let size = file.metadata().map_or(0, |m| m.len());
+                return Probe::Remote(RemoteObject {
+                    key: plain,
+                    codec: None,
+                    size,
+                    fetched: Some(file),
+                });
+            }
+            Err(S3Error::NotFound) => {}
+            Err(S3Error::Config(why)) => return Probe::Misconfigured(why),
+            Err(e @ (S3Error::Transient(_) | S3Error::Interrupted)) => {
+                return Probe::Unreachable(e.to_string());
+            }
+            // Too large, or pg_wal cannot take it: the download is tried
+            // again for the verdict.
+            Err(S3Error::TooLarge { .. } | S3Error::Io(_)) => {}
+        }
+        self.listed_segment(&plain)
+    }
+
+    fn listed_segment(&self, plain: &str) -> Probe {
+        let plain = plain.to_string();
         let listed = match self.list(&plain) {
             Ok(listed) => listed,
             Err(S3Error::NotFound) => return Probe::Absent,
@@ -386,6 +426,7 @@ impl Remote {
                 key: plain,
                 codec: None,
                 size,
+                fetched: None,
             });
         }
         Codec::ALL
@@ -396,6 +437,7 @@ impl Remote {
                     key,
                     codec: Some(codec),
                     size,
+                    fetched: None,
                 })
             })
             .map_or(Probe::Absent, Probe::Remote)

@@ -176,7 +176,8 @@ impl Session {
     ) -> Found {
         use crate::s3::S3Error;
         let scratch = destination_dir(&self.config.destination);
-        let file = match archive.download(&object, scratch) {
+        let (key, size, codec) = (object.key.clone(), object.size, object.codec);
+        let file = match archive.download(object, scratch) {
             Ok(file) => file,
             Err(S3Error::NotFound) => return Found::Plain(Probe::Absent),
             Err(S3Error::Config(why)) => return Found::Plain(Probe::Misconfigured(why)),
@@ -189,31 +190,28 @@ impl Session {
             Err(S3Error::TooLarge { size, limit }) => {
                 return Found::NotReady(Look {
                     seen: Seen::Bad(Fatal::Oversized),
-                    why: format!(
-                        "{}: {size} bytes, more than any segment ({limit})",
-                        object.key
-                    ),
-                    state: object.key.clone(),
+                    why: format!("{key}: {size} bytes, more than any segment ({limit})"),
+                    state: key.clone(),
                 });
             }
             Err(e @ S3Error::Transient(_)) => {
                 return Found::Plain(Probe::Unreachable(e.to_string()));
             }
         };
-        match object.codec {
+        match codec {
             None => Found::Plain(probe::probe_file(file, &name, self.sysid)),
             Some(codec) => {
                 let Ok(meta) = file.metadata() else {
                     return Found::Plain(Probe::Unreachable("the download vanished".into()));
                 };
                 // Each download is a new file: the object is what stays.
-                let state = format!("{} {}", object.key, object.size);
+                let state = format!("{key} {size}");
                 let entry = CompressedEntry {
                     identity: Identity::of(&meta),
                     len: meta.len(),
                     file,
                     codec,
-                    file_name: object.key,
+                    file_name: key,
                 };
                 self.unpack_segment(name, entry, state, last)
             }

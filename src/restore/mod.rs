@@ -309,7 +309,8 @@ impl Session {
             }
             self.update_failover(name);
             let waited = self.started.elapsed();
-            let found = match archive.segment(&name, self.sysid) {
+            let scratch = destination_dir(&self.config.destination).to_path_buf();
+            let found = match archive.segment(&name, self.sysid, &scratch) {
                 Probe::Compressed(entry) => {
                     let state = format!("{:?}", entry.identity);
                     self.unpack_segment(name, entry, state, &mut unpacked)
@@ -348,7 +349,7 @@ impl Session {
             // the look at the name and the look for temporary names.
             if look.seen == Seen::Absent
                 && self.failing_over(waited)
-                && !matches!(archive.segment(&name, self.sysid), Probe::Absent)
+                && !matches!(archive.segment(&name, self.sysid, &scratch), Probe::Absent)
             {
                 continue;
             }
