@@ -659,40 +659,62 @@ fn shm_free() -> u64 {
     }
 }
 
-/// A 1 GiB segment on tmpfs, so that the copy lasts long enough to signal
-/// the process while its temporary file exists. Returns `None` (after a
-/// note) where that cannot be arranged.
-fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
-    let shm = Path::new("/dev/shm");
+/// The 1 GiB segment of the copy-in-progress tests.
+const BIG: &str = "000000010000000000000002";
+
+/// An environment on tmpfs with room for 1 GiB segments, or `None` (after
+/// a note) where there is none.
+fn big_segment_env() -> Option<Env> {
     let free = shm_free();
     if free < 8 * GIB {
         eprintln!("skipped: /dev/shm has {free} bytes free, need 8 GiB for 1 GiB segments");
         return None;
     }
-    let env = Env::new_in(shm);
-    let name = "000000010000000000000002";
-    let header = segment_bytes(name, GIB, SYSID, 16384);
-    let path = env.archive_file(name);
-    fs::write(&path, &header).unwrap();
-    fs::File::options()
+    Some(Env::new_in(Path::new("/dev/shm")))
+}
+
+/// Write the 1 GiB segment `BIG` of cluster `sysid` in place (truncate,
+/// write, extend), as a plain `cp` does.
+fn write_big_segment(path: &Path, sysid: u64) {
+    let mut f = fs::File::options()
         .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(GIB)
+        .create(true)
+        .truncate(true)
+        .open(path)
         .unwrap();
-    let mut job = Job::launch(&env, cmd(&env, &args(&env, &quick(&[]), name)));
-    let pg_wal = env.datadir.join("pg_wal");
+    std::io::Write::write_all(&mut f, &segment_bytes(BIG, GIB, sysid, 16384)).unwrap();
+    f.set_len(GIB).unwrap();
+}
+
+/// Wait for the copy's temporary file in pg_wal: false if the call ended
+/// or 3 s passed first.
+fn copy_started(job: &mut Job, pg_wal: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(3);
-    while temp_files_in(&pg_wal).is_empty() {
+    while temp_files_in(pg_wal).is_empty() {
         if !job.is_running() || Instant::now() > deadline {
-            let done = job.finish_within(Duration::from_secs(1));
-            eprintln!(
-                "skipped: never saw the copy in progress ({}, {:?})",
-                done.status, done.elapsed
-            );
-            return None;
+            return false;
         }
         std::hint::spin_loop();
+    }
+    true
+}
+
+/// A 1 GiB segment on tmpfs, so that the copy lasts long enough to signal
+/// the process while its temporary file exists. Returns `None` (after a
+/// note) where that cannot be arranged.
+fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
+    let env = big_segment_env()?;
+    let path = env.archive_file(BIG);
+    write_big_segment(&path, SYSID);
+    let mut job = Job::launch(&env, cmd(&env, &args(&env, &quick(&[]), BIG)));
+    let pg_wal = env.datadir.join("pg_wal");
+    if !copy_started(&mut job, &pg_wal) {
+        let done = job.finish_within(Duration::from_secs(1));
+        eprintln!(
+            "skipped: never saw the copy in progress ({}, {:?})",
+            done.status, done.elapsed
+        );
+        return None;
     }
     job.signal(signal);
     // A deadline, not a measurement: a loaded machine copies 1 GiB slowly.
@@ -728,10 +750,7 @@ fn sigusr1_during_a_copy_never_leaves_a_partial_file() {
             // the flag during a copy either): complete and identical.
             Some(0) => {
                 eprintln!("SIGUSR1 during a copy: copy finished, exit 0");
-                assert!(same_content(
-                    &env.restored(),
-                    &env.archive_file("000000010000000000000002")
-                ));
+                assert!(same_content(&env.restored(), &env.archive_file(BIG)));
                 assert_eq!(env.stray_files(), Vec::<String>::new());
             }
             Some(1) => {
@@ -977,38 +996,14 @@ fn fifo_or_directory_under_a_history_name_is_fatal_at_once() {
 /// unchecked and delivered another cluster's segment with exit 0.
 #[test]
 fn segment_rewritten_in_place_during_the_copy_is_never_delivered() {
-    let shm = Path::new("/dev/shm");
-    if shm_free() < 8 * GIB {
-        eprintln!("skipped: /dev/shm too small for 1 GiB segments");
-        return;
-    }
-    let env = Env::new_in(shm);
-    let name = "000000010000000000000002";
-    let path = env.archive_file(name);
-    let write_segment = |sysid: u64| {
-        let mut f = fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut f, &segment_bytes(name, GIB, sysid, 16384)).unwrap();
-        f.set_len(GIB).unwrap();
-    };
-    write_segment(SYSID);
-    let mut job = start(&env, &[], name);
+    let Some(env) = big_segment_env() else { return };
+    let path = env.archive_file(BIG);
+    write_big_segment(&path, SYSID);
+    let mut job = start(&env, &[], BIG);
     let pg_wal = env.datadir.join("pg_wal");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while temp_files_in(&pg_wal).is_empty() {
-        assert!(
-            job.is_running() && Instant::now() < deadline,
-            "{}",
-            job.log()
-        );
-        std::hint::spin_loop();
-    }
+    assert!(copy_started(&mut job, &pg_wal), "{}", job.log());
     // Another cluster archiving into the same directory with a plain cp.
-    write_segment(SYSID + 1);
+    write_big_segment(&path, SYSID + 1);
     let done = job.finish_within(Duration::from_secs(20));
     done.exited(FATAL).logged("belongs to another cluster");
     assert!(!env.restored().exists(), "a foreign segment reached %p");
@@ -1127,32 +1122,11 @@ fn archive_unmounted_during_the_wait_is_never_a_reason_to_promote() {
 /// Old: a SIGKILLed copy left its temporary file in pg_wal for good.
 #[test]
 fn temporary_file_of_a_killed_copy_is_removed_by_the_next_call() {
-    let shm = Path::new("/dev/shm");
-    if shm_free() < 8 * GIB {
-        eprintln!("skipped: /dev/shm too small for 1 GiB segments");
-        return;
-    }
-    let env = Env::new_in(shm);
-    let name = "000000010000000000000002";
-    let path = env.archive_file(name);
-    fs::write(&path, segment_bytes(name, GIB, SYSID, 16384)).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(GIB)
-        .unwrap();
+    let Some(env) = big_segment_env() else { return };
+    write_big_segment(&env.archive_file(BIG), SYSID);
     let pg_wal = env.datadir.join("pg_wal");
-    let mut job = start(&env, &[], name);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while temp_files_in(&pg_wal).is_empty() {
-        assert!(
-            job.is_running() && Instant::now() < deadline,
-            "{}",
-            job.log()
-        );
-        std::hint::spin_loop();
-    }
+    let mut job = start(&env, &[], BIG);
+    assert!(copy_started(&mut job, &pg_wal), "{}", job.log());
     // A live copy's temporary file is never touched by another call.
     let concurrent = start(&env, &[], "00000002.history").finish_within(Duration::from_secs(3));
     concurrent.exited(1);
