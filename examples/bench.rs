@@ -844,22 +844,16 @@ fn catchup(p: &Progs) -> Result<()> {
             // rotate the order every round
             let k = (j + r as usize) % n;
             let (label, rc, standby_mode) = &progs[k];
-            let name = format!("cu{r}p{k}");
-            let s = standby(&sb, &backup, &name, rc, None)?;
-            if *standby_mode {
-                to_standby_mode(&sb, &s)?;
-            }
-            let t0 = Instant::now();
-            s.start_nowait()?;
-            wait_until(Duration::from_secs(900), "catch-up", || {
-                Ok(s.psql(&format!(
-                    "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
-                ))? == "t")
-            })?;
-            let dt = t0.elapsed().as_secs_f64() * 1e3;
+            let (dt, log) = time_catch_up(
+                &sb,
+                &backup,
+                &format!("cu{r}p{k}"),
+                rc,
+                *standby_mode,
+                &target,
+            )?;
             // ours logs "(16 MiB copied in C s)": copy + fdatasync + rename
-            let copy_ms: f64 = s
-                .log()
+            let copy_ms: f64 = log
                 .lines()
                 .filter_map(|l| l.split("copied in ").nth(1))
                 .filter_map(|r| r.split(' ').next()?.parse::<f64>().ok())
@@ -870,32 +864,9 @@ fn catchup(p: &Progs) -> Result<()> {
             }
             eprintln!("{label}: {dt:.0} ms");
             totals[k].push(dt);
-            let dir = s.dir.clone();
-            drop(s);
-            let _ = fs::remove_dir_all(dir);
         }
     }
-    say(
-        "| program | median total | per segment | × cp (median of per-round ratios) | totals (ms) |",
-    );
-    say("|---|---|---|---|---|");
-    for (k, (label, _, _)) in progs.iter().enumerate() {
-        let ratios: Vec<f64> = totals[k]
-            .iter()
-            .zip(&totals[1])
-            .map(|(a, b)| a / b)
-            .collect();
-        say(&format!(
-            "| {label} | {:.0} ms | {:.1} ms | {:.2} | {:?} |",
-            median(&totals[k]),
-            median(&totals[k]) / segs as f64,
-            median(&ratios),
-            totals[k]
-                .iter()
-                .map(|x| x.round() as i64)
-                .collect::<Vec<_>>()
-        ));
-    }
+    catch_up_table(&progs, &totals, 1, segs);
     say(&format!(
         "\nours' own log: copy + rename summed over all restores of one run: median {:.0} ms ({:.1} ms per segment)",
         median(&copy_totals),
@@ -1511,6 +1482,61 @@ fn catchup_plot(title: &str, bars: &[(String, Vec<f64>)]) -> Svg {
 
 // -------------------------------------------------------------- compressed
 
+/// A fresh standby from `backup` restoring with `rc`: milliseconds from
+/// `pg_ctl start` until it has replayed up to `target`, and its log. The
+/// standby's directory is removed afterwards.
+fn time_catch_up(
+    sb: &Sandbox,
+    backup: &BaseBackup,
+    name: &str,
+    rc: &str,
+    standby_mode: bool,
+    target: &str,
+) -> Result<(f64, String)> {
+    let s = standby(sb, backup, name, rc, None)?;
+    if standby_mode {
+        to_standby_mode(sb, &s)?;
+    }
+    let t0 = Instant::now();
+    s.start_nowait()?;
+    wait_until(Duration::from_secs(900), "catch-up", || {
+        Ok(s.psql(&format!(
+            "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
+        ))? == "t")
+    })?;
+    let dt = t0.elapsed().as_secs_f64() * 1e3;
+    let log = s.log();
+    let dir = s.dir.clone();
+    drop(s);
+    let _ = fs::remove_dir_all(dir);
+    Ok((dt, log))
+}
+
+/// The catch-up table: totals per program, against program `base`.
+fn catch_up_table(progs: &[(String, String, bool)], totals: &[Vec<f64>], base: usize, segs: usize) {
+    say(
+        "| program | median total | per segment | × cp (median of per-round ratios) | totals (ms) |",
+    );
+    say("|---|---|---|---|---|");
+    for (k, (label, _, _)) in progs.iter().enumerate() {
+        let ratios: Vec<f64> = totals[k]
+            .iter()
+            .zip(&totals[base])
+            .map(|(a, b)| a / b)
+            .collect();
+        say(&format!(
+            "| {label} | {:.0} ms | {:.1} ms | {:.2} | {:?} |",
+            median(&totals[k]),
+            median(&totals[k]) / segs as f64,
+            median(&ratios),
+            totals[k]
+                .iter()
+                .map(|x| x.round() as i64)
+                .collect::<Vec<_>>()
+        ));
+    }
+}
+
 /// Compressed archives (issue 10): one call restoring a real 16 MiB segment
 /// from `.gz` and `.zst` against the command a user would write, then a
 /// standby catching up through full segments from a gzip archive against
@@ -1679,46 +1705,13 @@ fn compressed(p: &Progs) -> Result<()> {
         for j in 0..progs.len() {
             let k = (j + r as usize) % progs.len();
             let (label, rc, standby_mode) = &progs[k];
-            let s = standby(&sb, &backup, &format!("cz{r}p{k}"), rc, None)?;
-            if *standby_mode {
-                to_standby_mode(&sb, &s)?;
-            }
-            let t0 = Instant::now();
-            s.start_nowait()?;
-            wait_until(Duration::from_secs(900), "catch-up", || {
-                Ok(s.psql(&format!(
-                    "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
-                ))? == "t")
-            })?;
-            let dt = t0.elapsed().as_secs_f64() * 1e3;
+            let name = format!("cz{r}p{k}");
+            let (dt, _) = time_catch_up(&sb, &backup, &name, rc, *standby_mode, &target)?;
             eprintln!("{label}: {dt:.0} ms");
             totals[k].push(dt);
-            let dir = s.dir.clone();
-            drop(s);
-            let _ = fs::remove_dir_all(dir);
         }
     }
-    say(
-        "| program | median total | per segment | × cp (median of per-round ratios) | totals (ms) |",
-    );
-    say("|---|---|---|---|---|");
-    for (k, (label, _, _)) in progs.iter().enumerate() {
-        let ratios: Vec<f64> = totals[k]
-            .iter()
-            .zip(&totals[0])
-            .map(|(a, b)| a / b)
-            .collect();
-        say(&format!(
-            "| {label} | {:.0} ms | {:.1} ms | {:.2} | {:?} |",
-            median(&totals[k]),
-            median(&totals[k]) / segs as f64,
-            median(&ratios),
-            totals[k]
-                .iter()
-                .map(|x| x.round() as i64)
-                .collect::<Vec<_>>()
-        ));
-    }
+    catch_up_table(&progs, &totals, 0, segs);
     Ok(())
 }
 
@@ -1843,16 +1836,8 @@ fn object_storage(p: &Progs) -> Result<()> {
     say("| restore_command | total | requests |");
     say("|---|---|---|");
     for (k, (label, rc)) in progs.iter().enumerate() {
-        let s = standby(&sb, &backup, &format!("s3c{k}"), rc, None)?;
         let before = proxy.counts()[k];
-        let t0 = Instant::now();
-        s.start_nowait()?;
-        wait_until(Duration::from_secs(900), "catch-up", || {
-            Ok(s.psql(&format!(
-                "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
-            ))? == "t")
-        })?;
-        let dt = t0.elapsed().as_secs_f64() * 1e3;
+        let (dt, _) = time_catch_up(&sb, &backup, &format!("s3c{k}"), rc, false, &target)?;
         let requests = proxy.counts()[k] - before;
         say(&format!("| {label} | {dt:.0} ms | {requests} |"));
     }
