@@ -718,16 +718,7 @@ impl Store {
                 .get(url.as_str())
                 .call()
                 .map_err(|e| transport(e, &what))?;
-            let resp = match check(resp, &what) {
-                Err(S3Error::NotFound) => {
-                    // A listing is never 404 for a present bucket.
-                    return Err(S3Error::Config(format!(
-                        "{what}: bucket \"{}\" not found",
-                        self.location.bucket
-                    )));
-                }
-                r => r?,
-            };
+            let resp = self.check_bucket_request(resp, &what)?;
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             let page = parse_list_page(&text)
                 .ok_or_else(|| S3Error::Transient(format!("{what}: unreadable answer")))?;
@@ -744,6 +735,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The answer to a request on the bucket itself (a listing, a batch
+    /// delete): never 404 for a present bucket, so a 404 is a
+    /// configuration error.
+    fn check_bucket_request(
+        &self,
+        resp: ureq::http::Response<ureq::Body>,
+        what: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
+        check(resp, what).map_err(|e| match e {
+            S3Error::NotFound => S3Error::Config(format!(
+                "{what}: bucket \"{}\" not found",
+                self.location.bucket
+            )),
+            e => e,
+        })
     }
 
     /// Deletes objects in batches of 1000 (DeleteObjects). Keys the server
@@ -763,15 +771,7 @@ impl Store {
                 .header("Content-Type", "application/xml")
                 .send(body.as_bytes())
                 .map_err(|e| transport(e, &what))?;
-            let resp = match check(resp, &what) {
-                Err(S3Error::NotFound) => {
-                    return Err(S3Error::Config(format!(
-                        "{what}: bucket \"{}\" not found",
-                        self.location.bucket
-                    )));
-                }
-                r => r?,
-            };
+            let resp = self.check_bucket_request(resp, &what)?;
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             let failed: Vec<(String, String)> = parse_delete_errors(&text)
                 .ok_or_else(|| S3Error::Transient(format!("{what}: unreadable answer")))?
