@@ -95,6 +95,15 @@ impl Archive {
         }
     }
 
+    /// The fetcher looks at many segments in one process: each look at a
+    /// new one is a call's first.
+    pub fn new_call(&self) {
+        #[cfg(feature = "s3")]
+        if let Self::Remote(r) = self {
+            r.looked.set(false);
+        }
+    }
+
     pub fn gone(&self) -> Option<String> {
         match self {
             Self::Local(l) => l.gone(),

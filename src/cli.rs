@@ -57,6 +57,16 @@ Options:
       --metrics-file=FILE after each call, write Prometheus metrics to FILE
                           (node_exporter's textfile collector)
       --no-watch          do not watch for file events; check every -s seconds
+      --prefetch=N        fetch and decompress up to N segments ahead while
+                          the server replays (0 turns it off; default 8 for
+                          compressed and object-storage archives, 0 for plain
+                          local ones)
+      --prefetch-max-mb=MB
+                          at most MB MiB of prefetched segments (default 512;
+                          one segment ahead is always allowed)
+      --spool-dir=DIR     where prefetched segments wait, outside the data
+                          directory (default: DATADIR.pg_standby-spool beside
+                          the data directory)
       --standby-wait=N    in standby mode, wait up to N seconds for a segment
                           instead of answering at once (default 0)
   -?, --help              show this help, then exit
@@ -134,6 +144,24 @@ pub struct Cli {
     /// Cleanup only logs what it would remove
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
+
+    /// Segments fetched ahead (0: off; default: 8 for compressed and
+    /// object-storage archives, off for plain local ones)
+    #[arg(long = "prefetch", value_name = "N", value_parser = parse_prefetch)]
+    pub prefetch: Option<u32>,
+
+    /// MiB the spool may hold
+    #[arg(long = "prefetch-max-mb", value_name = "MB", default_value = "512",
+          value_parser = parse_prefetch_max_mb)]
+    pub prefetch_max_mb: u64,
+
+    /// Where prefetched segments wait
+    #[arg(long = "spool-dir", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// The fetcher's own entry point (started by a restore call)
+    #[arg(long = "prefetch-worker", value_name = "SPOOL", hide = true)]
+    pub prefetch_worker: Option<PathBuf>,
 
     /// Flush the copy to disk before renaming it into place (PostgreSQL
     /// flushes restored files itself when fsync = on)
@@ -232,6 +260,20 @@ fn parse_max_wait(value: &str) -> Result<u64, String> {
     parse_count(value, "-w maxwaittime must be >= 0")
 }
 
+fn parse_prefetch(value: &str) -> Result<u32, String> {
+    match parse_count(value, "--prefetch must be between 0 and 1000") {
+        Ok(n) if n <= 1000 => Ok(n as u32),
+        _ => Err("--prefetch must be between 0 and 1000 segments".to_string()),
+    }
+}
+
+fn parse_prefetch_max_mb(value: &str) -> Result<u64, String> {
+    match parse_count(value, "--prefetch-max-mb must be at least 1") {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("--prefetch-max-mb must be at least 1".to_string()),
+    }
+}
+
 fn parse_sleep(value: &str) -> Result<u64, String> {
     match parse_count(value, "-s sleeptime must be between 1 and 60") {
         Ok(n) if (1..=60).contains(&n) => Ok(n),
@@ -327,7 +369,8 @@ mod tests {
     #[test]
     fn the_help_lists_every_option_the_parser_accepts() {
         for arg in Cli::command().get_arguments() {
-            if arg.is_positional() {
+            // The fetcher's entry point is ours, not the user's.
+            if arg.is_positional() || arg.get_id() == "prefetch_worker" {
                 continue;
             }
             if let Some(short) = arg.get_short() {

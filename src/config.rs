@@ -28,6 +28,11 @@ pub struct Config {
     pub standby_wait: Duration,
     pub bad_file_timeout: Duration,
     pub metrics_file: Option<PathBuf>,
+    /// `None`: decided by the archive's kind.
+    pub prefetch: Option<u32>,
+    pub prefetch_max_bytes: u64,
+    pub spool_dir: Option<PathBuf>,
+    pub debug: bool,
 }
 
 impl Config {
@@ -84,6 +89,10 @@ impl Config {
             standby_wait: Duration::from_secs(cli.standby_wait),
             bad_file_timeout: Duration::from_secs(cli.bad_file_timeout),
             metrics_file: cli.metrics_file.map(|m| cwd.join(m)),
+            prefetch: cli.prefetch,
+            prefetch_max_bytes: cli.prefetch_max_mb.saturating_mul(1 << 20),
+            spool_dir: cli.spool_dir.map(|d| cwd.join(d)),
+            debug: cli.debug,
         })
     }
 

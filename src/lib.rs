@@ -24,11 +24,13 @@ mod mounts;
 mod open;
 mod pgconf;
 mod policy;
+mod prefetch;
 mod probe;
 mod restore;
 #[cfg(feature = "s3")]
 pub mod s3;
 mod signals;
+mod spool;
 mod timeline;
 mod trigger;
 mod unpack;
@@ -86,6 +88,9 @@ pub fn main() -> ExitCode {
         }
     };
     logging::set_debug(cli.debug);
+    if let Some(spool) = cli.prefetch_worker {
+        return prefetch::worker(spool);
+    }
     if cli.check {
         return ExitCode::from(check::main(&cli));
     }

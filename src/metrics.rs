@@ -24,6 +24,9 @@ pub struct CallReport {
     pub copy_seconds: f64,
     /// Start LSN and timeline of the newest segment seen in the archive.
     pub newest_in_archive: Option<(u64, u32)>,
+    /// Whether the segment was found in the prefetch spool, if it was
+    /// looked for there.
+    pub spool: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,6 +96,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Calls that stopped recovery, by kind.",
     ),
     (
+        "pg_standby_prefetch_total",
+        "counter",
+        "Segments looked for in the prefetch spool, by result (hit, miss).",
+    ),
+    (
         "pg_standby_last_restored_lsn",
         "gauge",
         "Start LSN (as a number) of the last restored segment.",
@@ -152,6 +160,13 @@ pub fn apply(mut samples: Samples, report: &CallReport, now: f64) -> Samples {
         add(
             "pg_standby_restored_bytes_total".into(),
             report.bytes as f64,
+        );
+    }
+    if let Some(hit) = report.spool {
+        let result = if hit { "hit" } else { "miss" };
+        add(
+            format!("pg_standby_prefetch_total{{result=\"{result}\"}}"),
+            1.0,
         );
     }
     let mut set = |key: &str, value: f64| {
@@ -285,6 +300,7 @@ mod tests {
             wait_seconds: 0.5,
             copy_seconds: 0.01,
             newest_in_archive: Some((0x2B00_0000, 1)),
+            spool: Some(true),
         }
     }
 
@@ -305,6 +321,7 @@ mod tests {
         assert!(text.contains("pg_standby_failovers_total{kind=\"smart\"} 1\n"));
         assert!(text.contains("pg_standby_last_success_timestamp_seconds 200\n"));
         assert!(text.contains("pg_standby_last_restored_lsn 704643072\n"));
+        assert!(text.contains("pg_standby_prefetch_total{result=\"hit\"} 2\n"));
         assert!(text.contains("# TYPE pg_standby_restores_total counter\n"));
         assert_eq!(parse(&text).unwrap(), thrice);
     }

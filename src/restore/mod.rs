@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod found;
+mod prefetching;
 mod report;
 
 use crate::archive::Archive;
@@ -48,6 +49,7 @@ pub struct Session {
     standby_trigger_warned: bool,
     /// What this call did, for `--metrics-file`.
     report: CallReport,
+    spool: Option<crate::spool::Spool>,
 }
 
 impl Session {
@@ -81,6 +83,7 @@ impl Session {
             last_trigger_note: None,
             standby_trigger_warned: false,
             report: CallReport::default(),
+            spool: None,
         }
     }
 
@@ -117,6 +120,14 @@ impl Session {
             Ok(archive) => self.run_with(archive),
             Err(why) => self.fatal(Fatal::Archive, why),
         };
+        let ended = matches!(outcome, Outcome::Killed(_) | Outcome::Fatal(_))
+            || matches!(
+                self.report.outcome,
+                CallOutcome::Failover(_) | CallOutcome::Error(_)
+            );
+        if ended {
+            self.discard_spool();
+        }
         if let Some(path) = self.config.metrics_file.clone() {
             self.report.wait_seconds =
                 self.started.elapsed().as_secs_f64() - self.report.copy_seconds;
@@ -297,6 +308,14 @@ impl Session {
     }
 
     fn restore_segment(&mut self, archive: &Archive, name: SegmentName) -> Outcome {
+        self.spool = self.locate_spool();
+        if let Some(outcome) = self.restore_from_spool(name) {
+            // A segment's length is its segment size.
+            let seg_size = self.report.bytes;
+            self.advance_spool(archive, name, seg_size, true);
+            self.clean_archive(archive, name, seg_size);
+            return outcome;
+        }
         let mut stuck = Stuck::new();
         let mut never_exists_checked = false;
         let mut failures = 0;
@@ -392,10 +411,12 @@ impl Session {
                     match delivery {
                         Delivery::Done => {
                             let copy = copy_started.elapsed() + unpacking;
+                            let compressed = from.is_some();
                             self.log_restored(name, len, accepted, waited, copy, from);
                             self.note_restored(name, len, accepted.seg_size, copy);
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
+                            self.advance_spool(archive, name, accepted.seg_size, compressed);
                             self.clean_archive(archive, name, accepted.seg_size);
                             return Outcome::Restored;
                         }

@@ -1,0 +1,301 @@
+//! The fetcher: a detached process (`pg_standby --prefetch-worker=SPOOL`)
+//! that fills the spool with the segments after the last one restored,
+//! decompressed and validated, while the server replays. One per spool
+//! (it holds the spool's lock), it exits by itself when there is nothing
+//! to do, when the spool is discarded or remade, when the server stops,
+//! and on SIGTERM. Its log lines go to the spool's `log`, which the next
+//! restore call copies into the server's log: it holds none of the
+//! server's descriptors.
+//!
+//! Nothing it does decides a restore call's outcome: a call that does not
+//! find its segment here restores it itself, by the usual rules.
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::archive::Archive;
+use crate::copy::{self, CopyError};
+use crate::open::Identity;
+use crate::probe::{self, Probe};
+use crate::signals;
+use crate::spool::{self, Spool, Stamp};
+use crate::unpack::{self, Unpacked};
+use crate::wal::SegmentName;
+
+/// With nothing to fetch for this long, the fetcher exits; the next call
+/// starts another.
+const IDLE_EXIT: Duration = Duration::from_secs(5);
+/// How often a full spool is looked at for room.
+const FULL_POLL: Duration = Duration::from_millis(5);
+const ABSENT_FIRST_POLL: Duration = Duration::from_millis(50);
+const ABSENT_MAX_POLL: Duration = Duration::from_secs(1);
+
+/// Start a fetcher for `spool` unless one runs or one failed lately.
+pub fn ensure_fetcher(spool: &Spool) {
+    if spool.fetcher().is_some() || spool.backing_off() {
+        return;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            tracing::debug!("prefetch: cannot find our own executable: {e}");
+            return;
+        }
+    };
+    let mut arg = std::ffi::OsString::from("--prefetch-worker=");
+    arg.push(spool.dir());
+    // No descriptor of the server's: the restore call's exit is not held
+    // up, and a test that reads our output is not either.
+    match Command::new(exe)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => tracing::debug!("prefetch: started fetcher {}", child.id()),
+        Err(e) => tracing::warn!("prefetch: could not start the fetcher: {e}; restoring directly"),
+    }
+}
+
+/// The fetcher's whole life.
+pub fn worker(dir: PathBuf) -> ExitCode {
+    let spool = Spool::new(dir);
+    log_to_spool(&spool);
+    let Some(stamp) = spool.stamp() else {
+        return ExitCode::SUCCESS;
+    };
+    crate::logging::set_debug(stamp.debug);
+    let _lock = match spool.lock_as_fetcher() {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return ExitCode::SUCCESS, // another fetcher runs
+        Err(e) => {
+            tracing::warn!(
+                "prefetch: cannot lock the spool \"{}\": {e}",
+                spool.dir().display()
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    copy::sweep_leftovers(spool.dir());
+    let archive = match Archive::open(Path::new(&stamp.archive)) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!("prefetch: {e}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    if let Err(e) = fetch_ahead(&spool, &stamp, &archive) {
+        log_to_spool(&spool);
+        tracing::warn!(
+            "prefetch stopped: {e:#}; restoring directly for a minute, then trying again (spool \"{}\")",
+            spool.dir().display()
+        );
+        let _ = spool.write("backoff", "");
+    }
+    let _ = fs::remove_file(spool.path("current"));
+    ExitCode::SUCCESS
+}
+
+/// Fetch until there is nothing to do. An error is one writing the spool.
+fn fetch_ahead(spool: &Spool, stamp: &Stamp, archive: &Archive) -> anyhow::Result<()> {
+    let mut idle_since = Instant::now();
+    let mut absent_polls = 0u32;
+    loop {
+        if signals::terminating().is_some()
+            || spool.stamp().as_ref() != Some(stamp)
+            || !server_alive(stamp)
+            || idle_since.elapsed() > IDLE_EXIT
+        {
+            return Ok(());
+        }
+        let Some(cursor) = spool.cursor() else {
+            return Ok(());
+        };
+        let spooled = spool.segments();
+        let Some(next) = spool::next_to_fetch(
+            cursor,
+            stamp.segment_size,
+            stamp.depth,
+            stamp.max_bytes,
+            &spooled,
+        ) else {
+            std::thread::sleep(FULL_POLL);
+            continue;
+        };
+        log_to_spool(spool);
+        spool.write("current", &next.to_string())?;
+        match fetch_one(spool, stamp, archive, next) {
+            Fetched::Spooled(len) => {
+                tracing::debug!("prefetch: spooled {next} ({len} bytes)");
+                idle_since = Instant::now();
+                absent_polls = 0;
+            }
+            Fetched::NotYet(why) => {
+                let _ = fs::remove_file(spool.path("current"));
+                let pause = ABSENT_FIRST_POLL
+                    .mul_f64(1.5f64.powi(absent_polls.min(20) as i32))
+                    .min(ABSENT_MAX_POLL);
+                absent_polls += 1;
+                tracing::debug!("prefetch: {next} not fetched ({why})");
+                std::thread::sleep(pause);
+            }
+            // Left to the restore call, which reports it by its rules.
+            Fetched::Refused(why) => {
+                tracing::debug!("prefetch: not spooling {next}: {why}");
+                return Ok(());
+            }
+            Fetched::Failed(e) => return Err(e),
+            Fetched::Interrupted => return Ok(()),
+        }
+    }
+}
+
+enum Fetched {
+    Spooled(u64),
+    /// Not (yet) there, or not complete.
+    NotYet(String),
+    /// Never spoolable as it is: the restore call will say why.
+    Refused(String),
+    /// Writing into the spool failed.
+    Failed(anyhow::Error),
+    Interrupted,
+}
+
+/// Fetch `name` into the spool under its own name, checked exactly as a
+/// direct restore checks it.
+fn fetch_one(spool: &Spool, stamp: &Stamp, archive: &Archive, name: SegmentName) -> Fetched {
+    let dest = spool.path(&name.to_string());
+    archive.new_call();
+    match archive.segment(&name, stamp.sysid, spool.dir()) {
+        Probe::Ready(ready) => {
+            let verify = |copy: &fs::File| {
+                unchanged(&ready.file, ready.identity)?;
+                probe::recheck(copy, &name, stamp.sysid, ready.accepted)
+            };
+            let source = archive.path_of(&name.to_string());
+            copied(
+                copy::deliver(&ready.file, ready.len, &source, &dest, false, &verify),
+                ready.len,
+            )
+        }
+        Probe::Compressed(entry) => {
+            match unpack::segment(&entry.file, entry.codec, &name, stamp.sysid, &dest) {
+                Unpacked::Ready {
+                    staged,
+                    len,
+                    accepted: Some(_),
+                } => {
+                    if let Err(why) = unchanged(&entry.file, entry.identity) {
+                        return Fetched::NotYet(why);
+                    }
+                    copied(staged.commit(&dest, false), len)
+                }
+                Unpacked::Ready { .. } => Fetched::Refused("no segment header".into()),
+                Unpacked::Incomplete(why) => Fetched::NotYet(why),
+                Unpacked::Bad(_, why) => Fetched::Refused(why),
+                Unpacked::Failed(e) => Fetched::Failed(e),
+                Unpacked::Interrupted => Fetched::Interrupted,
+            }
+        }
+        #[cfg(feature = "s3")]
+        Probe::Remote(object) => fetch_remote(spool, stamp, archive, name, object),
+        Probe::Absent => Fetched::NotYet("not in the archive".into()),
+        probe @ (Probe::Incomplete { .. } | Probe::Unreachable(_)) => {
+            Fetched::NotYet(probe.describe())
+        }
+        probe => Fetched::Refused(probe.describe()),
+    }
+}
+
+#[cfg(feature = "s3")]
+fn fetch_remote(
+    spool: &Spool,
+    stamp: &Stamp,
+    archive: &Archive,
+    name: SegmentName,
+    object: crate::archive::RemoteObject,
+) -> Fetched {
+    use crate::s3::S3Error;
+    let dest = spool.path(&name.to_string());
+    let codec = object.codec;
+    let file = match archive.download(object, spool.dir()) {
+        Ok(file) => file,
+        Err(S3Error::NotFound) => return Fetched::NotYet("not in the archive".into()),
+        Err(S3Error::Transient(why)) => return Fetched::NotYet(why),
+        Err(S3Error::Interrupted) => return Fetched::Interrupted,
+        Err(S3Error::Io(e)) => {
+            return Fetched::Failed(anyhow::Error::new(e).context("downloading into the spool"));
+        }
+        Err(e) => return Fetched::Refused(e.to_string()),
+    };
+    match codec {
+        None => match probe::probe_file(file, &name, stamp.sysid) {
+            Probe::Ready(ready) => {
+                let verify =
+                    |copy: &fs::File| probe::recheck(copy, &name, stamp.sysid, ready.accepted);
+                copied(
+                    copy::deliver(&ready.file, ready.len, &dest, &dest, false, &verify),
+                    ready.len,
+                )
+            }
+            probe => Fetched::Refused(probe.describe()),
+        },
+        Some(codec) => match unpack::segment(&file, codec, &name, stamp.sysid, &dest) {
+            Unpacked::Ready {
+                staged,
+                len,
+                accepted: Some(_),
+            } => copied(staged.commit(&dest, false), len),
+            Unpacked::Ready { .. } => Fetched::Refused("no segment header".into()),
+            Unpacked::Incomplete(why) | Unpacked::Bad(_, why) => Fetched::Refused(why),
+            Unpacked::Failed(e) => Fetched::Failed(e),
+            Unpacked::Interrupted => Fetched::Interrupted,
+        },
+    }
+}
+
+fn copied(result: Result<(), CopyError>, len: u64) -> Fetched {
+    match result {
+        Ok(()) => Fetched::Spooled(len),
+        Err(CopyError::Interrupted) => Fetched::Interrupted,
+        Err(CopyError::Rejected(why)) => Fetched::NotYet(why),
+        Err(CopyError::Failed(e)) => Fetched::Failed(e),
+    }
+}
+
+fn unchanged(file: &fs::File, validated: Identity) -> Result<(), String> {
+    match Identity::now(file) {
+        Ok(now) if now == validated => Ok(()),
+        _ => Err("changed in the archive while it was fetched".into()),
+    }
+}
+
+/// The server that made the spool still runs (the pid may be checked only
+/// when the spool was made by a server's call).
+fn server_alive(stamp: &Stamp) -> bool {
+    let Some((pid, _)) = stamp.postmaster else {
+        return true;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Send our stderr to the spool's log, which the next call forwards (it
+/// renames the file away first: opened again before each fetch).
+fn log_to_spool(spool: &Spool) {
+    let Ok(log) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spool.path("log"))
+    else {
+        return;
+    };
+    // SAFETY: dup2 of a descriptor we own onto stderr.
+    unsafe { libc::dup2(log.as_raw_fd(), libc::STDERR_FILENO) };
+}

@@ -1,0 +1,183 @@
+//! The restore call's side of prefetch: take the segment from the spool
+//! when the fetcher has it, move the spool's window on after each restore
+//! (starting a fetcher when none runs), and discard the spool when
+//! recovery ends or stops.
+
+use super::*;
+use crate::prefetch;
+use crate::spool::{self, Spool, Stamp, Taken};
+
+/// Segments to fetch ahead: what the user said, else 8 where there is
+/// something to hide (decompression, a download) in a server's call,
+/// else none: a plain local archive is copied as fast as a spool would be.
+pub(super) fn depth(
+    explicit: Option<u32>,
+    server_call: bool,
+    remote: bool,
+    compressed: bool,
+) -> u32 {
+    match explicit {
+        Some(n) => n,
+        None if server_call && (remote || compressed) => spool::DEFAULT_DEPTH,
+        None => 0,
+    }
+}
+
+impl Session {
+    /// Where this call's spool is, if prefetch may be used at all: never
+    /// for a tool such as pg_rewind, nor for a file answered at once.
+    pub(super) fn locate_spool(&self) -> Option<Spool> {
+        let c = &self.config;
+        if c.prefetch == Some(0)
+            || c.called_by_a_tool()
+            || !matches!(c.request, WalFileName::Segment(_))
+            || c.archive.to_str().is_none_or(|a| a.contains('\n'))
+        {
+            return None;
+        }
+        c.spool_dir
+            .clone()
+            .or_else(|| spool::default_dir(&self.cwd))
+            .map(Spool::new)
+    }
+
+    /// The requested segment from the spool, if it is there and checks out.
+    pub(super) fn restore_from_spool(&mut self, name: SegmentName) -> Option<Outcome> {
+        let spool = self.spool.take()?;
+        let outcome = self.take_from(&spool, name);
+        self.spool = Some(spool);
+        outcome
+    }
+
+    fn take_from(&mut self, spool: &Spool, name: SegmentName) -> Option<Outcome> {
+        if self.config.prefetch.is_none() && !spool.exists() {
+            return None;
+        }
+        spool.forward_log();
+        if let Some(old) = spool.stamp()
+            && (old.archive != self.config.archive.to_string_lossy()
+                || old.sysid != self.sysid
+                || old.postmaster != spool::postmaster(&self.cwd))
+        {
+            self.report.spool = Some(false);
+            tracing::debug!(
+                "prefetch spool made for another archive, cluster or server start: not used"
+            );
+            return None;
+        }
+        self.update_failover(name);
+        if self.failover == Failover::Fast {
+            return None;
+        }
+        let started = Instant::now();
+        let trigger = self.config.trigger_file.clone();
+        let mut keep_waiting = || {
+            signals::terminating().is_none()
+                && signals::failover_requested().is_none()
+                && trigger
+                    .as_deref()
+                    .is_none_or(|t| trigger::read(t) != Trigger::Fast)
+        };
+        let taken = spool.take(
+            name,
+            self.sysid,
+            &self.config.destination,
+            self.config.fsync,
+            &mut keep_waiting,
+        );
+        match taken {
+            Taken::Hit { len, accepted } => {
+                let took = started.elapsed();
+                tracing::info!(
+                    "restored {name} from the prefetch spool after waiting {:.3} s ({} MiB moved in {:.3} s)",
+                    self.started.elapsed().as_secs_f64(),
+                    len >> 20,
+                    took.as_secs_f64(),
+                );
+                self.report.spool = Some(true);
+                self.note_restored(name, len, accepted.seg_size, took);
+                Some(Outcome::Restored)
+            }
+            Taken::Miss(why) => {
+                self.report.spool = Some(false);
+                tracing::debug!("{name} not taken from the prefetch spool: {why}");
+                None
+            }
+            // The loop notices the signal or the trigger at once.
+            Taken::Interrupted => None,
+        }
+    }
+
+    /// After a restore: move the spool's window on and keep a fetcher
+    /// running, if prefetch is on for this archive. `compressed`: the
+    /// segment was decompressed, here or by the fetcher.
+    pub(super) fn advance_spool(
+        &self,
+        archive: &Archive,
+        name: SegmentName,
+        seg_size: u64,
+        compressed: bool,
+    ) {
+        let Some(spool) = &self.spool else { return };
+        let server_call = self.mode != RecoveryMode::Unknown;
+        let depth = depth(
+            self.config.prefetch,
+            server_call,
+            archive.is_remote(),
+            compressed,
+        );
+        if depth == 0 {
+            return;
+        }
+        let stamp = Stamp {
+            archive: self.config.archive.to_string_lossy().into_owned(),
+            sysid: self.sysid,
+            postmaster: spool::postmaster(&self.cwd),
+            segment_size: seg_size,
+            depth,
+            max_bytes: self.config.prefetch_max_bytes,
+            debug: self.config.debug,
+        };
+        match spool.advance(&stamp, name) {
+            Ok(()) => prefetch::ensure_fetcher(spool),
+            Err(e) => tracing::warn!(
+                "prefetch off for this call: cannot use the spool \"{}\": {e} (set --spool-dir to a \
+                 writable directory outside the data directory, or --prefetch=0)",
+                spool.dir().display()
+            ),
+        }
+    }
+
+    /// Recovery ends or stops: nothing fetched for it may outlive it.
+    pub(super) fn discard_spool(&self) {
+        if let Some(spool) = &self.spool {
+            spool.discard();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::depth;
+
+    #[test]
+    fn when_prefetch_is_on() {
+        // (explicit, server call, remote, compressed) -> depth
+        let table = [
+            (None, true, false, false, 0),
+            (None, true, false, true, 8),
+            (None, true, true, false, 8),
+            (None, false, true, true, 0),
+            (Some(0), true, true, true, 0),
+            (Some(3), false, false, false, 3),
+            (Some(3), true, false, true, 3),
+        ];
+        for (explicit, server, remote, compressed, want) in table {
+            assert_eq!(
+                depth(explicit, server, remote, compressed),
+                want,
+                "{explicit:?} {server} {remote} {compressed}"
+            );
+        }
+    }
+}
