@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::archive::Archive;
 use crate::copy::{self, CopyError};
+use crate::datadir::RecoveryMode;
 use crate::open::Identity;
 use crate::probe::{self, Probe};
 use crate::signals;
@@ -70,7 +71,7 @@ pub fn worker(dir: PathBuf) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     crate::logging::set_debug(stamp.debug);
-    let _lock = match spool.lock_as_fetcher() {
+    let lock = match spool.lock_as_fetcher() {
         Ok(Some(lock)) => lock,
         Ok(None) => return ExitCode::SUCCESS, // another fetcher runs
         Err(e) => {
@@ -89,7 +90,12 @@ pub fn worker(dir: PathBuf) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    if let Err(e) = fetch_ahead(&spool, &stamp, &archive) {
+    let promoted = || {
+        stamp.postmaster.is_some()
+            && std::env::current_dir()
+                .is_ok_and(|d| RecoveryMode::detect(&d) == RecoveryMode::Unknown)
+    };
+    if let Err(e) = fetch_ahead(&spool, &stamp, &archive, &promoted) {
         log_to_spool(&spool);
         tracing::warn!(
             "prefetch stopped: {e:#}; restoring directly for a minute, then trying again (spool \"{}\")",
@@ -98,17 +104,28 @@ pub fn worker(dir: PathBuf) -> ExitCode {
         let _ = spool.write("backoff", "");
     }
     let _ = fs::remove_file(spool.path("current"));
+    if promoted() {
+        drop(lock);
+        spool.discard();
+    }
     ExitCode::SUCCESS
 }
 
 /// Fetch until there is nothing to do. An error is one writing the spool.
-fn fetch_ahead(spool: &Spool, stamp: &Stamp, archive: &Archive) -> anyhow::Result<()> {
+/// `promoted`: the server ended recovery (its signal file is gone).
+fn fetch_ahead(
+    spool: &Spool,
+    stamp: &Stamp,
+    archive: &Archive,
+    promoted: &dyn Fn() -> bool,
+) -> anyhow::Result<()> {
     let mut idle_since = Instant::now();
     let mut absent_polls = 0u32;
     loop {
         if signals::terminating().is_some()
             || spool.stamp().as_ref() != Some(stamp)
             || !server_alive(stamp)
+            || promoted()
             || idle_since.elapsed() > IDLE_EXIT
         {
             return Ok(());

@@ -817,3 +817,71 @@ fn m_object_storage_archive() {
         "no restore logged"
     );
 }
+
+/// n. Prefetch: a warm standby started behind a gzip archive catches up
+/// through the spool (on by default for a compressed archive), follows the
+/// primary, and a smart failover replays every archived row; afterwards
+/// no spool and no fetcher is left, and nothing of it was ever in the
+/// data directory.
+#[test]
+fn n_prefetch_catch_up_and_failover() {
+    let env = setup_with("n", |sb| PrimaryOptions {
+        extra_conf: format!(
+            "archive_command = 'gzip -1 < %p > {a}/%f.gz.tmp && mv {a}/%f.gz.tmp {a}/%f.gz'",
+            a = sb.archive().display()
+        ),
+        ..Default::default()
+    });
+    // Behind by a dozen segments before the standby starts.
+    for id in 1..=12 {
+        env.archive_row(id);
+    }
+    let (standby, trigger) = env.standby("standby", "-d", false);
+    standby.wait_row(12, WAIT).must();
+    for id in 13..=15 {
+        env.primary.insert_and_switch(id).must();
+        standby.wait_row(id, WAIT).must();
+    }
+    let spool = standby.data.with_file_name("data.pg_standby-spool");
+    assert!(spool.is_dir() || standby.log().contains("from the prefetch spool"));
+    for id in 16..=18 {
+        env.archive_row(id);
+    }
+    env.sb.write_file(&trigger, b"").must();
+    standby.wait_promoted(WAIT).must();
+    for id in 1..=18 {
+        assert!(
+            standby.has_row(id).must(),
+            "row {id} missing after failover"
+        );
+    }
+    let log = standby.log();
+    let hits = log.matches("from the prefetch spool after").count();
+    eprintln!("[n] {hits} segments from the spool");
+    assert!(hits >= 5, "too few segments came from the spool:\n{log}");
+    assert!(!spool.exists(), "the spool outlived the failover");
+    wait_until(Duration::from_secs(10), "no fetcher left", || {
+        Ok(binary_processes(&env.bin).is_empty())
+    })
+    .must();
+    let inside = walkdir(&standby.data)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("spool"))
+        .collect::<Vec<_>>();
+    assert!(
+        inside.is_empty(),
+        "spool files in the data directory: {inside:?}"
+    );
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        }
+        out.push(path);
+    }
+    out
+}

@@ -160,6 +160,7 @@ impl Session {
         };
         self.log_settings();
         copy::sweep_leftovers(destination_dir(&self.config.destination));
+        self.discard_spool_after_promotion();
         match self.config.request {
             WalFileName::Segment(name) => self.restore_segment(archive, name),
             _ => self.restore_at_once(archive),

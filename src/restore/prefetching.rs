@@ -119,6 +119,10 @@ impl Session {
         compressed: bool,
     ) {
         let Some(spool) = &self.spool else { return };
+        // Recovery is ending: nothing more to fetch for it.
+        if self.failover != Failover::None {
+            return;
+        }
         let server_call = self.mode != RecoveryMode::Unknown;
         let depth = depth(
             self.config.prefetch,
@@ -151,6 +155,23 @@ impl Session {
     /// Recovery ends or stops: nothing fetched for it may outlive it.
     pub(super) fn discard_spool(&self) {
         if let Some(spool) = &self.spool {
+            spool.discard();
+        }
+    }
+
+    /// The server asks for a file after it promoted (a history file, as it
+    /// does once recovery.signal is gone): a spool left by the recovery
+    /// goes now.
+    pub(super) fn discard_spool_after_promotion(&self) {
+        if self.mode != RecoveryMode::Unknown || spool::postmaster(&self.cwd).is_none() {
+            return;
+        }
+        let dir = self
+            .config
+            .spool_dir
+            .clone()
+            .or_else(|| spool::default_dir(&self.cwd));
+        if let Some(spool) = dir.map(Spool::new).filter(Spool::exists) {
             spool.discard();
         }
     }
