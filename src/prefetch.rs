@@ -152,6 +152,9 @@ fn fetch_ahead(
                 idle_since = Instant::now();
                 absent_polls = 0;
             }
+            // Following the primary, not catching up: the restore call
+            // waits for it, and object storage is not asked twice as often.
+            Fetched::NotYet(_) if archive.is_remote() => return Ok(()),
             Fetched::NotYet(why) => {
                 let _ = fs::remove_file(spool.path("current"));
                 let pause = ABSENT_FIRST_POLL

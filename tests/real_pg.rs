@@ -837,6 +837,15 @@ fn n_prefetch_catch_up_and_failover() {
         env.archive_row(id);
     }
     let (standby, trigger) = env.standby("standby", "-d", false);
+    standby.wait_row(6, WAIT).must();
+    // A stop mid-catch-up ends the fetcher with the server; the restarted
+    // server does not use what was fetched for the previous run.
+    standby.stop("fast").must();
+    wait_until(Duration::from_secs(10), "no fetcher after the stop", || {
+        Ok(binary_processes(&env.bin).is_empty())
+    })
+    .must();
+    standby.start().must();
     standby.wait_row(12, WAIT).must();
     for id in 13..=15 {
         env.primary.insert_and_switch(id).must();
