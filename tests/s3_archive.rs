@@ -302,3 +302,31 @@ fn sigterm_ends_a_call_stuck_in_a_request() {
         .died_of(libc::SIGTERM);
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
 }
+
+/// Catching up from gzip objects: the fetcher downloads and decompresses
+/// the next segments into the spool, the calls take them from there, and
+/// what reaches `%p` is each segment exactly.
+#[test]
+fn catching_up_takes_downloaded_segments_from_the_spool() {
+    let Some(s) = setup() else { return };
+    let name = |n: u32| format!("0000000100000000{n:08X}");
+    for n in 1..=5 {
+        s.put(&format!("{}.gz", name(n)), &gzip(&segment(&name(n))));
+    }
+    let restore = |n: u32| {
+        s.start(&[], &name(n))
+            .finish_within(Duration::from_secs(30))
+    };
+    restore(1).exited(0);
+    let spool = s.env.path("data.pg_standby-spool");
+    wait_until(Duration::from_secs(30), "the spool to fill", || {
+        Ok(spool.join(name(5)).exists())
+    })
+    .unwrap();
+    for n in 2..=5 {
+        restore(n)
+            .exited(0)
+            .logged("from the prefetch spool after");
+        assert_delivered(&s.env, &segment(&name(n)));
+    }
+}
