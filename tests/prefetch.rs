@@ -412,3 +412,17 @@ fn a_shutdown_discards_the_spool() {
         .died_of(libc::SIGTERM);
     assert!(!spool_dir(&env).exists());
 }
+
+#[test]
+fn a_spool_directory_inside_the_data_directory_is_refused() {
+    let env = Env::new();
+    archive_gz(&env, 1, 2);
+    for dir in ["pg_wal/spool", "spool", "./pg_wal/../spool"] {
+        let opt = format!("--spool-dir={dir}");
+        restore(&env, &[&opt], &name(1))
+            .exited(0)
+            .logged("is inside the data directory");
+        assert_restored(&env, &name(1));
+        assert!(!env.datadir.join(dir).exists(), "{dir} was made");
+    }
+}

@@ -324,9 +324,7 @@ fn catching_up_takes_downloaded_segments_from_the_spool() {
     })
     .unwrap();
     for n in 2..=5 {
-        restore(n)
-            .exited(0)
-            .logged("from the prefetch spool after");
+        restore(n).exited(0).logged("from the prefetch spool after");
         assert_delivered(&s.env, &segment(&name(n)));
     }
 }

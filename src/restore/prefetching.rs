@@ -23,6 +23,20 @@ pub(super) fn depth(
     }
 }
 
+/// Whether `dir` is `datadir` or beneath it, symbolic links resolved as
+/// far as they exist.
+fn inside(dir: &Path, datadir: &Path) -> bool {
+    let resolve = |p: &Path| {
+        p.ancestors()
+            .find_map(|a| {
+                let real = a.canonicalize().ok()?;
+                Some(real.join(p.strip_prefix(a).ok()?))
+            })
+            .unwrap_or_else(|| p.to_path_buf())
+    };
+    resolve(dir).starts_with(resolve(datadir))
+}
+
 impl Session {
     /// Where this call's spool is, if prefetch may be used at all: never
     /// for a tool such as pg_rewind, nor for a file answered at once.
@@ -35,10 +49,19 @@ impl Session {
         {
             return None;
         }
-        c.spool_dir
+        let dir = c
+            .spool_dir
             .clone()
-            .or_else(|| spool::default_dir(&self.cwd))
-            .map(Spool::new)
+            .or_else(|| spool::default_dir(&self.cwd))?;
+        if inside(&dir, &self.cwd) {
+            tracing::warn!(
+                "prefetch off: --spool-dir \"{}\" is inside the data directory, where pg_rewind and \
+                 base backups would copy it; choose a directory outside it",
+                dir.display()
+            );
+            return None;
+        }
+        Some(Spool::new(dir))
     }
 
     /// The requested segment from the spool, if it is there and checks out.
