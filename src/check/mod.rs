@@ -516,6 +516,7 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
     check_cleanup(setup, &parsed, out);
     check_trigger(setup, &cli, out);
     check_prefetch(setup, out);
+    check_spool(setup, &cli, out);
     if let Some(archive) = &cli.archive {
         check_archive(setup, &setup.datadir.join(archive), out);
     }
@@ -780,6 +781,68 @@ fn check_prefetch(setup: &Setup, out: &mut Vec<Finding>) {
                  (growing lag)"
             ),
             "recovery_prefetch = off".into(),
+        ));
+    }
+}
+
+/// Where pg_standby's own prefetch would spool, if it is on for this
+/// archive: outside the data directory, and creatable by the owner.
+fn check_spool(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
+    use Severity::*;
+    let Some(archive) = cli.archive.as_deref().and_then(Path::to_str) else {
+        return;
+    };
+    let remote = archive.starts_with("s3:");
+    let compressed = || {
+        archived_segments(&setup.datadir.join(archive))
+            .iter()
+            .any(|(_, file)| file.contains('.'))
+    };
+    let on = match cli.prefetch {
+        Some(n) => n > 0,
+        None => remote || compressed(),
+    };
+    let Some(spool) = cli
+        .spool_dir
+        .as_ref()
+        .map(|d| setup.datadir.join(d))
+        .or_else(|| crate::spool::default_dir(&setup.datadir))
+    else {
+        return;
+    };
+    if !on {
+        return;
+    }
+    if spool.starts_with(&setup.datadir) {
+        out.push(finding(
+            Warning,
+            "spool-in-datadir",
+            format!(
+                "--spool-dir {} is inside the data directory: pg_standby turns prefetch off there                  (pg_rewind and base backups would copy it)",
+                spool.display()
+            ),
+            "--spool-dir=DIR outside the data directory".into(),
+        ));
+        return;
+    }
+    let existing = spool.ancestors().find(|a| fs::symlink_metadata(a).is_ok());
+    let usable = existing.is_some_and(|a| {
+        fs::metadata(a).is_ok_and(|m| m.is_dir())
+            && setup.may(a, libc::W_OK | libc::X_OK) != Some(false)
+    });
+    if !usable {
+        out.push(finding(
+            Warning,
+            "spool-unusable",
+            format!(
+                "{} cannot make the prefetch spool {}: catching up from this archive will                  decompress or download each segment while the server waits",
+                setup.owner_name(),
+                spool.display()
+            ),
+            format!(
+                "--spool-dir=DIR on a directory {} can write, outside the data directory (or                  --prefetch=0)",
+                setup.owner_name()
+            ),
         ));
     }
 }

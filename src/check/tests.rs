@@ -476,3 +476,28 @@ fn debian_keeps_the_configuration_in_etc() {
     // Not found: a warning, and no claim that restore_command is unset.
     f.assert_only("no-postgresql-conf", Severity::Warning);
 }
+
+#[test]
+fn the_prefetch_spool() {
+    let f = Fixture::new(15);
+    // A compressed archive turns prefetch on.
+    let name = SegmentName::from_segno(1, 5, u64::from(SEG));
+    fs::write(f.archive().join(format!("{name}.gz")), b"").unwrap();
+    let rc = |opts: &str| {
+        format!(
+            "{} -t {} {opts} {} %f %p %r",
+            f.program().display(),
+            f.trigger().display(),
+            f.archive().display()
+        )
+    };
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    f.restore_command(&rc("--spool-dir=pg_wal/spool"));
+    f.assert_only("spool-in-datadir", Severity::Warning);
+    f.restore_command(&rc("--prefetch=0 --spool-dir=pg_wal/spool"));
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    let blocker = f.root().join("file");
+    fs::write(&blocker, "").unwrap();
+    f.restore_command(&rc(&format!("--spool-dir={}/spool", blocker.display())));
+    f.assert_only("spool-unusable", Severity::Warning);
+}
