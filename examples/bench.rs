@@ -26,6 +26,8 @@
 mod pg;
 #[path = "../tests/support/s3_server.rs"]
 mod s3_server;
+#[path = "bench/s3gz.rs"]
+mod s3gz;
 
 use anyhow::{Context, Result, bail, ensure};
 use pg::{BaseBackup, PgInstall, PrimaryOptions, Sandbox, Server, StandbyOptions, wait_until};
@@ -59,8 +61,9 @@ fn main() -> Result<()> {
             "bigseg" => bigseg(&progs),
             "compressed" => compressed(&progs),
             "s3" => object_storage(&progs),
+            "s3gz" => s3gz::s3_gzip_catch_up(&progs),
             other => bail!(
-                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, all"
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, all"
             ),
         };
         say(&format!(
@@ -83,6 +86,7 @@ fn main() -> Result<()> {
             "bigseg",
             "compressed",
             "s3",
+            "s3gz",
         ] {
             if let Err(e) = run(s) {
                 say(&format!("\n**{s} failed:** {e:#}\n"));

@@ -340,6 +340,9 @@ pub struct Remote {
     url: PathBuf,
     /// Whether this call has looked for its segment before.
     looked: std::cell::Cell<bool>,
+    /// The form (plain or a codec) the last segment was found in: the
+    /// fetcher's first look for the next one is a GET of that form.
+    last_form: std::cell::Cell<Option<Option<Codec>>>,
 }
 
 #[cfg(feature = "s3")]
@@ -351,6 +354,7 @@ impl Remote {
             store: std::sync::Arc::new(store),
             url: PathBuf::from(url.trim_end_matches('/')),
             looked: std::cell::Cell::new(false),
+            last_form: std::cell::Cell::new(None),
         })
     }
 
@@ -390,8 +394,9 @@ impl Remote {
         self.interruptible(move |store| store.list(&prefix))
     }
 
-    /// The first look of a call is a GET of the plain name: catching up
-    /// from a plain archive costs one request per segment. Every other
+    /// The first look of a call is a GET of the plain name (in the
+    /// fetcher, of the form the previous segment had): catching up costs
+    /// one request per segment. Every other
     /// look is one listing, which finds every form of the segment at once:
     /// waiting costs one request per look.
     fn segment(&self, name: &SegmentName, scratch: &Path) -> Probe {
@@ -399,12 +404,14 @@ impl Remote {
         if self.looked.replace(true) {
             return self.listed_segment(&plain);
         }
-        match self.download(&plain, scratch) {
+        let codec = self.last_form.get().flatten();
+        let key = format!("{plain}{}", codec.map_or("", Codec::suffix));
+        match self.download(&key, scratch) {
             Ok(file) => {
                 let size = file.metadata().map_or(0, |m| m.len());
                 return Probe::Remote(RemoteObject {
-                    key: plain,
-                    codec: None,
+                    key,
+                    codec,
                     size,
                     fetched: Some(file),
                 });
@@ -431,6 +438,7 @@ impl Remote {
         };
         let size_of = |key: &str| listed.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
         if let Some(size) = size_of(&plain) {
+            self.last_form.set(Some(None));
             return Probe::Remote(RemoteObject {
                 key: plain,
                 codec: None,
@@ -449,7 +457,10 @@ impl Remote {
                     fetched: None,
                 })
             })
-            .map_or(Probe::Absent, Probe::Remote)
+            .map_or(Probe::Absent, |object| {
+                self.last_form.set(Some(object.codec));
+                Probe::Remote(object)
+            })
     }
 
     fn download(&self, key: &str, scratch: &Path) -> Result<File, S3Error> {

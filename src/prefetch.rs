@@ -10,11 +10,14 @@
 //! Nothing it does decides a restore call's outcome: a call that does not
 //! find its segment here restores it itself, by the usual rules.
 
+use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::archive::Archive;
@@ -83,19 +86,24 @@ pub fn worker(dir: PathBuf) -> ExitCode {
         }
     };
     copy::sweep_leftovers(spool.dir());
-    let archive = match Archive::open(Path::new(&stamp.archive)) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::debug!("prefetch: {e}");
-            return ExitCode::SUCCESS;
-        }
-    };
+    if let Err(e) = Archive::open(Path::new(&stamp.archive)) {
+        tracing::debug!("prefetch: {e}");
+        return ExitCode::SUCCESS;
+    }
     let promoted = || {
         stamp.postmaster.is_some()
             && std::env::current_dir()
                 .is_ok_and(|d| RecoveryMode::detect(&d) == RecoveryMode::Unknown)
     };
-    if let Err(e) = fetch_ahead(&spool, &stamp, &archive, &promoted) {
+    let fetcher = Fetcher {
+        spool: &spool,
+        stamp: &stamp,
+        promoted: &promoted,
+        in_progress: Mutex::new(BTreeSet::new()),
+        stop: AtomicBool::new(false),
+        failure: Mutex::new(None),
+    };
+    if let Err(e) = fetcher.run() {
         log_to_spool(&spool);
         tracing::warn!(
             "prefetch stopped: {e:#}; restoring directly for a minute, then trying again (spool \"{}\")",
@@ -111,68 +119,153 @@ pub fn worker(dir: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Fetch until there is nothing to do. An error is one writing the spool.
-/// `promoted`: the server ended recovery (its signal file is gone).
-fn fetch_ahead(
-    spool: &Spool,
-    stamp: &Stamp,
-    archive: &Archive,
-    promoted: &dyn Fn() -> bool,
-) -> anyhow::Result<()> {
-    let mut idle_since = Instant::now();
-    let mut absent_polls = 0u32;
-    loop {
-        if signals::terminating().is_some()
-            || spool.stamp().as_ref() != Some(stamp)
-            || !server_alive(stamp)
-            || promoted()
-            || idle_since.elapsed() > IDLE_EXIT
+/// Downloads wait on the network, not on a core: from object storage
+/// several segments are fetched at once, once catching up has shown that
+/// there is more than one to fetch.
+const REMOTE_LANES: usize = 4;
+
+struct Fetcher<'a> {
+    spool: &'a Spool,
+    stamp: &'a Stamp,
+    /// The server ended recovery (its signal file is gone).
+    promoted: &'a (dyn Fn() -> bool + Sync),
+    /// Segments being fetched, as the spool's `current` shows them.
+    in_progress: Mutex<BTreeSet<String>>,
+    stop: AtomicBool,
+    failure: Mutex<Option<anyhow::Error>>,
+}
+
+impl Fetcher<'_> {
+    /// Fetch until there is nothing to do. An error is one writing the
+    /// spool.
+    fn run(&self) -> anyhow::Result<()> {
+        std::thread::scope(|scope| {
+            self.lane(&|| {
+                for _ in 1..REMOTE_LANES {
+                    scope.spawn(|| self.lane(&|| {}));
+                }
+            });
+            self.stop.store(true, Ordering::Relaxed);
+        });
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
         {
-            return Ok(());
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        let Some(cursor) = spool.cursor() else {
-            return Ok(());
+    }
+
+    /// One sequence of fetches; `on_first_fetch` runs after the first
+    /// segment spooled from object storage. The first failure stops every
+    /// lane.
+    fn lane(&self, on_first_fetch: &dyn Fn()) {
+        let Ok(archive) = Archive::open(Path::new(&self.stamp.archive)) else {
+            return;
         };
-        let spooled = spool.segments();
-        let Some(next) = spool::next_to_fetch(
+        let mut on_first_fetch = Some(on_first_fetch).filter(|_| archive.is_remote());
+        if let Err(e) = self.fetch_ahead(&archive, &mut on_first_fetch) {
+            self.stop.store(true, Ordering::Relaxed);
+            self.failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        }
+    }
+
+    fn fetch_ahead(
+        &self,
+        archive: &Archive,
+        on_first_fetch: &mut Option<&dyn Fn()>,
+    ) -> anyhow::Result<()> {
+        let (spool, stamp) = (self.spool, self.stamp);
+        let mut idle_since = Instant::now();
+        let mut absent_polls = 0u32;
+        loop {
+            if self.stop.load(Ordering::Relaxed)
+                || signals::terminating().is_some()
+                || spool.stamp().as_ref() != Some(stamp)
+                || !server_alive(stamp)
+                || (self.promoted)()
+                || idle_since.elapsed() > IDLE_EXIT
+            {
+                return Ok(());
+            }
+            let Some(cursor) = spool.cursor() else {
+                return Ok(());
+            };
+            let Some(next) = self.claim_next(cursor)? else {
+                std::thread::sleep(FULL_POLL);
+                continue;
+            };
+            log_to_spool(spool);
+            let fetched = fetch_one(spool, stamp, archive, next);
+            self.release(next)?;
+            match fetched {
+                Fetched::Spooled(len) => {
+                    tracing::debug!("prefetch: spooled {next} ({len} bytes)");
+                    idle_since = Instant::now();
+                    absent_polls = 0;
+                    if let Some(start_more) = on_first_fetch.take() {
+                        start_more();
+                    }
+                }
+                // Following the primary, not catching up: the restore call
+                // waits for it, and object storage is not asked twice as
+                // often.
+                Fetched::NotYet(_) if archive.is_remote() => return Ok(()),
+                Fetched::NotYet(why) => {
+                    let pause = ABSENT_FIRST_POLL
+                        .mul_f64(1.5f64.powi(absent_polls.min(20) as i32))
+                        .min(ABSENT_MAX_POLL);
+                    absent_polls += 1;
+                    tracing::debug!("prefetch: {next} not fetched ({why})");
+                    std::thread::sleep(pause);
+                }
+                // Left to the restore call, which reports it by its rules.
+                Fetched::Refused(why) => {
+                    tracing::debug!("prefetch: not spooling {next}: {why}");
+                    return Ok(());
+                }
+                Fetched::Failed(e) => return Err(e),
+                Fetched::Interrupted => return Ok(()),
+            }
+        }
+    }
+
+    /// The next segment nobody has spooled or is fetching, marked as being
+    /// fetched (in `current`, where a restore call looks before it waits).
+    fn claim_next(&self, cursor: SegmentName) -> anyhow::Result<Option<SegmentName>> {
+        let mut busy = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = self.spool.segments();
+        taken.extend(busy.iter().cloned());
+        let stamp = self.stamp;
+        let next = spool::next_to_fetch(
             cursor,
             stamp.segment_size,
             stamp.depth,
             stamp.max_bytes,
-            &spooled,
-        ) else {
-            std::thread::sleep(FULL_POLL);
-            continue;
-        };
-        log_to_spool(spool);
-        spool.write("current", &next.to_string())?;
-        match fetch_one(spool, stamp, archive, next) {
-            Fetched::Spooled(len) => {
-                tracing::debug!("prefetch: spooled {next} ({len} bytes)");
-                idle_since = Instant::now();
-                absent_polls = 0;
-            }
-            // Following the primary, not catching up: the restore call
-            // waits for it, and object storage is not asked twice as often.
-            Fetched::NotYet(_) if archive.is_remote() => return Ok(()),
-            Fetched::NotYet(why) => {
-                let _ = fs::remove_file(spool.path("current"));
-                let pause = ABSENT_FIRST_POLL
-                    .mul_f64(1.5f64.powi(absent_polls.min(20) as i32))
-                    .min(ABSENT_MAX_POLL);
-                absent_polls += 1;
-                tracing::debug!("prefetch: {next} not fetched ({why})");
-                std::thread::sleep(pause);
-            }
-            // Left to the restore call, which reports it by its rules.
-            Fetched::Refused(why) => {
-                tracing::debug!("prefetch: not spooling {next}: {why}");
-                return Ok(());
-            }
-            Fetched::Failed(e) => return Err(e),
-            Fetched::Interrupted => return Ok(()),
+            &taken,
+        );
+        if let Some(next) = next {
+            busy.insert(next.to_string());
+            self.spool.write("current", &lines(&busy))?;
         }
+        Ok(next)
     }
+
+    fn release(&self, name: SegmentName) -> anyhow::Result<()> {
+        let mut busy = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        busy.remove(&name.to_string());
+        self.spool.write("current", &lines(&busy))?;
+        Ok(())
+    }
+}
+
+fn lines(names: &BTreeSet<String>) -> String {
+    names.iter().map(|n| format!("{n}\n")).collect()
 }
 
 enum Fetched {

@@ -12,7 +12,7 @@
 //!
 //! Layout: `stamp` (what the spool was made for: archive, cluster, server
 //! start, segment size, depth), `cursor` (the last segment restored),
-//! `lock` (held by the one fetcher, with its pid), `current` (the segment
+//! `lock` (held by the one fetcher, with its pid), `current` (the segments
 //! it is fetching), `log` (its log lines, forwarded to the server's log by
 //! the next call), `backoff` (its last failure) and the segments.
 
@@ -412,7 +412,8 @@ impl Spool {
                     )));
                 }
             }
-            let fetching = fs::read_to_string(self.path("current")).is_ok_and(|c| c.trim() == key)
+            let fetching = fs::read_to_string(self.path("current"))
+                .is_ok_and(|c| c.lines().any(|l| l == key))
                 && self.fetcher().is_some();
             if !fetching {
                 return Err(Taken::Miss("not in the spool".into()));
