@@ -84,23 +84,29 @@ pub fn s3_gzip_catch_up(p: &Progs) -> Result<()> {
          position. The first row is the baseline of the × column.\n"
     ));
     let mut totals: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
+    let mut server_cpu: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
     for r in 0..rounds {
         for j in 0..progs.len() {
             let k = (j + r as usize) % progs.len();
             let (label, rc, standby_mode) = &progs[k];
-            let (dt, log) = time_catch_up(
-                &sb,
-                &backup,
-                &format!("g{r}p{k}"),
-                rc,
-                *standby_mode,
-                &target,
-            )?;
+            let cpu_before = proc_cpu_ms(server.pid())?;
+            let name = format!("g{r}p{k}");
+            let (dt, log) = time_catch_up(&sb, &backup, &name, rc, *standby_mode, &target)?;
+            let cpu = proc_cpu_ms(server.pid())? - cpu_before;
             let hits = log.matches("from the prefetch spool after").count();
-            eprintln!("{label}: {dt:.0} ms, {hits} from the spool");
+            eprintln!("{label}: {dt:.0} ms, {hits} from the spool, s3s-fs used {cpu:.0} ms of CPU");
             totals[k].push(dt);
+            server_cpu[k].push(cpu);
         }
     }
     catch_up_table(&progs, &totals, 0, segs);
+    say(
+        "\nCPU time s3s-fs itself spent serving each catch-up (median), on the same two cores as the replay:\n",
+    );
+    for (k, (label, _, _)) in progs.iter().enumerate() {
+        if label.contains("s3s-fs") {
+            say(&format!("- {label}: {:.0} ms", median(&server_cpu[k])));
+        }
+    }
     Ok(())
 }

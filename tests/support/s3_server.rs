@@ -29,6 +29,14 @@ pub struct S3Server {
     pub endpoint: String,
 }
 
+impl S3Server {
+    /// The server's process, for the benchmarks' CPU accounting.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 pub fn binary() -> Option<PathBuf> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if let Some(p) = env("S3S_FS_BIN") {
