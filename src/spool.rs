@@ -38,6 +38,7 @@ const BACKOFF: Duration = Duration::from_secs(60);
 /// How long a call waits for the segment the fetcher is writing at most.
 const TAKE_WAIT: Duration = Duration::from_secs(60);
 const TAKE_POLL: Duration = Duration::from_millis(2);
+const DISCARD_ATTEMPTS: u32 = 5;
 
 pub struct Spool {
     dir: PathBuf,
@@ -325,9 +326,19 @@ impl Spool {
         }
         self.forward_log();
         self.stop_fetcher();
-        if let Err(e) = fs::remove_dir_all(&self.dir)
-            && e.kind() != io::ErrorKind::NotFound
-        {
+        // A fetcher that has not seen its SIGTERM yet may add a file
+        // while the directory is removed: try again.
+        let mut result = Ok(());
+        for _ in 0..DISCARD_ATTEMPTS {
+            result = fs::remove_dir_all(&self.dir);
+            match &result {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return,
+            }
+        }
+        if let Err(e) = result {
             tracing::warn!(
                 "could not remove the prefetch spool \"{}\": {e}",
                 self.dir.display()
