@@ -568,6 +568,62 @@ mod tests {
     }
 
     #[test]
+    fn advancing_empties_a_spool_made_for_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        let stamp = Stamp {
+            archive: "/archive".into(),
+            sysid: Some(7),
+            postmaster: Some((42, "1000".into())),
+            segment_size: MIB16,
+            depth: 4,
+            max_bytes: 1 << 30,
+            debug: false,
+        };
+        let cursor = seg("000000010000000000000010");
+        let ahead = "000000010000000000000011";
+        let changes = [
+            Stamp {
+                postmaster: Some((42, "2000".into())),
+                ..stamp.clone()
+            },
+            Stamp {
+                segment_size: 1 << 20,
+                ..stamp.clone()
+            },
+            Stamp {
+                archive: "/elsewhere".into(),
+                ..stamp.clone()
+            },
+            Stamp {
+                sysid: Some(8),
+                ..stamp.clone()
+            },
+        ];
+        for changed in changes {
+            spool.advance(&stamp, cursor).unwrap();
+            fs::write(spool.path(ahead), b"x").unwrap();
+            // The same stamp, or only another depth, keeps the file.
+            spool.advance(&stamp, cursor).unwrap();
+            let deeper = Stamp {
+                depth: 8,
+                ..stamp.clone()
+            };
+            spool.advance(&deeper, cursor).unwrap();
+            assert!(spool.path(ahead).exists());
+            spool.advance(&changed, cursor).unwrap();
+            assert!(!spool.path(ahead).exists(), "{changed:?}");
+            assert_eq!(spool.stamp(), Some(changed));
+        }
+        // Moving on drops what fell out of the window.
+        spool.advance(&stamp, cursor).unwrap();
+        fs::write(spool.path(ahead), b"x").unwrap();
+        spool.advance(&stamp, seg(ahead)).unwrap();
+        assert!(spool.segments().is_empty());
+        assert_eq!(spool.cursor(), Some(seg(ahead)));
+    }
+
+    #[test]
     fn the_default_spool_is_beside_the_data_directory() {
         assert_eq!(
             default_dir(Path::new("/var/lib/postgresql/15/main")),
