@@ -167,11 +167,20 @@ impl Session {
         };
         match spool.advance(&stamp, name) {
             Ok(()) => prefetch::ensure_fetcher(spool),
-            Err(e) => tracing::warn!(
-                "prefetch off for this call: cannot use the spool \"{}\": {e} (set --spool-dir to a \
-                 writable directory outside the data directory, or --prefetch=0)",
-                spool.dir().display()
-            ),
+            Err(e) => {
+                let message = format!(
+                    "prefetch off for this call: cannot use the spool \"{}\": {e} (set --spool-dir to a \
+                     writable directory outside the data directory, or --prefetch=0)",
+                    spool.dir().display()
+                );
+                // Asked for: every call says it. By default (the data
+                // directory's parent may be root's): --check says it.
+                if self.config.spool_dir.is_some() || self.config.prefetch.is_some() {
+                    tracing::warn!("{message}");
+                } else {
+                    tracing::debug!("{message}");
+                }
+            }
         }
     }
 
