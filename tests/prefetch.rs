@@ -323,29 +323,61 @@ fn an_unusable_spool_directory_only_costs_the_prefetch() {
     assert_restored(&env, &name(1));
 }
 
-#[test]
-fn a_full_spool_disk_falls_back_to_restoring_directly() {
+/// A tmpfs of `size` at `dir`, unmounted when dropped; `None` unless root.
+fn tmpfs(dir: &Path, size: &str) -> Option<Unmount> {
     if !is_root() {
         eprintln!("SKIPPED: mounting a tmpfs needs root");
-        return;
+        return None;
     }
-    let env = Env::new();
-    archive_gz(&env, 1, 4);
-    let small = env.path("small");
-    fs::create_dir(&small).unwrap();
+    fs::create_dir(dir).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&small)
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
         .status()
         .unwrap();
     assert!(mounted.success());
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
+    Some(Unmount(dir.to_path_buf()))
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-    let _unmount = Unmount(small.clone());
+}
+
+#[test]
+fn a_spool_on_another_filesystem_is_copied_from() {
+    let env = Env::new();
+    archive_gz(&env, 1, 3);
+    let other = env.path("other");
+    let Some(_unmount) = tmpfs(&other, "64m") else {
+        return;
+    };
+    let spool = format!("--spool-dir={}/spool", other.display());
+    restore(&env, &[&spool], &name(1)).exited(0);
+    wait_until(Duration::from_secs(30), "the spool to fill", || {
+        Ok(other.join("spool").join(name(3)).exists())
+    })
+    .unwrap();
+    for n in 2..=3 {
+        restore(&env, &[&spool], &name(n))
+            .exited(0)
+            .logged("from the prefetch spool after");
+        assert_restored(&env, &name(n));
+        assert!(!other.join("spool").join(name(n)).exists());
+    }
+}
+
+#[test]
+fn a_full_spool_disk_falls_back_to_restoring_directly() {
+    let env = Env::new();
+    archive_gz(&env, 1, 4);
+    let small = env.path("small");
+    let Some(_unmount) = tmpfs(&small, "4m") else {
+        return;
+    };
     let spool = format!("--spool-dir={}/spool", small.display());
     restore(&env, &[&spool], &name(1)).exited(0);
     wait_until(Duration::from_secs(20), "the fetcher to give up", || {
