@@ -1,9 +1,18 @@
 //! Archive cleanup after a successful restore: remove the segments the
 //! standby will never ask for again.
+//!
+//! The removal runs in a process of its own, started after the segment is
+//! in place: the server waits for our exit before it replays, and
+//! unlinking 16 MiB files (whose pages the archiver may still be writing
+//! back) or listing a large archive is no business of that wait.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+use crate::archive::Archive;
 
 use crate::codec::Codec;
 use crate::wal::SegmentName;
@@ -34,6 +43,72 @@ pub fn cutoff_keeping(keep: u64, requested: SegmentName, segment_size: u64) -> O
         oldest_kept,
         segment_size,
     ))
+}
+
+/// Start the removal of what precedes `cutoff` in its own process. `false`
+/// if it could not be started: the caller removes inline.
+pub fn hand_off(archive: &Path, cutoff: SegmentName, dry_run: bool, debug: bool) -> bool {
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg(format!("--cleanup-before={cutoff}"));
+    if dry_run {
+        cmd.arg("-n");
+    }
+    if debug {
+        cmd.arg("-d");
+    }
+    // Its log lines go where ours go.
+    cmd.arg("--")
+        .arg(archive)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    match cmd.spawn() {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!("could not start the archive cleanup apart: {e}; cleaning up now");
+            false
+        }
+    }
+}
+
+/// The process [`hand_off`] starts. Cleanups of one local archive run one
+/// at a time (a lock on the directory), so two never race over its files.
+pub fn detached(cutoff: &str, archive: Option<&Path>, dry_run: bool) -> ExitCode {
+    let (Some(cutoff), Some(location)) = (SegmentName::parse(cutoff), archive) else {
+        tracing::error!("internal error: a cleanup needs a segment name and an archive");
+        return ExitCode::SUCCESS;
+    };
+    let archive = match Archive::open(location) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("archive cleanup stopped: {e} (the restore itself succeeded)");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let _lock = (!archive.is_remote())
+        .then(|| File::open(location).ok())
+        .flatten()
+        .inspect(|dir| {
+            // SAFETY: flock on a descriptor open for the call's duration.
+            unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
+        });
+    report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
+    ExitCode::SUCCESS
+}
+
+/// The one log line of a cleanup.
+pub fn report(result: io::Result<Summary>, cutoff: SegmentName, dry_run: bool) {
+    match result {
+        Ok(s) if s.removed > 0 => tracing::info!(
+            "archive cleanup: {} {} segment(s) older than {cutoff}",
+            if dry_run { "would remove" } else { "removed" },
+            s.removed
+        ),
+        Ok(_) => tracing::debug!("archive cleanup: nothing older than {cutoff}"),
+        Err(e) => tracing::warn!("archive cleanup stopped: {e} (the restore itself succeeded)"),
+    }
 }
 
 /// Whether a directory entry is removed: only segment names, bare or with

@@ -163,6 +163,11 @@ pub struct Cli {
     #[arg(long = "prefetch-worker", value_name = "SPOOL", hide = true)]
     pub prefetch_worker: Option<PathBuf>,
 
+    /// The archive cleanup's own entry point (started by a restore call
+    /// after its exit status is settled)
+    #[arg(long = "cleanup-before", value_name = "SEGMENT", hide = true)]
+    pub cleanup_before: Option<String>,
+
     /// Flush the copy to disk before renaming it into place (PostgreSQL
     /// flushes restored files itself when fsync = on)
     #[arg(long = "fsync")]
@@ -370,7 +375,9 @@ mod tests {
     fn the_help_lists_every_option_the_parser_accepts() {
         for arg in Cli::command().get_arguments() {
             // The fetcher's entry point is ours, not the user's.
-            if arg.is_positional() || arg.get_id() == "prefetch_worker" {
+            if arg.is_positional()
+                || ["prefetch_worker", "cleanup_before"].contains(&arg.get_id().as_str())
+            {
                 continue;
             }
             if let Some(short) = arg.get_short() {

@@ -91,6 +91,9 @@ pub fn main() -> ExitCode {
     if let Some(spool) = cli.prefetch_worker {
         return prefetch::worker(spool);
     }
+    if let Some(cutoff) = &cli.cleanup_before {
+        return cleanup::detached(cutoff, cli.archive.as_deref(), cli.dry_run);
+    }
     if cli.check {
         return ExitCode::from(check::main(&cli));
     }

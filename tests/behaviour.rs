@@ -674,3 +674,30 @@ fn exhausted_inotify_instances_warn_once_and_poll() {
     );
     assert_eq!(fs::read(env.restored()).unwrap(), segment(S1));
 }
+
+/// The cleanup for `%r` runs after the call has answered: here another
+/// cleanup holds the archive's lock, and the call still exits at once with
+/// its segment in place; the old segments go once the lock is released.
+#[test]
+fn the_exit_does_not_wait_for_the_cleanup() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    fill_archive(
+        &env,
+        &["000000010000000000000001", "000000010000000000000002", S1],
+    );
+    let dir = fs::File::open(&env.archive).unwrap();
+    // SAFETY: flock on a descriptor this test holds open.
+    assert_eq!(unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let done = env
+        .spawn(&[], S1, &[S1])
+        .finish_within(Duration::from_secs(10));
+    done.exited(0);
+    assert!(env.restored().exists());
+    assert_eq!(archive_names(&env).len(), 3, "removed before the exit");
+    drop(dir);
+    wait_until(Duration::from_secs(10), "the cleanup", || {
+        Ok(archive_names(&env) == [S1])
+    })
+    .unwrap();
+}

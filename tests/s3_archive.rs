@@ -268,10 +268,14 @@ fn cleanup_removes_older_segments_only() {
         &s.server.endpoint,
         &s.args(&[], NAME, &["000000010000000000000004"]),
     );
-    Job::launch(&s.env, cmd)
-        .finish_within(Duration::from_secs(10))
-        .exited(0)
-        .logged("archive cleanup: removed 3 segment(s)");
+    let job = Job::launch(&s.env, cmd);
+    let log = job.log_file();
+    job.finish_within(Duration::from_secs(10)).exited(0);
+    // The removal runs apart, after the call has settled its exit status.
+    wait_until(Duration::from_secs(10), "the cleanup", || {
+        Ok(fs::read_to_string(&log)?.contains("archive cleanup: removed 3 segment(s)"))
+    })
+    .unwrap();
     assert_eq!(
         s.objects(),
         [

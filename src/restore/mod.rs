@@ -544,18 +544,9 @@ impl Session {
             None => cleanup::cutoff_keeping(self.config.keep_files, name, seg_size),
         };
         let Some(cutoff) = cutoff else { return };
-        match archive.remove_before(cutoff, self.config.dry_run) {
-            Ok(s) if s.removed > 0 => tracing::info!(
-                "archive cleanup: {} {} segment(s) older than {cutoff}",
-                if self.config.dry_run {
-                    "would remove"
-                } else {
-                    "removed"
-                },
-                s.removed
-            ),
-            Ok(_) => tracing::debug!("archive cleanup: nothing older than {cutoff}"),
-            Err(e) => tracing::warn!("archive cleanup stopped: {e} (the restore itself succeeded)"),
+        let (dry_run, debug) = (self.config.dry_run, self.config.debug);
+        if !cleanup::hand_off(&self.config.archive, cutoff, dry_run, debug) {
+            cleanup::report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
         }
     }
 

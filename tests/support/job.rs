@@ -57,6 +57,13 @@ impl Job {
         }
     }
 
+    /// Where the process's stderr goes (a detached child of it may still
+    /// write there after it exits).
+    #[allow(dead_code)]
+    pub fn log_file(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
