@@ -24,6 +24,8 @@
 
 #[path = "../tests/support/pg.rs"]
 mod pg;
+#[path = "bench/poller.rs"]
+mod poller;
 #[path = "../tests/support/s3_server.rs"]
 mod s3_server;
 #[path = "bench/s3gz.rs"]
@@ -62,8 +64,9 @@ fn main() -> Result<()> {
             "compressed" => compressed(&progs),
             "s3" => object_storage(&progs),
             "s3gz" => s3gz::s3_gzip_catch_up(&progs),
+            "poller" => poller::poller(&progs),
             other => bail!(
-                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, all"
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, poller, all"
             ),
         };
         say(&format!(
@@ -87,6 +90,7 @@ fn main() -> Result<()> {
             "compressed",
             "s3",
             "s3gz",
+            "poller",
         ] {
             if let Err(e) = run(s) {
                 say(&format!("\n**{s} failed:** {e:#}\n"));
