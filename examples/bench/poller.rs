@@ -21,11 +21,19 @@ pub fn poller(p: &Progs) -> Result<()> {
     for d in &dirs {
         sb.mkdir(d)?;
     }
-    let archive_command = dirs
-        .iter()
-        .map(|d| format!("cp %p {}/%f", d.display()))
-        .collect::<Vec<_>>()
-        .join(" && ");
+    // Every segment goes to a master archive first, then to the archive of
+    // the standby that runs (`current`, a symbolic link switched per run):
+    // the copy a standby waits for is the archiver's last act, so no
+    // standby replays while the archiver still writes other copies.
+    let master = sb.path().join("a_master");
+    sb.mkdir(&master)?;
+    let current = sb.path().join("current");
+    let archive_command = format!(
+        "cp %p {m}/%f && cp %p {c}/%f",
+        m = master.display(),
+        c = current.display()
+    );
+    point(&current, &dirs[0])?;
     let primary = sb.primary(
         "primary",
         &PrimaryOptions {
@@ -70,7 +78,8 @@ pub fn poller(p: &Progs) -> Result<()> {
     say(&format!(
         "### Arrival latency against a 5 ms poller ({samples} samples per run, {rounds} runs per load, programs rotated)\n\n\
          Hot standbys from one cold backup, recovery_prefetch = off, each with its own archive; the primary copies \
-         each segment into every archive with an in-place `cp`. One standby runs at a time. Per sample: \
+         each segment with an in-place `cp` into a master archive, then into the archive of the standby that runs \
+         (one standby at a time; the others are filled from the master before they start). Per sample: \
          `INSERT` + `pg_switch_wal()` on the primary; the time from the segment being complete in that \
          standby's archive (polled every 0.5 ms) to the row being visible. *loaded*: two shell loops \
          `while :; do :; done` keep both cores busy during the run.\n"
@@ -84,6 +93,8 @@ pub fn poller(p: &Progs) -> Result<()> {
             for j in 0..progs.len() {
                 let k = (j + r as usize) % progs.len();
                 let s = &standbys[k];
+                point(&current, &dirs[k])?;
+                fill_from(&master, &dirs[k])?;
                 s.start()?;
                 // Caught up: the newest row so far is visible.
                 primary.insert_and_switch(next_id)?;
@@ -130,6 +141,34 @@ pub fn poller(p: &Progs) -> Result<()> {
                 pct(&all[k], 90.0),
                 runs[k].join("; ")
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Make `link` a symbolic link to `target`, atomically.
+fn point(link: &Path, target: &Path) -> Result<()> {
+    let tmp = link.with_extension("new");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, link)?;
+    Ok(())
+}
+
+/// Copy into `dir` the segments `master` holds beyond `dir`'s newest: what
+/// the primary archived while another standby ran (not what `%r` removed).
+fn fill_from(master: &Path, dir: &Path) -> Result<()> {
+    let names = |d: &Path| -> Result<Vec<String>> {
+        Ok(fs::read_dir(d)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect())
+    };
+    let newest = names(dir)?.into_iter().filter(|n| n.len() == 24).max();
+    for name in names(master)? {
+        let to = dir.join(&name);
+        let newer = name.len() != 24 || newest.as_ref().is_none_or(|m| name > *m);
+        if newer && !to.exists() {
+            fs::copy(master.join(&name), &to)?;
         }
     }
     Ok(())
