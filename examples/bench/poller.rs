@@ -168,7 +168,12 @@ fn fill_from(master: &Path, dir: &Path) -> Result<()> {
         let to = dir.join(&name);
         let newer = name.len() != 24 || newest.as_ref().is_none_or(|m| name > *m);
         if newer && !to.exists() {
-            fs::copy(master.join(&name), &to)?;
+            use std::os::unix::fs::MetadataExt;
+            let from = master.join(&name);
+            fs::copy(&from, &to)?;
+            // As the archiver (the server's OS user) made it.
+            let meta = fs::metadata(&from)?;
+            std::os::unix::fs::chown(&to, Some(meta.uid()), Some(meta.gid()))?;
         }
     }
     Ok(())
