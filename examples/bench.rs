@@ -24,6 +24,8 @@
 
 #[path = "../tests/support/pg.rs"]
 mod pg;
+#[path = "bench/pgbackrest.rs"]
+mod pgbackrest;
 #[path = "bench/poller.rs"]
 mod poller;
 #[path = "../tests/support/s3_server.rs"]
@@ -1559,19 +1561,27 @@ fn compressed(p: &Progs) -> Result<()> {
     let arch = sb.archive();
     let plain = sb.path().join("plain");
     sb.mkdir(&plain)?;
+    let pgbr = pgbackrest::PgBackRest::set_up(&sb)?;
+    let push = pgbr
+        .as_ref()
+        .map(|b| format!(" && {}", b.push_command(&sb.path().join("primary/data"))))
+        .unwrap_or_default();
     let primary = sb.primary(
         "primary",
         &PrimaryOptions {
             extra_conf: format!(
                 "max_wal_size = 8GB\ncheckpoint_timeout = 1h\n\
                  archive_command = 'gzip -c %p > {a}/%f.gz.tmp && mv {a}/%f.gz.tmp {a}/%f.gz \
-                 && zstd -q -c %p > {a}/%f.zst.tmp && mv {a}/%f.zst.tmp {a}/%f.zst && cp %p {p}/%f'\n",
+                 && zstd -q -c %p > {a}/%f.zst.tmp && mv {a}/%f.zst.tmp {a}/%f.zst && cp %p {p}/%f{push}'\n",
                 a = arch.display(),
                 p = plain.display()
             ),
             ..Default::default()
         },
     )?;
+    if let Some(b) = &pgbr {
+        b.create_stanza(&primary)?;
+    }
     let backup = primary.cold_backup("base")?;
     // Rows of random text: WAL that compresses as real WAL does, not the
     // zeros of a switched-out segment.
@@ -1700,7 +1710,22 @@ fn compressed(p: &Progs) -> Result<()> {
             format!("gunzip < {}/%f.gz > %p", arch.display()),
             true,
         ),
+        (
+            "ours from the gzip archive, `--prefetch=0`".into(),
+            sb.restore_command(&ours_installed, "--prefetch=0", false),
+            false,
+        ),
     ];
+    let mut progs = progs;
+    if let Some(b) = &pgbr {
+        for process_max in [1, 2] {
+            progs.push((
+                format!("pgBackRest 2.45 `archive-get`, async, process-max={process_max} (standby.signal)"),
+                b.get_command(&sb, process_max),
+                true,
+            ));
+        }
+    }
     say(&format!(
         "\n### Compressed archives: catch-up through {nseg} segments of rows ({rounds} rounds, programs rotated)\n\n\
          A fresh hot standby from the cold backup replays everything the primary archived ({segs} segments in all); \
@@ -1714,8 +1739,10 @@ fn compressed(p: &Progs) -> Result<()> {
             let k = (j + r as usize) % progs.len();
             let (label, rc, standby_mode) = &progs[k];
             let name = format!("cz{r}p{k}");
-            let (dt, _) = time_catch_up(&sb, &backup, &name, rc, *standby_mode, &target)?;
-            eprintln!("{label}: {dt:.0} ms");
+            let rc = rc.replace("{NAME}", &name);
+            let (dt, log) = time_catch_up(&sb, &backup, &name, &rc, *standby_mode, &target)?;
+            let hits = log.matches("from the prefetch spool after").count();
+            eprintln!("{label}: {dt:.0} ms ({hits} from our spool)");
             totals[k].push(dt);
         }
     }
