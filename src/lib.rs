@@ -54,8 +54,17 @@ use config::Config;
 use exit::{Fatal, Outcome};
 use restore::Session;
 
+/// When the process started, as near as we can tell: the phases of a
+/// call (`-d`) are measured from here.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn process_start() -> std::time::Instant {
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
 /// The whole program, for src/main.rs.
 pub fn main() -> ExitCode {
+    process_start();
     // Every line on stderr goes through the logger, from the first one on.
     logging::init();
     // Any panic must stop recovery, not look like "file not available";

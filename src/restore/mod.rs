@@ -50,6 +50,8 @@ pub struct Session {
     /// What this call did, for `--metrics-file`.
     report: CallReport,
     spool: Option<crate::spool::Spool>,
+    /// When each phase of the call ended, for the `-d` trace.
+    phases: Vec<(&'static str, Instant)>,
 }
 
 impl Session {
@@ -84,6 +86,7 @@ impl Session {
             standby_trigger_warned: false,
             report: CallReport::default(),
             spool: None,
+            phases: Vec::new(),
         }
     }
 
@@ -309,12 +312,17 @@ impl Session {
     }
 
     fn restore_segment(&mut self, archive: &Archive, name: SegmentName) -> Outcome {
+        self.phase("started");
         self.spool = self.locate_spool();
         if let Some(outcome) = self.restore_from_spool(name) {
+            self.phase("taken from the spool");
             // A segment's length is its segment size.
             let seg_size = self.report.bytes;
             self.advance_spool(archive, name, seg_size, true);
+            self.phase("prefetch");
             self.clean_archive(archive, name, seg_size);
+            self.phase("cleanup handed off");
+            self.log_phases();
             return outcome;
         }
         let mut stuck = Stuck::new();
@@ -382,6 +390,7 @@ impl Session {
             };
             match policy::next_step(&self.rules, &now) {
                 Step::Deliver => {
+                    self.phase("found and validated");
                     let copy_started = Instant::now();
                     // The policy delivers only what was found ready.
                     let mut unpacking = Duration::ZERO;
@@ -411,6 +420,7 @@ impl Session {
                     };
                     match delivery {
                         Delivery::Done => {
+                            self.phase("copied and renamed");
                             let copy = copy_started.elapsed() + unpacking;
                             let compressed = from.is_some();
                             self.log_restored(name, len, accepted, waited, copy, from);
@@ -418,7 +428,10 @@ impl Session {
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
                             self.advance_spool(archive, name, accepted.seg_size, compressed);
+                            self.phase("prefetch");
                             self.clean_archive(archive, name, accepted.seg_size);
+                            self.phase("cleanup handed off");
+                            self.log_phases();
                             return Outcome::Restored;
                         }
                         other => {
@@ -454,9 +467,11 @@ impl Session {
                         // Watch, then look again at once: a file that landed
                         // between the first look and the watch is not missed.
                         self.waiter();
+                        self.phase("watch set up");
                         continue;
                     }
                     self.waiter().wait(timeout);
+                    self.phase("woken");
                 }
                 Step::NotRestored(reason) => {
                     self.log_not_restored(name, reason, why, &now);
@@ -469,6 +484,28 @@ impl Session {
                 }
             }
         }
+    }
+
+    fn phase(&mut self, label: &'static str) {
+        // Only the last wake-up of a long wait matters.
+        if let Some(last) = self.phases.last_mut()
+            && last.0 == label
+        {
+            last.1 = Instant::now();
+            return;
+        }
+        self.phases.push((label, Instant::now()));
+    }
+
+    /// `-d`: where the call's time went, in ms since the process started.
+    fn log_phases(&self) {
+        let start = crate::process_start();
+        let phases: Vec<String> = self
+            .phases
+            .iter()
+            .map(|(label, at)| format!("{label} {:.2}", (*at - start).as_secs_f64() * 1e3))
+            .collect();
+        tracing::debug!("phases (ms since start): {}", phases.join(", "));
     }
 
     /// A smart failover, or `-w` (a failover for a silent primary).
