@@ -2,7 +2,7 @@
 //!
 //! `cargo build --release && cargo run --release --example bench -- <scenario>`
 //! with scenario one of: latency, failover, catchup, percall, idle, busy,
-//! cleanup, bigseg, all.
+//! cleanup, bigseg, compressed, s3, s3gz, poller, all.
 //!
 //! * The binary under test: `$PG_STANDBY_BIN`, else `target/release/pg_standby`.
 //! * The original pg_standby 13 is compared when `$PG_STANDBY_13` names its
