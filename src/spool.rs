@@ -106,11 +106,19 @@ impl Stamp {
         })
     }
 
-    /// The same archive, cluster and server run: its files may be used.
+    /// Made for this archive, cluster and server run: its files may be
+    /// used.
+    pub fn is_for(
+        &self,
+        archive: &str,
+        sysid: Option<u64>,
+        postmaster: &Option<(i32, String)>,
+    ) -> bool {
+        self.archive == archive && self.sysid == sysid && self.postmaster == *postmaster
+    }
+
     fn same_source(&self, other: &Stamp) -> bool {
-        self.archive == other.archive
-            && self.sysid == other.sysid
-            && self.postmaster == other.postmaster
+        self.is_for(&other.archive, other.sysid, &other.postmaster)
     }
 }
 

@@ -77,10 +77,10 @@ impl Session {
             return None;
         }
         spool.forward_log();
+        let archive = self.config.archive.to_string_lossy();
+        let postmaster = spool::postmaster(&self.cwd);
         if let Some(old) = spool.stamp()
-            && (old.archive != self.config.archive.to_string_lossy()
-                || old.sysid != self.sysid
-                || old.postmaster != spool::postmaster(&self.cwd))
+            && !old.is_for(&archive, self.sysid, &postmaster)
         {
             self.report.spool = Some(false);
             tracing::debug!(
