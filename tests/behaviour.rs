@@ -701,3 +701,25 @@ fn the_exit_does_not_wait_for_the_cleanup() {
     })
     .unwrap();
 }
+
+/// A call that has to wait cleans up while it waits, before its segment
+/// arrives: not while the server replays the segment it delivers.
+#[test]
+fn a_waiting_call_cleans_up_before_its_segment_arrives() {
+    let env = Env::new();
+    fill_archive(
+        &env,
+        &["000000010000000000000001", "000000010000000000000002"],
+    );
+    let job = env.spawn(&["-d"], S1, &[S1]);
+    wait_until(Duration::from_secs(10), "the cleanup", || {
+        Ok(archive_names(&env).is_empty())
+    })
+    .unwrap();
+    assert!(!env.restored().exists());
+    env.archive_atomically(S1, &segment(S1));
+    let done = job.finish_within(Duration::from_secs(10));
+    done.exited(0);
+    assert!(!done.log.contains("cleanup handed off"), "{}", done.log);
+    assert!(env.restored().exists());
+}

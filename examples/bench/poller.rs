@@ -85,7 +85,12 @@ pub fn poller(p: &Progs) -> Result<()> {
          `while :; do :; done` keep both cores busy during the run.\n"
     ));
     let mut next_id = 10_000i64;
+    // POLLER_LOAD=quiet or loaded runs one of the two.
+    let which = std::env::var("POLLER_LOAD").unwrap_or_default();
     for loaded in [false, true] {
+        if !which.is_empty() && which != if loaded { "loaded" } else { "quiet" } {
+            continue;
+        }
         let mut all: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
         let mut runs: Vec<Vec<String>> = vec![Vec::new(); progs.len()];
         let _load = loaded.then(BusyLoops::start).transpose()?;

@@ -52,6 +52,8 @@ pub struct Session {
     spool: Option<crate::spool::Spool>,
     /// When each phase of the call ended, for the `-d` trace.
     phases: Vec<(&'static str, Instant)>,
+    /// The archive cleanup was started before the wait.
+    cleaned: bool,
 }
 
 impl Session {
@@ -87,6 +89,7 @@ impl Session {
             report: CallReport::default(),
             spool: None,
             phases: Vec::new(),
+            cleaned: false,
         }
     }
 
@@ -320,7 +323,7 @@ impl Session {
             let seg_size = self.report.bytes;
             self.advance_spool(archive, name, seg_size, true);
             self.phase("prefetch");
-            self.clean_archive(archive, name, seg_size);
+            self.clean_archive(archive, name, Some(seg_size));
             self.phase("cleanup handed off");
             self.log_phases();
             return outcome;
@@ -429,8 +432,10 @@ impl Session {
                             self.waiter = None;
                             self.advance_spool(archive, name, accepted.seg_size, compressed);
                             self.phase("prefetch");
-                            self.clean_archive(archive, name, accepted.seg_size);
-                            self.phase("cleanup handed off");
+                            if !self.cleaned {
+                                self.clean_archive(archive, name, Some(accepted.seg_size));
+                                self.phase("cleanup handed off");
+                            }
                             self.log_phases();
                             return Outcome::Restored;
                         }
@@ -464,6 +469,11 @@ impl Session {
                         noted = this;
                     }
                     if self.waiter.is_none() {
+                        // The server waits for this segment anyway: clean
+                        // up now, not while it replays the segment.
+                        let keeping = self.config.restart.is_none() && self.config.keep_files > 0;
+                        let seg_size = keeping.then(|| archive.segment_size(self.sysid)).flatten();
+                        self.cleaned = self.clean_archive(archive, name, seg_size);
                         // Watch, then look again at once: a file that landed
                         // between the first look and the watch is not missed.
                         self.waiter();
@@ -575,16 +585,24 @@ impl Session {
         timeline::precedes_timeline_start(name, begin, seg_size)
     }
 
-    fn clean_archive(&self, archive: &Archive, name: SegmentName, seg_size: u64) {
-        let cutoff = match self.config.restart {
-            Some(restart) => cleanup::cutoff_from_restart(restart, name),
-            None => cleanup::cutoff_keeping(self.config.keep_files, name, seg_size),
+    /// Start the removal of what `%r` (or `-k`, which needs the segment
+    /// size) no longer keeps: in a process of its own, so that neither our
+    /// exit nor the server's replay waits for it.
+    /// `false` when there was no cutoff to clean up to.
+    fn clean_archive(&self, archive: &Archive, name: SegmentName, seg_size: Option<u64>) -> bool {
+        let cutoff = match (self.config.restart, seg_size) {
+            (Some(restart), _) => cleanup::cutoff_from_restart(restart, name),
+            (None, Some(seg_size)) => {
+                cleanup::cutoff_keeping(self.config.keep_files, name, seg_size)
+            }
+            (None, None) => None,
         };
-        let Some(cutoff) = cutoff else { return };
+        let Some(cutoff) = cutoff else { return false };
         let (dry_run, debug) = (self.config.dry_run, self.config.debug);
         if !cleanup::hand_off(&self.config.archive, cutoff, dry_run, debug) {
             cleanup::report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
         }
+        true
     }
 
     fn pause(&mut self, length: Duration) -> Option<Outcome> {
