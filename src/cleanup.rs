@@ -80,7 +80,6 @@ pub fn detached(cutoff: &str, archive: Option<&Path>, dry_run: bool) -> ExitCode
         tracing::error!("internal error: a cleanup needs a segment name and an archive");
         return ExitCode::SUCCESS;
     };
-    step_aside();
     let archive = match Archive::open(location) {
         Ok(a) => a,
         Err(e) => {
@@ -97,24 +96,6 @@ pub fn detached(cutoff: &str, archive: Option<&Path>, dry_run: bool) -> ExitCode
         });
     report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
     ExitCode::SUCCESS
-}
-
-/// Lowest CPU and I/O priority: the removal may take longer, the server's
-/// replay and the next restore must not.
-fn step_aside() {
-    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
-    // SAFETY: plain syscalls on this process; failure leaves the defaults.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        );
-    }
 }
 
 /// The one log line of a cleanup.
