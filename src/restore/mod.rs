@@ -320,12 +320,7 @@ impl Session {
         if let Some(outcome) = self.restore_from_spool(name) {
             self.phase("taken from the spool");
             // A segment's length is its segment size.
-            let seg_size = self.report.bytes;
-            self.advance_spool(archive, name, seg_size, true);
-            self.phase("prefetch");
-            self.clean_archive(archive, name, Some(seg_size));
-            self.phase("cleanup handed off");
-            self.log_phases();
+            self.after_restore(archive, name, self.report.bytes, true);
             return outcome;
         }
         let mut stuck = Stuck::new();
@@ -430,13 +425,7 @@ impl Session {
                             self.note_restored(name, len, accepted.seg_size, copy);
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
-                            self.advance_spool(archive, name, accepted.seg_size, compressed);
-                            self.phase("prefetch");
-                            if !self.cleaned {
-                                self.clean_archive(archive, name, Some(accepted.seg_size));
-                                self.phase("cleanup handed off");
-                            }
-                            self.log_phases();
+                            self.after_restore(archive, name, accepted.seg_size, compressed);
                             return Outcome::Restored;
                         }
                         other => {
@@ -494,6 +483,24 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Once the segment is in place: prefetch the next ones, clean up the
+    /// archive unless that was done before the wait, trace the phases.
+    fn after_restore(
+        &mut self,
+        archive: &Archive,
+        name: SegmentName,
+        seg_size: u64,
+        compressed: bool,
+    ) {
+        self.advance_spool(archive, name, seg_size, compressed);
+        self.phase("prefetch");
+        if !self.cleaned {
+            self.clean_archive(archive, name, Some(seg_size));
+            self.phase("cleanup handed off");
+        }
+        self.log_phases();
     }
 
     fn phase(&mut self, label: &'static str) {
