@@ -388,15 +388,18 @@ fn unchanged(file: &fs::File, validated: Identity) -> Result<(), String> {
     }
 }
 
-/// The server that made the spool still runs (the pid may be checked only
-/// when the spool was made by a server's call).
+/// The server that made the spool still runs: its postmaster.pid (in our
+/// working directory, the data directory) still names the same pid and
+/// start time, and that pid is alive. A pid taken over by another process
+/// after the server stopped does not count.
 fn server_alive(stamp: &Stamp) -> bool {
-    let Some((pid, _)) = stamp.postmaster else {
+    let Some((pid, _)) = &stamp.postmaster else {
         return true;
     };
+    let same_run = std::env::current_dir().is_ok_and(|d| spool::postmaster(&d) == stamp.postmaster);
     // SAFETY: kill with signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let r = unsafe { libc::kill(*pid, 0) };
+    same_run && (r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// Send our stderr to the spool's log, which the next call forwards (it

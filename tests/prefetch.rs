@@ -458,3 +458,23 @@ fn a_spool_directory_inside_the_data_directory_is_refused() {
         assert!(!env.datadir.join(dir).exists(), "{dir} was made");
     }
 }
+
+#[test]
+fn the_fetcher_ends_with_the_server_run_that_started_it() {
+    let env = Env::new();
+    archive_gz(&env, 1, 2);
+    // A "server" that is this test process; its next segments do not come.
+    let pid = std::process::id();
+    let pidfile = env.datadir.join("postmaster.pid");
+    fs::write(&pidfile, format!("{pid}\n/data\n1000\n")).unwrap();
+    restore(&env, &[], &name(1)).exited(0);
+    wait_spooled(&env, &name(2));
+    assert!(fetcher_pid(&env).is_some());
+    // The server stopped (its pid may be anyone's now): well before the
+    // fetcher's 5 s idle exit, it is gone.
+    fs::remove_file(&pidfile).unwrap();
+    wait_until(Duration::from_secs(3), "the fetcher to exit", || {
+        Ok(fetcher_pid(&env).is_none())
+    })
+    .unwrap();
+}
