@@ -44,12 +44,20 @@ impl Job {
         // "waited at least N s" checks hold however late the spawn returns
         // on a loaded machine.
         let started = Instant::now();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
+        cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        // A binary a test has just copied (tests/faults.rs) is busy while
+        // a process forked meanwhile by another test thread still holds
+        // the copy's descriptor, until that process execs: try again.
+        let mut attempts = 0;
+        let child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                result => break result.unwrap(),
+            }
+        };
         Job {
             child,
             started,
