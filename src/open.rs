@@ -76,6 +76,15 @@ impl Identity {
     }
 }
 
+/// Whether an open source file is still exactly as it was validated.
+pub fn unchanged(file: &File, validated: Identity) -> Result<(), String> {
+    match Identity::now(file) {
+        Ok(now) if now == validated => Ok(()),
+        Ok(_) => Err("changed in the archive during the copy".into()),
+        Err(e) => Err(format!("cannot be checked after the copy: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

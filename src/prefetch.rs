@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::archive::Archive;
 use crate::copy::{self, CopyError};
 use crate::datadir::RecoveryMode;
-use crate::open::Identity;
+use crate::open::unchanged;
 use crate::probe::{self, Probe};
 use crate::signals;
 use crate::spool::{self, Spool, Stamp};
@@ -378,13 +378,6 @@ fn copied(result: Result<(), CopyError>, len: u64) -> Fetched {
         Err(CopyError::Interrupted) => Fetched::Interrupted,
         Err(CopyError::Rejected(why)) => Fetched::NotYet(why),
         Err(CopyError::Failed(e)) => Fetched::Failed(e),
-    }
-}
-
-fn unchanged(file: &fs::File, validated: Identity) -> Result<(), String> {
-    match Identity::now(file) {
-        Ok(now) if now == validated => Ok(()),
-        _ => Err("changed in the archive while it was fetched".into()),
     }
 }
 

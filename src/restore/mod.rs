@@ -21,7 +21,7 @@ use crate::exit::{self, Fatal, Outcome};
 use crate::header::Accepted;
 use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::mounts;
-use crate::open::Identity;
+use crate::open::{Identity, unchanged};
 use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
 use crate::probe::{self, CompressedEntry, Probe, ReadySegment};
 use crate::signals;
@@ -709,15 +709,6 @@ fn destination_dir(dest: &Path) -> &Path {
     match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    }
-}
-
-/// Whether an open source file is still exactly as it was validated.
-fn unchanged(file: &File, validated: Identity) -> Result<(), String> {
-    match Identity::now(file) {
-        Ok(now) if now == validated => Ok(()),
-        Ok(_) => Err("changed in the archive during the copy".into()),
-        Err(e) => Err(format!("cannot be checked after the copy: {e}")),
     }
 }
 
