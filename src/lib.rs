@@ -7,17 +7,23 @@
 //! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
 mod archive;
+#[cfg(feature = "s3")]
+mod aws_credentials;
 mod check;
 mod cleanup;
 mod cli;
 pub mod codec;
 mod config;
 mod copy;
+#[cfg(feature = "s3")]
+mod credentials;
 mod datadir;
 mod exit;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;
+#[cfg(feature = "s3")]
+mod json;
 mod logging;
 mod metrics;
 mod mounts;
