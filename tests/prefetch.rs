@@ -9,6 +9,7 @@ mod support;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -412,6 +413,82 @@ fn a_fast_failover_discards_the_spool() {
     restore(&env, &[&t], &name(2)).exited(1);
     assert!(!spool_dir(&env).exists());
     wait_fetcher_gone(&env);
+}
+
+#[test]
+fn a_fast_trigger_while_a_call_waits_on_the_spool_fails_over_fast() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    start_spooling(&env, &trigger);
+    // A stand-in for a fetcher still writing segment 2: a child that holds
+    // the spool's lock (the call stops it on a failover), and segment 2
+    // named as in progress.
+    kill_fetcher(&env);
+    fs::remove_file(spool_dir(&env).join(name(2))).unwrap();
+    let stand_in = hold_lock(&spool_dir(&env).join("lock"));
+    fs::write(spool_dir(&env).join("current"), format!("{}\n", name(2))).unwrap();
+    wait_until(Duration::from_secs(10), "the stand-in's lock", || {
+        Ok(fetcher_pid(&env) == Some(stand_in.pid()))
+    })
+    .unwrap();
+    fs::remove_file(env.restored()).unwrap();
+    let t = format!("-t{}", trigger.display());
+    let mut job = env.spawn(&["-d", &t], &name(2), &[]);
+    job.wait_log(&format!("waiting for the fetcher to finish {}", name(2)));
+    fs::write(&trigger, "fast").unwrap();
+    // Segment 2 is in the archive: a smart failover would restore it.
+    job.finish_within(Duration::from_secs(10))
+        .exited(1)
+        .logged("trigger file says \"fast\"");
+    assert!(!env.restored().exists());
+    // The call that failed over fast made it a smart trigger for the next.
+    assert_eq!(fs::metadata(&trigger).unwrap().len(), 0);
+}
+
+/// A `sleep` that holds an exclusive flock on `path` and has written its
+/// pid there, as a fetcher does; killed and reaped when dropped.
+fn hold_lock(path: &Path) -> Reaped {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("60");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_TRUNC);
+            if fd < 0 || libc::flock(fd, libc::LOCK_EX) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut buf = [0u8; 12];
+            let mut n = libc::getpid() as u32;
+            let mut i = buf.len();
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i);
+            Ok(())
+        });
+    }
+    Reaped(cmd.spawn().unwrap())
+}
+
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
