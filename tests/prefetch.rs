@@ -324,12 +324,9 @@ fn an_unusable_spool_directory_only_costs_the_prefetch() {
     assert_restored(&env, &name(1));
 }
 
-/// A tmpfs of `size` at `dir`, unmounted when dropped; `None` unless root.
-fn tmpfs(dir: &Path, size: &str) -> Option<Unmount> {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
-        return None;
-    }
+/// A tmpfs of `size` at `dir`, unmounted when dropped.
+fn tmpfs(dir: &Path, size: &str) -> Unmount {
+    require_root("to mount a tmpfs");
     fs::create_dir(dir).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -337,7 +334,7 @@ fn tmpfs(dir: &Path, size: &str) -> Option<Unmount> {
         .status()
         .unwrap();
     assert!(mounted.success());
-    Some(Unmount(dir.to_path_buf()))
+    Unmount(dir.to_path_buf())
 }
 
 struct Unmount(PathBuf);
@@ -353,9 +350,7 @@ fn a_spool_on_another_filesystem_is_copied_from() {
     let env = Env::new();
     archive_gz(&env, 1, 3);
     let other = env.path("other");
-    let Some(_unmount) = tmpfs(&other, "64m") else {
-        return;
-    };
+    let _unmount = tmpfs(&other, "64m");
     let spool = format!("--spool-dir={}/spool", other.display());
     restore(&env, &[&spool], &name(1)).exited(0);
     wait_until(Duration::from_secs(30), "the spool to fill", || {
@@ -376,9 +371,7 @@ fn a_full_spool_disk_falls_back_to_restoring_directly() {
     let env = Env::new();
     archive_gz(&env, 1, 4);
     let small = env.path("small");
-    let Some(_unmount) = tmpfs(&small, "4m") else {
-        return;
-    };
+    let _unmount = tmpfs(&small, "4m");
     let spool = format!("--spool-dir={}/spool", small.display());
     restore(&env, &[&spool], &name(1)).exited(0);
     wait_until(Duration::from_secs(20), "the fetcher to give up", || {
