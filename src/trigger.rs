@@ -1,6 +1,7 @@
 //! The trigger file protocol: empty or "smart" asks for a smart failover,
-//! "fast" for a fast one (and the file is then truncated so that later
-//! calls see "smart"), anything else is ignored with a warning.
+//! "fast" for a fast one, anything else is ignored with a warning. Reading
+//! never changes the file: the call that acts on a fast failover truncates
+//! it ([`disarm_fast`]) so that later calls see "smart".
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
@@ -38,8 +39,9 @@ pub fn classify(content: &[u8]) -> Trigger {
     }
 }
 
-/// Read the trigger file; on "fast", truncate it so a repeated request for
-/// an already restored segment is answered as in smart mode.
+/// Read the trigger file, without changing it: a call may look many times
+/// (a wait on the spool, the retries), and only the one that fails over
+/// fast may turn the file into a smart trigger.
 pub fn read(path: &Path) -> Trigger {
     // An empty file means smart failover even when we may not open it (a
     // root `touch` under umask 077), as in pg_standby 13, which looks at
@@ -56,19 +58,20 @@ pub fn read(path: &Path) -> Trigger {
     match result {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Trigger::Absent,
         Err(e) => Trigger::Unreadable(e.to_string()),
-        Ok(_) => {
-            let trigger = classify(&content);
-            if trigger == Trigger::Fast
-                && let Err(e) = truncate(path)
-            {
-                tracing::warn!(
-                    "could not truncate trigger file \"{}\" after a fast failover: {e}; \
-                     a later call will fail over fast again",
-                    path.display()
-                );
-            }
-            trigger
-        }
+        Ok(_) => classify(&content),
+    }
+}
+
+/// After a fast failover: truncate the file so that a repeated request
+/// for an already restored segment is answered as in smart mode, as
+/// pg_standby 13 does.
+pub fn disarm_fast(path: &Path) {
+    if let Err(e) = truncate(path) {
+        tracing::warn!(
+            "could not truncate trigger file \"{}\" after a fast failover: {e}; \
+             a later call will fail over fast again",
+            path.display()
+        );
     }
 }
 
@@ -102,12 +105,14 @@ mod tests {
     }
 
     #[test]
-    fn fast_truncates_the_file() {
+    fn reading_fast_leaves_it_fast_until_disarmed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trigger");
         assert_eq!(read(&path), Trigger::Absent);
         fs::write(&path, "fast\n").unwrap();
         assert_eq!(read(&path), Trigger::Fast);
+        assert_eq!(read(&path), Trigger::Fast);
+        disarm_fast(&path);
         assert_eq!(fs::metadata(&path).unwrap().len(), 0);
         assert_eq!(read(&path), Trigger::Smart);
     }

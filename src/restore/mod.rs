@@ -537,7 +537,7 @@ impl Session {
             self.set_failover(Failover::Fast, format!("{signal} received"));
         }
         match self.check_trigger() {
-            Trigger::Fast => self.set_failover(Failover::Fast, "trigger file says \"fast\"".into()),
+            Trigger::Fast => self.fast_trigger(),
             Trigger::Smart => self.set_failover(Failover::Smart, "trigger file found".into()),
             _ => {}
         }
@@ -557,6 +557,16 @@ impl Session {
                 "smart failover: {}; restoring what the archive still holds, from {name} on",
                 self.failover_cause
             );
+        }
+    }
+
+    /// The one place a fast trigger is acted on: the call fails over fast
+    /// from now on, whatever the file says later, and the file becomes a
+    /// smart trigger for the calls that follow.
+    fn fast_trigger(&mut self) {
+        self.set_failover(Failover::Fast, "trigger file says \"fast\"".into());
+        if let Some(path) = self.config.trigger_file.as_deref() {
+            trigger::disarm_fast(path);
         }
     }
 
@@ -626,6 +636,7 @@ impl Session {
                 return Some(Outcome::NotRestored);
             }
             if self.check_trigger() == Trigger::Fast {
+                self.fast_trigger();
                 tracing::info!("fast failover: trigger file says \"fast\"; giving up the retries");
                 self.report.outcome = CallOutcome::Failover(FailoverKind::Fast);
                 return Some(Outcome::NotRestored);
