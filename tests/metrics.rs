@@ -5,6 +5,8 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 
 use support::*;
 
@@ -114,4 +116,75 @@ fn a_metrics_file_that_cannot_be_written_changes_nothing() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("could not write the metrics file"), "{err}");
     assert_eq!(fs::read(env.restored()).unwrap(), segment(S5));
+}
+
+#[test]
+fn the_file_is_world_readable_under_a_strict_umask() {
+    let env = Env::new();
+    env.archive_atomically(S5, &segment(S5));
+    let prom = env.path("pg_standby.prom");
+    let prom_arg = prom.display().to_string();
+    let args = env.restore_args(&["--metrics-file", &prom_arg], S5, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = env.command(&args);
+    // SAFETY: umask is async-signal-safe; it changes only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = fs::metadata(&prom).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the metrics file is {mode:o}");
+}
+
+#[test]
+fn compressed_segments_count_as_the_newest_in_the_archive() {
+    let env = Env::new();
+    let prom = env.path("pg_standby.prom");
+    let prom_arg = prom.display().to_string();
+    env.archive_atomically(S5, &segment(S5));
+    // Segment 6 only in its gzip form, as the restore would take it.
+    let mut gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let bytes = segment(S6);
+    let mut stdin = gz.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    let out = gz.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    env.archive_atomically(&format!("{S6}.gz"), &out.stdout);
+    let out = env.run(&["--metrics-file", &prom_arg], S5, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        value(&text, "pg_standby_archive_newest_lsn"),
+        Some(6.0 * SEG as f64),
+        "{text}"
+    );
+    // Every counter is there from the first call, at 0.
+    assert_eq!(
+        value(&text, "pg_standby_errors_total{kind=\"bad_segment\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "pg_standby_failovers_total{kind=\"smart\"}"),
+        Some(0.0)
+    );
 }

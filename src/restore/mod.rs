@@ -49,6 +49,8 @@ pub struct Session {
     standby_trigger_warned: bool,
     /// What this call did, for `--metrics-file`.
     report: CallReport,
+    /// The segment size of what this call restored.
+    seg_size: Option<u64>,
     spool: Option<crate::spool::Spool>,
     /// When each phase of the call ended, for the `-d` trace.
     phases: Vec<(&'static str, Instant)>,
@@ -87,6 +89,7 @@ impl Session {
             last_trigger_note: None,
             standby_trigger_warned: false,
             report: CallReport::default(),
+            seg_size: None,
             spool: None,
             phases: Vec::new(),
             cleaned: false,
@@ -138,7 +141,7 @@ impl Session {
             self.report.wait_seconds =
                 self.started.elapsed().as_secs_f64() - self.report.copy_seconds;
             if let Ok(archive) = &archive {
-                self.report.newest_in_archive = archive.newest_segment(self.sysid);
+                self.report.newest_in_archive = self.newest_in_archive(archive);
             }
             self.report.outcome = match outcome {
                 Outcome::Restored => CallOutcome::Restored,
@@ -148,6 +151,20 @@ impl Session {
             metrics::record(&path, &self.report);
         }
         outcome
+    }
+
+    /// Start LSN and timeline of the archive's newest segment, for the
+    /// metrics. Its segment size is the one this call restored, else one
+    /// read from a plain segment of the archive or of pg_wal, else initdb's
+    /// default (a listing alone does not tell it).
+    fn newest_in_archive(&self, archive: &Archive) -> Option<(u64, u32)> {
+        let newest = archive.newest_segment()?;
+        let seg_size = self
+            .seg_size
+            .or_else(|| archive.segment_size(self.sysid))
+            .or_else(|| probe::archive_segment_size(&self.cwd.join("pg_wal"), self.sysid))
+            .unwrap_or(16 << 20);
+        Some((newest.start_lsn(seg_size)?, newest.tli))
     }
 
     fn run_with(&mut self, archive: &Archive) -> Outcome {

@@ -41,6 +41,7 @@ impl Session {
         copy: Duration,
     ) {
         self.report.bytes = len;
+        self.seg_size = Some(seg_size);
         self.report.copy_seconds = copy.as_secs_f64();
         self.report.restored = name.start_lsn(seg_size).map(|lsn| (lsn, name.tli));
     }
