@@ -19,6 +19,7 @@ use crate::copy::{self, CopyError, Staged};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{self, Fatal, Outcome};
 use crate::header::Accepted;
+use crate::logging;
 use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::mounts;
 use crate::open::{Identity, unchanged};
@@ -46,6 +47,8 @@ pub struct Session {
     failover_cause: String,
     failover_seen: Option<Instant>,
     last_trigger_note: Option<String>,
+    /// postmaster.pid's start time: a trigger file older than this is stale.
+    server_start: Option<std::time::SystemTime>,
     standby_trigger_warned: bool,
     /// What this call did, for `--metrics-file`.
     report: CallReport,
@@ -61,6 +64,7 @@ pub struct Session {
 impl Session {
     pub fn new(config: Config, cwd: PathBuf, legacy: bool) -> Self {
         let mode = RecoveryMode::detect(&cwd);
+        let server_start = datadir::server_started(&cwd);
         let budget = if config.called_by_a_tool() {
             Some(Duration::ZERO)
         } else if mode == RecoveryMode::Standby {
@@ -87,6 +91,7 @@ impl Session {
             failover_cause: String::new(),
             failover_seen: None,
             last_trigger_note: None,
+            server_start,
             standby_trigger_warned: false,
             report: CallReport::default(),
             seg_size: None,
@@ -671,13 +676,16 @@ impl Session {
         Outcome::Killed(signal)
     }
 
-    /// Read the trigger file, warning once per new unusable state.
+    /// Read the trigger file, warning once per new unusable state (a
+    /// stale one is an error: it looks like a request and is not taken).
     fn check_trigger(&mut self) -> Trigger {
         let Some(path) = self.config.trigger_file.as_deref() else {
             return Trigger::Absent;
         };
-        let trigger = trigger::read(path);
+        let trigger = trigger::read_for(path, self.server_start);
         let note = match &trigger {
+            // Keyed by how much it predates the start, not by its growing age.
+            Trigger::Stale(stale) => Some(format!("stale {:?}", stale.before_start)),
             Trigger::Invalid(content) => Some(format!(
                 "invalid content in trigger file \"{}\": \"{content}\" (write nothing, \"smart\" or \"fast\"); still waiting",
                 path.display()
@@ -689,7 +697,18 @@ impl Session {
             _ => None,
         };
         if note.is_some() && note != self.last_trigger_note {
-            tracing::warn!("{}", note.as_deref().unwrap_or_default());
+            match &trigger {
+                Trigger::Stale(stale) => tracing::error!(
+                    "trigger file \"{}\" is {} old, {} older than this server's start: taken as left \
+                     over from an earlier failover, not failing over; still waiting. Remove it; to fail \
+                     over now, touch it (touch \"{}\")",
+                    path.display(),
+                    logging::human_duration(stale.age),
+                    logging::human_duration(stale.before_start),
+                    path.display()
+                ),
+                _ => tracing::warn!("{}", note.as_deref().unwrap_or_default()),
+            }
         }
         self.last_trigger_note = note;
         trigger
