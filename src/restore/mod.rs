@@ -443,7 +443,7 @@ impl Session {
                             self.phase("copied and renamed");
                             let copy = copy_started.elapsed() + unpacking;
                             let compressed = from.is_some();
-                            self.log_restored(name, len, accepted, waited, copy, from);
+                            self.log_restored(archive, name, len, accepted, waited, copy, from);
                             self.note_restored(name, len, accepted.seg_size, copy);
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
