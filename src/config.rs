@@ -69,7 +69,7 @@ impl Config {
             .transpose()?;
         Ok(Self {
             // An object-storage URL is not a path to anchor.
-            archive: if archive.to_str().is_some_and(|a| a.starts_with("s3:")) {
+            archive: if archive.to_str().is_some_and(crate::s3::is_url) {
                 archive
             } else {
                 cwd.join(archive)
