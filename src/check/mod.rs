@@ -517,13 +517,27 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
     };
     // Leading `VAR=value` assignments and `exec` are not the program; the
     // assignments are part of the program's environment.
-    let lead = split
-        .words
-        .iter()
-        .take_while(|w| is_assignment(w) || *w == "exec")
-        .count();
+    // So are `env`, its -i/-u NAME options and its assignments.
+    let mut lead = 0;
+    let mut in_env = false;
+    while let Some(w) = split.words.get(lead) {
+        if is_assignment(w) || w == "exec" {
+            lead += 1;
+        } else if w == "env" || w.ends_with("/env") {
+            in_env = true;
+            lead += 1;
+        } else if in_env && (w == "-u" || w == "--unset") {
+            lead += 2;
+        } else if in_env && w.starts_with('-') {
+            lead += 1;
+        } else {
+            break;
+        }
+    }
+    let lead = lead.min(split.words.len());
     let assignments: Vec<(String, String)> = split.words[..lead]
         .iter()
+        .filter(|w| is_assignment(w))
         .filter_map(|w| w.split_once('='))
         .map(|(k, v)| (k.to_string(), v.replace('\u{1}', "")))
         .collect();

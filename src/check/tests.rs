@@ -687,6 +687,18 @@ fn a_remote_archive_is_not_a_path_in_the_data_directory() {
     ));
     let codes = f.codes();
     assert!(codes.contains(&"archive-unreachable"), "{codes:?}");
+    // The same through env(1), as a restore_command may set them.
+    f.restore_command(&format!(
+        "env -u AWS_PROFILE AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_ACCESS_KEY_ID=k \
+         AWS_SECRET_ACCESS_KEY=s {} -t {} s3://bucket/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    assert!(
+        f.codes().contains(&"archive-unreachable"),
+        "{:?}",
+        f.codes()
+    );
     assert!(!codes.contains(&"archive-missing"), "{codes:?}");
     assert!(codes.contains(&"server-environment-unknown"), "{codes:?}");
 }
