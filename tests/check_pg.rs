@@ -577,3 +577,128 @@ fn an_s3_archive_and_a_program_by_name_are_checked_as_the_server_sees_them() {
     assert_eq!(status, 1);
     env.standby.stop("immediate").must();
 }
+
+/// A Debian cluster made by pg_createcluster; dropped (and stopped) on drop.
+struct DebianCluster {
+    major: u32,
+    name: String,
+}
+
+impl Drop for DebianCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_dropcluster")
+            .args(["--stop", &self.major.to_string(), &self.name])
+            .output();
+        // pg_dropcluster leaves the files it did not make (conf.d/).
+        let _ = fs::remove_dir_all(format!("/etc/postgresql/{}/{}", self.major, self.name));
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// docs/recipes.md's Debian recipe, followed on a real cluster: the
+/// configuration lives in /etc/postgresql/MAJOR/NAME, the data directory
+/// comes from pg_basebackup; --check reads the configuration the server
+/// reads, and the standby restores through pg_standby.
+#[test]
+fn a_debian_cluster_made_by_the_recipe_is_checked_and_runs() {
+    let env = setup("check-debian");
+    let major = env.sb.major();
+    let debian_bin = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if !is_root() || !Path::new("/usr/bin/pg_createcluster").exists() || !debian_bin.exists() {
+        eprintln!("SKIPPED: needs root, postgresql-common and Debian's PostgreSQL {major}");
+        return;
+    }
+    let name = format!("pgstandbycheck{}", std::process::id());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = env.sb.path().join("debian").join("main");
+    env.sb.mkdir(data.parent().unwrap()).must();
+    let cluster = DebianCluster {
+        major,
+        name: name.clone(),
+    };
+    run_ok(
+        Command::new("pg_createcluster")
+            .args(["-p", &port.to_string(), "-d"])
+            .arg(&data)
+            .args([&major.to_string(), &name]),
+    );
+    let etc = PathBuf::from(format!("/etc/postgresql/{major}/{name}"));
+    // The recipe: an empty data directory, filled by pg_basebackup from
+    // the primary, as the cluster's owner.
+    fs::remove_dir_all(&data).unwrap();
+    env.sb.mkdir(&data).must();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+    run_ok(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(debian_bin.join("pg_basebackup"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-h")
+            .arg(&env.primary.dir)
+            .args(["-p", &env.primary.port.to_string(), "-U", "postgres"])
+            .args(["-X", "fetch", "-c", "fast"]),
+    );
+    let trigger = env.sb.trigger_path("debian");
+    let mut settings = format!(
+        "restore_command = '{} -t {} {} %f %p %r'\nrecovery_end_command = 'rm -f {}'\n",
+        env.bin.display(),
+        trigger.display(),
+        env.sb.archive().display(),
+        trigger.display()
+    );
+    if major >= 15 {
+        settings += "recovery_prefetch = off\n";
+    }
+    fs::write(etc.join("conf.d/pg_standby.conf"), &settings).unwrap();
+    env.sb.write_file(&data.join("recovery.signal"), b"").must();
+
+    let clean = |what: &str| {
+        let (status, found, json) = check(&env.bin, &data);
+        assert!(
+            found.iter().all(|(s, _)| s == "ok"),
+            "{what}: expected no findings, got {json}"
+        );
+        assert_eq!(status, 0, "{what}: {json}");
+        // The configuration the server reads, not the copy the base backup
+        // brought (the harness's primary keeps one in its data directory).
+        assert!(
+            json.contains(&format!("{}/postgresql.conf", etc.display())),
+            "{what}: {json}"
+        );
+        assert!(json.contains("conf.d/pg_standby.conf"), "{what}: {json}");
+    };
+    clean("a Debian standby, stopped");
+
+    run_ok(Command::new("pg_ctlcluster").args([&major.to_string(), &name, "start"]));
+    let psql = |sql: &str| -> Option<String> {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(debian_bin.join("psql"))
+            .args(["-X", "-At", "-h", "/var/run/postgresql"])
+            .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    env.primary.insert_and_switch(7).must();
+    wait_until(WAIT, "the row on the Debian standby", || {
+        Ok(psql("SELECT count(*) FROM t WHERE id = 7").as_deref() == Some("1"))
+    })
+    .must();
+    assert_eq!(psql("SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+    clean("a Debian standby, running");
+    drop(cluster);
+    assert!(!etc.exists(), "{} is left", etc.display());
+}

@@ -275,25 +275,29 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
 
     let mut conf = Conf::default();
     let main_conf = datadir.join("postgresql.conf");
-    let conf_found = if main_conf.exists() {
-        conf.read_file(&main_conf);
-        true
-    } else if let Some(debian) = major.and_then(|m| cluster_conf(Path::new(ETC), m, datadir)) {
-        conf.read_file(&debian);
-        true
-    } else {
-        out.push(finding(
-            Warning,
-            "no-postgresql-conf",
-            format!(
-                "no postgresql.conf in {} nor in {ETC}/MAJOR/*/ naming it as data_directory: \
+    // A Debian cluster naming this data directory is started with its
+    // config_file (pg_ctlcluster passes -c config_file=...): that file
+    // wins over a postgresql.conf a base backup may have brought along.
+    let conf_found =
+        if let Some(debian) = major.and_then(|m| cluster_conf(Path::new(ETC), m, datadir)) {
+            conf.read_file(&debian);
+            true
+        } else if main_conf.exists() {
+            conf.read_file(&main_conf);
+            true
+        } else {
+            out.push(finding(
+                Warning,
+                "no-postgresql-conf",
+                format!(
+                    "no postgresql.conf in {} nor in {ETC}/MAJOR/*/ naming it as data_directory: \
                  the server's settings were not checked",
-                datadir.display()
-            ),
-            "run the check where the server's config_file is visible".into(),
-        ));
-        false
-    };
+                    datadir.display()
+                ),
+                "run the check where the server's config_file is visible".into(),
+            ));
+            false
+        };
     // The server reads postgresql.auto.conf last (ProcessConfigFileInternal).
     let auto = datadir.join("postgresql.auto.conf");
     if auto.exists() {
