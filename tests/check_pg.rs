@@ -634,9 +634,11 @@ fn a_debian_cluster_made_by_the_recipe_is_checked_and_runs() {
     let etc = PathBuf::from(format!("/etc/postgresql/{major}/{name}"));
     // The recipe: an empty data directory, filled by pg_basebackup from
     // the primary, as the cluster's owner.
-    fs::remove_dir_all(&data).unwrap();
-    env.sb.mkdir(&data).must();
-    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+    run_ok(
+        Command::new("find")
+            .arg(&data)
+            .args(["-mindepth", "1", "-delete"]),
+    );
     run_ok(
         Command::new("runuser")
             .args(["-u", "postgres", "--"])
