@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use crate::archive::is_object_storage;
 use crate::cli::Cli;
 use crate::codec::{Codec, decompress_to};
 use crate::header::{LONG_HEADER_LEN, LongPageHeader, fmt_lsn};
@@ -625,12 +626,26 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
         return;
     };
     match archive.to_str() {
-        Some(url) if crate::s3::is_url(url) => check_remote_archive(setup, url, &assignments, out),
+        Some(url) if is_object_storage(url) => {
+            #[cfg(feature = "s3")]
+            check_remote_archive(setup, url, &assignments, out);
+            #[cfg(not(feature = "s3"))]
+            {
+                let _ = &assignments;
+                out.push(finding(
+                    Error,
+                    "archive-url",
+                    format!("{url}: this pg_standby was built without object storage"),
+                    "build pg_standby with the s3 feature (on by default)".into(),
+                ));
+            }
+        }
         _ => check_local_archive(setup, &setup.datadir.join(archive), out),
     }
     check_archiving(setup, archive, out);
 }
 
+#[cfg(feature = "s3")]
 /// The variables restore_command sees: its own leading assignments, then
 /// the running server's environment; when that cannot be read, this
 /// process's (said in a note).
@@ -651,6 +666,7 @@ fn command_env<'a>(
     }
 }
 
+#[cfg(feature = "s3")]
 /// Which finding an object storage failure is, and its fix.
 fn remote_failure(e: &crate::s3::S3Error) -> (&'static str, &'static str) {
     use crate::s3::S3Error;
@@ -678,6 +694,7 @@ fn remote_failure(e: &crate::s3::S3Error) -> (&'static str, &'static str) {
     }
 }
 
+#[cfg(feature = "s3")]
 /// An `s3://BUCKET/PREFIX` archive: resolve the settings as the restore
 /// does (the same parser and credential chain) and list the prefix.
 fn check_remote_archive(
@@ -819,7 +836,7 @@ fn check_archiving(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {
     let mut targets: Vec<String> = Vec::new();
     if let Some(l) = raw
         .strip_prefix("s3://")
-        .filter(|_| crate::s3::is_url(&raw))
+        .filter(|_| is_object_storage(&raw))
     {
         // s3://BUCKET/PREFIX, or BUCKET/PREFIX in an endpoint URL (curl).
         targets.push(l.trim_end_matches('/').to_string());
@@ -1262,7 +1279,7 @@ fn check_spool(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
     let Some(archive) = cli.archive.as_deref().and_then(Path::to_str) else {
         return;
     };
-    let remote = crate::s3::is_url(archive);
+    let remote = is_object_storage(archive);
     let compressed = || {
         archived_segments(&setup.datadir.join(archive))
             .iter()

@@ -645,6 +645,7 @@ fn a_standby_archiving_into_its_own_archive() {
     assert!(f.findings().is_empty(), "{:#?}", f.findings());
 }
 
+#[cfg(feature = "s3")]
 #[test]
 fn object_storage_failures_have_their_codes() {
     use crate::s3::S3Error;
@@ -674,6 +675,7 @@ fn object_storage_failures_have_their_codes() {
     }
 }
 
+#[cfg(feature = "s3")]
 #[test]
 fn a_remote_archive_is_not_a_path_in_the_data_directory() {
     let f = Fixture::new(15);
