@@ -276,33 +276,52 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
 
     let mut conf = Conf::default();
     let main_conf = datadir.join("postgresql.conf");
+    // How the server was last started (pg_ctl restart starts it so again):
+    // its -c settings outrank the configuration files.
+    let opts = postmaster_opts(datadir);
+    let opts_conf = opts
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "config_file")
+        .map(|(_, v)| datadir.join(v))
+        .filter(|p| p.is_file());
     // A Debian cluster naming this data directory is started with its
     // config_file (pg_ctlcluster passes -c config_file=...): that file
     // wins over a postgresql.conf a base backup may have brought along.
-    let conf_found =
-        if let Some(debian) = major.and_then(|m| cluster_conf(Path::new(ETC), m, datadir)) {
-            conf.read_file(&debian);
-            true
-        } else if main_conf.exists() {
-            conf.read_file(&main_conf);
-            true
-        } else {
-            out.push(finding(
-                Warning,
-                "no-postgresql-conf",
-                format!(
-                    "no postgresql.conf in {} nor in {ETC}/MAJOR/*/ naming it as data_directory: \
+    let conf_found = if let Some(file) =
+        opts_conf.or_else(|| major.and_then(|m| cluster_conf(Path::new(ETC), m, datadir)))
+    {
+        conf.read_file(&file);
+        true
+    } else if main_conf.exists() {
+        conf.read_file(&main_conf);
+        true
+    } else {
+        out.push(finding(
+            Warning,
+            "no-postgresql-conf",
+            format!(
+                "no postgresql.conf in {} nor in {ETC}/MAJOR/*/ naming it as data_directory: \
                  the server's settings were not checked",
-                    datadir.display()
-                ),
-                "run the check where the server's config_file is visible".into(),
-            ));
-            false
-        };
+                datadir.display()
+            ),
+            "run the check where the server's config_file is visible".into(),
+        ));
+        false
+    };
     // The server reads postgresql.auto.conf last (ProcessConfigFileInternal).
     let auto = datadir.join("postgresql.auto.conf");
     if auto.exists() {
         conf.read_file(&auto);
+    }
+    let opts_file = datadir.join("postmaster.opts");
+    for (name, value) in opts {
+        conf.settings.push(crate::pgconf::Setting {
+            name,
+            value,
+            file: opts_file.clone(),
+            line: 1,
+        });
     }
     for p in &conf.problems {
         out.push(finding(
@@ -453,6 +472,37 @@ fn setup_passed(setup: &Setup, out: &mut Vec<Finding>) {
         (Mode::None, _) => return,
     };
     out.push(ok("recovery-mode", mode.into()));
+}
+
+/// The `-c NAME=VALUE` and `--NAME=VALUE` settings of the command line in
+/// `datadir/postmaster.opts`, which the postmaster writes at each start
+/// (CreateOptsFile in src/backend/postmaster/postmaster.c: the program,
+/// then each argument in double quotes).
+fn postmaster_opts(datadir: &Path) -> Vec<(String, String)> {
+    let Ok(text) = fs::read_to_string(datadir.join("postmaster.opts")) else {
+        return Vec::new();
+    };
+    parse_postmaster_opts(&text)
+}
+
+fn parse_postmaster_opts(text: &str) -> Vec<(String, String)> {
+    let args: Vec<&str> = text.split('"').skip(1).step_by(2).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let setting = if args[i] == "-c" {
+            i += 1;
+            args.get(i).copied()
+        } else {
+            args[i].strip_prefix("--")
+        };
+        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
+            // The server folds - to _ in names given on the command line.
+            out.push((k.to_ascii_lowercase().replace('-', "_"), v.to_string()));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Where Debian's postgresql-common keeps each cluster's configuration.
@@ -1233,6 +1283,20 @@ pub fn prefetch_reads_ahead(major: u32, value: Option<&str>) -> bool {
     }
     let value = value.unwrap_or("try").trim().to_ascii_lowercase();
     !matches!(value.as_str(), "off" | "false" | "no" | "0")
+}
+
+/// For the restore, which runs in the data directory: the
+/// `[recovery-prefetch]` error, as a line to log, when the server's
+/// configuration makes it read WAL ahead; read and judged exactly as
+/// `--check` does. `None` when it does not, or cannot be known.
+pub fn prefetch_stall(datadir: &Path) -> Option<String> {
+    let mut ignored = Vec::new();
+    let setup = read_setup(datadir, &mut ignored)?;
+    let mut out = Vec::new();
+    check_prefetch(&setup, &mut out);
+    out.into_iter()
+        .find(|f| f.severity == Severity::Error)
+        .map(|f| format!("{} [{}]; fix: {}", f.message, f.code, f.fix))
 }
 
 fn check_prefetch(setup: &Setup, out: &mut Vec<Finding>) {

@@ -704,3 +704,57 @@ fn a_remote_archive_is_not_a_path_in_the_data_directory() {
     assert!(!codes.contains(&"archive-missing"), "{codes:?}");
     assert!(codes.contains(&"server-environment-unknown"), "{codes:?}");
 }
+
+#[test]
+fn the_servers_own_command_line() {
+    assert_eq!(
+        parse_postmaster_opts(
+            "/usr/lib/postgresql/15/bin/postgres \"-D\" \"/var/lib/postgresql/15/main\" \"-c\" \
+             \"config_file=/etc/postgresql/15/main/postgresql.conf\" \"--recovery-prefetch=off\"\n"
+        ),
+        [
+            (
+                "config_file".to_string(),
+                "/etc/postgresql/15/main/postgresql.conf".to_string()
+            ),
+            ("recovery_prefetch".into(), "off".into()),
+        ]
+    );
+    // A setting on the command line outranks the files; its config_file is
+    // the configuration.
+    let f = Fixture::new(15);
+    let p = f.data().join("postgresql.conf");
+    let conf = fs::read_to_string(&p).unwrap();
+    fs::write(&p, conf.replace("recovery_prefetch = off\n", "")).unwrap();
+    f.assert_only("recovery-prefetch", Severity::Error);
+    let opts = f.data().join("postmaster.opts");
+    fs::write(&opts, "/bin/postgres \"-c\" \"recovery_prefetch=off\"\n").unwrap();
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    let elsewhere = f.root().join("elsewhere.conf");
+    fs::rename(&p, &elsewhere).unwrap();
+    f.assert_only("no-postgresql-conf", Severity::Warning);
+    fs::write(
+        &opts,
+        format!(
+            "/bin/postgres \"-c\" \"config_file={}\"\n",
+            elsewhere.display()
+        ),
+    )
+    .unwrap();
+    f.assert_only("recovery-prefetch", Severity::Error);
+}
+
+#[test]
+fn the_restore_asks_the_same_question_about_prefetch() {
+    let f = Fixture::new(15);
+    assert_eq!(prefetch_stall(&f.data()), None);
+    f.append("recovery_prefetch = try\n", false);
+    let line = prefetch_stall(&f.data()).unwrap();
+    assert!(
+        line.contains("[recovery-prefetch]; fix: recovery_prefetch = off"),
+        "{line}"
+    );
+    let f = Fixture::new(14);
+    assert_eq!(prefetch_stall(&f.data()), None);
+    assert_eq!(prefetch_stall(&f.root().join("nothing")), None);
+}
