@@ -44,14 +44,27 @@ pub struct Entry {
     pub codec: Option<Codec>,
 }
 
+/// Whether an archive location names object storage (`s3://BUCKET/PREFIX`)
+/// rather than a directory: the one rule for the restore, the settings and
+/// `--check`, in every build (with or without the `s3` feature). Cheap: no
+/// other part of object storage is touched.
+pub fn is_object_storage(location: &str) -> bool {
+    location.starts_with("s3:")
+}
+
 impl Archive {
     /// The archive must be usable when a call starts: a missing directory,
     /// a malformed URL or missing credentials are misconfigurations, never
     /// "not available".
     pub fn open(location: &Path) -> Result<Self, String> {
-        #[cfg(feature = "s3")]
-        if let Some(url) = location.to_str().filter(|l| crate::s3::is_url(l)) {
+        if let Some(url) = location.to_str().filter(|l| is_object_storage(l)) {
+            #[cfg(feature = "s3")]
             return Remote::open(url).map(|r| Self::Remote(Box::new(r)));
+            #[cfg(not(feature = "s3"))]
+            return Err(format!(
+                "archive location \"{url}\" is object storage, and this pg_standby was built \
+                 without the s3 feature"
+            ));
         }
         LocalDir::open(location).map(Self::Local)
     }
