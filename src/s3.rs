@@ -55,12 +55,6 @@ const CHUNK: usize = 128 * 1024;
 /// How long an idle connection is kept for the next request.
 const IDLE_REUSE: Duration = Duration::from_secs(4);
 
-/// Whether an archive location names object storage. Cheap: the caller
-/// decides with this before anything else of this module is touched.
-pub fn is_url(location: &str) -> bool {
-    location.starts_with("s3:")
-}
-
 #[derive(Debug)]
 pub enum S3Error {
     /// 404 / NoSuchKey: the object is not there (yet).
@@ -1075,7 +1069,10 @@ mod tests {
                 "{bad} accepted"
             );
         }
-        assert!(is_url("s3://x") && !is_url("/var/lib/archive"));
+        assert!(
+            crate::archive::is_object_storage("s3://x")
+                && !crate::archive::is_object_storage("/var/lib/archive")
+        );
     }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {

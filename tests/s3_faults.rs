@@ -31,15 +31,15 @@ struct Setup {
     server: S3Server,
 }
 
-fn setup() -> Option<Setup> {
-    let server = S3Server::start()?;
+fn setup() -> Setup {
+    let server = S3Server::start();
     server.bucket("wal");
     let proxy = FaultProxy::start(&server.endpoint);
-    Some(Setup {
+    Setup {
         env: Env::new(),
         proxy,
         server,
-    })
+    }
 }
 
 impl Setup {
@@ -100,7 +100,7 @@ fn assert_delivered(env: &Env, bytes: &[u8]) {
 /// warns, keeps waiting and restores the segment.
 #[track_caller]
 fn waited_out(faults: Vec<Action>, warning: &str) {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     let n = faults.len();
@@ -159,7 +159,7 @@ fn a_body_cut_inside_the_header_is_never_delivered() {
 /// a segment; the store's own answer, once it comes, is.
 #[test]
 fn an_html_page_instead_of_the_segment_is_never_delivered() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     s.proxy.then([Action::Html]);
@@ -176,7 +176,7 @@ fn an_html_page_instead_of_the_segment_is_never_delivered() {
 /// recovery instead of promoting.
 #[test]
 fn a_store_that_only_answers_html_is_waited_out_and_never_promotes() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     s.put(NAME, &segment(NAME));
     s.proxy.always(Action::Html);
     let trigger = s.env.path("trigger");
@@ -195,7 +195,7 @@ fn a_store_that_only_answers_html_is_waited_out_and_never_promotes() {
 /// configuration error, exit 250 at once, never a wait or a promotion.
 #[test]
 fn access_denied_stops_recovery_at_once() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     s.put(NAME, &segment(NAME));
     s.proxy.always(status(403, "AccessDenied", None));
     s.start(&[])
@@ -210,7 +210,7 @@ fn access_denied_stops_recovery_at_once() {
 /// slow: restored, no warning.
 #[test]
 fn a_slow_answer_is_just_slow() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     s.proxy.then([Action::Delay(Duration::from_millis(1500))]);
@@ -225,7 +225,7 @@ fn a_slow_answer_is_just_slow() {
 /// the throttling does not skip past the segment.
 #[test]
 fn a_smart_failover_during_throttling_never_promotes() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     s.proxy.always(status(503, "SlowDown", Some(1)));
     let trigger = s.env.path("trigger");
     let trigger_arg = trigger.display().to_string();
