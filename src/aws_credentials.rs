@@ -71,7 +71,10 @@ pub enum Source {
     /// The EC2 instance metadata service. `tried` says why the sources
     /// before it did not apply, for the error when it does not answer
     /// either.
-    InstanceMetadata { endpoint: String, tried: Vec<String> },
+    InstanceMetadata {
+        endpoint: String,
+        tried: Vec<String>,
+    },
 }
 
 /// The profile of the shared files, as read.
@@ -157,7 +160,8 @@ pub fn choose(
             token_file: var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
         });
     }
-    tried.push("container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and _FULL_URI are not set".into());
+    tried
+        .push("container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and _FULL_URI are not set".into());
     if var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         tried.push("instance metadata: AWS_EC2_METADATA_DISABLED is true".into());
         return Err(no_credentials(&tried));
@@ -277,7 +281,10 @@ impl Source {
         match self {
             Source::Static { from, .. } => from.clone(),
             Source::WebIdentity {
-                role_arn, sts, from, ..
+                role_arn,
+                sts,
+                from,
+                ..
             } => format!("{from}: role {role_arn} through STS at {sts}"),
             Source::Process { from, .. } => from.clone(),
             Source::Container { url, .. } => format!("container credentials at {url}"),
@@ -368,9 +375,9 @@ fn endpoint_status(status: u16, what: &str) -> S3Error {
 /// An `Expiration` as the endpoints write it (RFC 3339).
 fn expiration(text: Option<&String>, what: &str) -> Result<Option<SystemTime>, S3Error> {
     let Some(text) = text else { return Ok(None) };
-    let ts: jiff::Timestamp = text.parse().map_err(|_| {
-        S3Error::Config(format!("{what}: the Expiration is not a timestamp"))
-    })?;
+    let ts: jiff::Timestamp = text
+        .parse()
+        .map_err(|_| S3Error::Config(format!("{what}: the Expiration is not a timestamp")))?;
     Ok(Some(SystemTime::from(ts)))
 }
 
@@ -577,7 +584,9 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
         // Nothing listens there: no instance role to fall back on.
         Err(e) => {
             let mut tried = tried.to_vec();
-            tried.push(format!("instance metadata: {endpoint} did not answer ({e})"));
+            tried.push(format!(
+                "instance metadata: {endpoint} did not answer ({e})"
+            ));
             return Err(no_credentials(&tried));
         }
         Ok(resp) => {
@@ -634,7 +643,9 @@ mod tests {
         move |k| m.get(k).cloned()
     }
 
-    fn section(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    type Section = HashMap<String, String>;
+
+    fn section(pairs: &[(&str, &str)]) -> Section {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -660,9 +671,15 @@ mod tests {
             ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t"),
             ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
         ];
-        let ecs = [("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x")];
+        let ecs = [(
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/x",
+        )];
         let eks = [
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials",
+            ),
             ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/tok"),
         ];
         let off = [("AWS_EC2_METADATA_DISABLED", "true")];
@@ -674,9 +691,20 @@ mod tests {
         ]);
         let empty = HashMap::new();
         // (environment, credentials file section, config file section, chosen)
-        let table: Vec<(Vec<(&str, &str)>, &HashMap<_, _>, &HashMap<_, _>, &str)> = vec![
-            ([&keys[..], &web, &ecs].concat(), &file_keys, &process, "static"),
-            ([&web[..], &ecs].concat(), &file_keys, &empty, "web identity"),
+        type Row<'a> = (Vec<(&'a str, &'a str)>, &'a Section, &'a Section, &'a str);
+        let table: Vec<Row> = vec![
+            (
+                [&keys[..], &web, &ecs].concat(),
+                &file_keys,
+                &process,
+                "static",
+            ),
+            (
+                [&web[..], &ecs].concat(),
+                &file_keys,
+                &empty,
+                "web identity",
+            ),
             (ecs.to_vec(), &file_keys, &empty, "static"),
             (ecs.to_vec(), &empty, &process, "process"),
             (ecs.to_vec(), &empty, &role_web, "web identity"),
@@ -713,18 +741,30 @@ mod tests {
         let Err(S3Error::Config(m)) = choose(&env_of(&off), "r", &profile) else {
             panic!()
         };
-        for part in ["environment", "web identity", "profile \"default\"", "container", "AWS_EC2_METADATA_DISABLED"] {
+        for part in [
+            "environment",
+            "web identity",
+            "profile \"default\"",
+            "container",
+            "AWS_EC2_METADATA_DISABLED",
+        ] {
             assert!(m.contains(part), "{m}");
         }
         // Half-configured sources are errors, not skipped.
         for half in [
             vec![("AWS_ACCESS_KEY_ID", "AK")],
             vec![("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")],
-            vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://10.0.0.1/creds")],
+            vec![(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://10.0.0.1/creds",
+            )],
             vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI", "not a url")],
         ] {
             assert!(
-                matches!(choose(&env_of(&half), "r", &profile), Err(S3Error::Config(_))),
+                matches!(
+                    choose(&env_of(&half), "r", &profile),
+                    Err(S3Error::Config(_))
+                ),
                 "{half:?}"
             );
         }
@@ -733,22 +773,40 @@ mod tests {
             config: &source_profile,
             ..profile
         };
-        assert!(matches!(choose(&env_of(&[]), "r", &profile), Err(S3Error::Config(m)) if m.contains("not supported")));
+        assert!(
+            matches!(choose(&env_of(&[]), "r", &profile), Err(S3Error::Config(m)) if m.contains("not supported"))
+        );
     }
 
     #[test]
     fn endpoints_for_sts_and_metadata() {
         let e = |pairs: &[(&str, &str)]| sts_endpoint(&env_of(pairs), "eu-west-3");
         assert_eq!(e(&[]), "https://sts.eu-west-3.amazonaws.com");
-        assert_eq!(e(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:1/")]), "http://127.0.0.1:1");
         assert_eq!(
-            e(&[("AWS_ENDPOINT_URL", "http://a"), ("AWS_ENDPOINT_URL_STS", "http://b")]),
+            e(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:1/")]),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(
+            e(&[
+                ("AWS_ENDPOINT_URL", "http://a"),
+                ("AWS_ENDPOINT_URL_STS", "http://b")
+            ]),
             "http://b"
         );
-        for ok in ["https://x.example/creds", "http://127.0.0.1:8/c", "http://localhost/c", "http://169.254.170.23/v1", "http://[::1]:9/c"] {
+        for ok in [
+            "https://x.example/creds",
+            "http://127.0.0.1:8/c",
+            "http://localhost/c",
+            "http://169.254.170.23/v1",
+            "http://[::1]:9/c",
+        ] {
             assert!(container_url_allowed(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://10.1.2.3/c", "http://example.com/c", "ftp://127.0.0.1/c"] {
+        for bad in [
+            "http://10.1.2.3/c",
+            "http://example.com/c",
+            "ftp://127.0.0.1/c",
+        ] {
             assert!(container_url_allowed(bad).is_err(), "{bad}");
         }
     }
@@ -780,7 +838,12 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_553_445))
         );
         let no_expiry = r#"{"Version":1,"AccessKeyId":"AK","SecretAccessKey":"SK"}"#;
-        assert_eq!(keys_from_json(no_expiry, "SessionToken", "w").unwrap().expires, None);
+        assert_eq!(
+            keys_from_json(no_expiry, "SessionToken", "w")
+                .unwrap()
+                .expires,
+            None
+        );
         for bad in [
             "<html>",
             r#"{"AccessKeyId":"AK"}"#,

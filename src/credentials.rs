@@ -126,16 +126,28 @@ mod tests {
         };
         let cache = Refreshing::new();
         assert_eq!(cache.get_at(at(0), ok(1, Some(at(3_600_000)))), Ok(1));
-        assert_eq!(cache.get_at(at(1000), || -> Result<_, &str> { panic!("not due") }), Ok(1));
+        assert_eq!(
+            cache.get_at(at(1000), || -> Result<_, &str> { panic!("not due") }),
+            Ok(1)
+        );
 
         // Fetched at 0, valid for 2 s: due from 1 s on; a failed refresh
         // keeps them until they expire, then the failure is the answer.
         let cache = Refreshing::new();
         assert_eq!(cache.get_at(at(0), ok(2, Some(at(2000)))), Ok(2));
-        assert_eq!(cache.get_at(at(500), || -> Result<_, &str> { panic!("not due") }), Ok(2));
+        assert_eq!(
+            cache.get_at(at(500), || -> Result<_, &str> { panic!("not due") }),
+            Ok(2)
+        );
         assert_eq!(cache.get_at(at(1200), || Err("endpoint down")), Ok(2));
-        assert_eq!(cache.get_at(at(2000), || Err("endpoint down")), Err("endpoint down"));
+        assert_eq!(
+            cache.get_at(at(2000), || Err("endpoint down")),
+            Err("endpoint down")
+        );
         assert_eq!(cache.get_at(at(2100), ok(3, None)), Ok(3));
-        assert_eq!(cache.get_at(at(9_999_999), || -> Result<_, &str> { panic!("never due") }), Ok(3));
+        assert_eq!(
+            cache.get_at(at(9_999_999), || -> Result<_, &str> { panic!("never due") }),
+            Ok(3)
+        );
     }
 }

@@ -219,7 +219,10 @@ mod tests {
         assert_eq!(m["Empty"], "");
         assert!(!m.contains_key("Version") && !m.contains_key("Nested"));
         assert_eq!(string_members("{}").unwrap().len(), 0);
-        assert_eq!(string_members(r#"{"e":"\ud83d\ude00"}"#).unwrap()["e"], "😀");
+        assert_eq!(
+            string_members(r#"{"e":"\ud83d\ude00"}"#).unwrap()["e"],
+            "😀"
+        );
         for bad in [
             "",
             "[]",

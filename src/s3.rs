@@ -524,7 +524,9 @@ impl Store {
         });
         match fetched {
             Ok(c) => {
-                self.had_credentials.store(true, Ordering::Relaxed);
+                if !self.had_credentials.swap(true, Ordering::Relaxed) {
+                    tracing::debug!("object storage credentials from {}", self.source.describe());
+                }
                 Ok(c)
             }
             // The source worked before: waited out like the store itself.
@@ -1177,15 +1179,9 @@ mod tests {
         .unwrap();
         let home = dir.path().to_str().unwrap();
         let s = Settings::resolve(&env_of(&[("HOME", home)])).unwrap();
-        assert_eq!(
-            (keys(&s).0, s.region.as_str()),
-            ("DK", "us-west-2")
-        );
+        assert_eq!((keys(&s).0, s.region.as_str()), ("DK", "us-west-2"));
         let s = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "archive")])).unwrap();
-        assert_eq!(
-            keys(&s),
-            ("AK", "AS", Some("AT"))
-        );
+        assert_eq!(keys(&s), ("AK", "AS", Some("AT")));
         assert_eq!(
             (s.endpoint.as_str(), s.region.as_str()),
             ("http://minio:9000", "eu-central-1")

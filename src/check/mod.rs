@@ -820,7 +820,8 @@ fn check_remote_archive(
             format!(
                 "the archive {url} holds no WAL segment yet (listed at {} with credentials from \
                  {}): the standby will wait for its first one",
-                settings.endpoint, settings.credentials_from
+                settings.endpoint,
+                settings.credentials.describe()
             ),
             "check the primary's archive_command".into(),
         ));
@@ -839,7 +840,7 @@ fn check_remote_archive(
                 "the archive {url} listed at {} with credentials from {} ({whose}): {} \
                  segment(s), newest {newest}, none missing since the redo point",
                 settings.endpoint,
-                settings.credentials_from,
+                settings.credentials.describe(),
                 segments.len()
             ),
         ));

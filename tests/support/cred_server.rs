@@ -199,13 +199,13 @@ fn serve(s: &Shared, conn: TcpStream) -> std::io::Result<()> {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let header = |k: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = vec![0u8; header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)];
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut body = vec![
+        0u8;
+        header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    ];
     reader.read_exact(&mut body)?;
     let body = String::from_utf8_lossy(&body).into_owned();
     let mut seen = Seen {
@@ -219,7 +219,10 @@ fn serve(s: &Shared, conn: TcpStream) -> std::io::Result<()> {
     let issue = || {
         let mut n = s.issued.lock().unwrap();
         *n += 1;
-        (format!("session-{n}"), rfc3339(SystemTime::now() + hand.lifetime))
+        (
+            format!("session-{n}"),
+            rfc3339(SystemTime::now() + hand.lifetime),
+        )
     };
     let json = |token: &str, expiration: &str| {
         if hand.malformed {
@@ -262,7 +265,9 @@ fn serve(s: &Shared, conn: TcpStream) -> std::io::Result<()> {
                 respond(&mut conn, "200 OK", "application/json", &json(&token, &exp));
             }
         }
-        ("POST", "/") if form_value(&body, "Action").as_deref() == Some("AssumeRoleWithWebIdentity") => {
+        ("POST", "/")
+            if form_value(&body, "Action").as_deref() == Some("AssumeRoleWithWebIdentity") =>
+        {
             let sent = form_value(&body, "WebIdentityToken");
             seen.web_identity_token = sent.clone();
             let current = hand
@@ -279,7 +284,12 @@ fn serve(s: &Shared, conn: TcpStream) -> std::io::Result<()> {
                      <Message>not the current token</Message></Error></ErrorResponse>",
                 );
             } else if hand.malformed {
-                respond(&mut conn, "200 OK", "text/xml", "<AssumeRoleWithWebIdentityResponse>");
+                respond(
+                    &mut conn,
+                    "200 OK",
+                    "text/xml",
+                    "<AssumeRoleWithWebIdentityResponse>",
+                );
             } else {
                 let (token, exp) = issue();
                 let xml = format!(
