@@ -1203,6 +1203,8 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
     if setup.mode == Mode::Standby {
         let signal = if setup.major.is_some_and(|m| m < 12) {
             "standby_mode = on in recovery.conf"
+        } else if setup.datadir.join("recovery.signal").exists() {
+            "standby.signal (next to recovery.signal, which it overrides)"
         } else {
             "standby.signal"
         };
