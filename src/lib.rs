@@ -62,6 +62,13 @@ fn process_start() -> std::time::Instant {
     *STARTED.get_or_init(std::time::Instant::now)
 }
 
+/// The command line's definition, for the generators of the manual page
+/// and the shell completion (examples/man.rs); not a stable interface.
+#[doc(hidden)]
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// The whole program, for src/main.rs.
 pub fn main() -> ExitCode {
     process_start();

@@ -621,10 +621,7 @@ fn chown_tree(path: &std::path::Path, uid: u32) {
 #[test]
 fn exhausted_inotify_instances_warn_once_and_poll() {
     use std::os::unix::process::CommandExt;
-    if !is_root() {
-        eprintln!("skipped: needs root to run the binary as a user of its own");
-        return;
-    }
+    require_root("to run the binary as a user of its own");
     let env = Env::new();
     let bin = env.path("pg_standby");
     fs::copy(binary(), &bin).unwrap();

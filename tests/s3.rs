@@ -47,9 +47,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[test]
 fn present_object_head_and_get() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     fs::create_dir(bucket.join("wal")).unwrap();
     let data = pattern(1024 * 1024 + 17);
@@ -78,9 +76,7 @@ fn present_object_head_and_get() {
 
 #[test]
 fn missing_object_is_not_found() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.bucket("archive");
     let s = store(&server, "s3://archive/wal/");
     assert_eq!(s.head(SEG).unwrap(), None);
@@ -93,9 +89,7 @@ fn missing_object_is_not_found() {
 
 #[test]
 fn missing_bucket_is_a_configuration_error() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.bucket("archive");
     let s = store(&server, "s3://nosuchbucket/wal");
     let head = s.head(SEG);
@@ -110,9 +104,7 @@ fn missing_bucket_is_a_configuration_error() {
 
 #[test]
 fn wrong_credentials_are_configuration_errors() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     fs::write(bucket.join(SEG), b"x").unwrap();
     let wrong_secret = store_with(
@@ -148,9 +140,7 @@ fn wrong_credentials_are_configuration_errors() {
 
 #[test]
 fn endpoint_down_is_transient_and_quick() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     // A port nobody listens on: bound, then released.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -210,9 +200,7 @@ fn hung_endpoint_times_out_as_transient() {
 
 #[test]
 fn list_follows_every_page() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     let wal = bucket.join("wal");
     fs::create_dir_all(wal.join("sub")).unwrap();
@@ -251,9 +239,7 @@ fn list_follows_every_page() {
 
 #[test]
 fn delete_many_in_batches() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     let wal = bucket.join("wal");
     fs::create_dir(&wal).unwrap();
@@ -280,9 +266,7 @@ fn delete_many_in_batches() {
 
 #[test]
 fn download_limit_and_interruption() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     let data = pattern(3 * 1024 * 1024);
     fs::write(bucket.join(SEG), &data).unwrap();
@@ -307,9 +291,7 @@ fn download_limit_and_interruption() {
 
 #[test]
 fn credentials_from_a_profile_file() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     fs::write(bucket.join(SEG), b"seg").unwrap();
     let home = tempfile::tempdir().unwrap();
