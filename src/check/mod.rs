@@ -1233,15 +1233,46 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
             },
         ));
     }
-    if fs::symlink_metadata(&resolved).is_ok() {
+    if let Ok(meta) = fs::symlink_metadata(&resolved) {
+        // The restore's rule (crate::trigger::staleness): a trigger last
+        // changed before the server started is left over, and ignored.
+        let running = matches!(setup.server_env, ServerEnv::Known { .. });
+        let start = crate::datadir::server_started(&setup.datadir).filter(|_| running);
+        let changed = crate::trigger::changed_at(&meta);
+        let stale = match start {
+            Some(start) => {
+                crate::trigger::staleness(changed, Some(start), std::time::SystemTime::now())
+                    .is_some()
+            }
+            // It will predate the next start.
+            None => true,
+        };
+        let (severity, message) = if stale {
+            (
+                Warning,
+                format!(
+                    "the trigger file {} already exists, older than the server's {}: pg_standby \
+                     calls it stale, logs an ERROR at each restore and does not fail over until \
+                     it is touched again",
+                    resolved.display(),
+                    if running { "start" } else { "next start" }
+                ),
+            )
+        } else {
+            (
+                Error,
+                format!(
+                    "the trigger file {} was made after the running server started: the next \
+                     restore fails over",
+                    resolved.display()
+                ),
+            )
+        };
         out.push(finding(
-            Error,
+            severity,
             "trigger-present",
-            format!(
-                "the trigger file {} already exists: the standby would fail over at its next start",
-                resolved.display()
-            ),
-            format!("rm {}", resolved.display()),
+            message,
+            format!("rm {} (unless a failover is meant)", resolved.display()),
         ));
     }
     let end = setup.recovery_setting("recovery_end_command").unwrap_or("");
