@@ -238,14 +238,16 @@ fn each_misconfiguration_gives_its_finding() {
 
     // The standby would archive into the archive it restores from once
     // promoted (its archive_command is the primary's, copied with it).
-    env.with_recovery_setting("archive_mode = on", || {
-        env.expect(
-            "archive_mode = on",
-            "warning",
-            "archives-into-own-archive",
-            0,
-        )
-    });
+    let conf = data.join("postgresql.conf");
+    let saved = fs::read(&conf).unwrap();
+    env.sb.append_file(&conf, "\narchive_mode = on\n").must();
+    env.expect(
+        "archive_mode = on",
+        "warning",
+        "archives-into-own-archive",
+        0,
+    );
+    env.sb.write_file(&conf, &saved).must();
 
     // The trigger file already there; and no recovery_end_command removing it.
     env.sb.write_file(&env.trigger, b"").must();
