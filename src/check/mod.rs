@@ -659,12 +659,11 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
         out.push(ok(
             "restore-command",
             format!(
-                "restore_command parsed as pg_standby would: options accepted, %f and %p{} in \
-                 place",
+                "restore_command parsed as pg_standby would: options accepted, {} in place",
                 if parsed.cli.restart_wal_file.is_some() {
-                    " and %r"
+                    "%f, %p and %r"
                 } else {
-                    ""
+                    "%f and %p"
                 }
             ),
         ));
