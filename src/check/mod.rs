@@ -659,12 +659,11 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
         out.push(ok(
             "restore-command",
             format!(
-                "restore_command parsed as pg_standby would: options accepted, %f and %p{} in \
-                 place",
+                "restore_command parsed as pg_standby would: options accepted, {} in place",
                 if parsed.cli.restart_wal_file.is_some() {
-                    " and %r"
+                    "%f, %p and %r"
                 } else {
-                    ""
+                    "%f and %p"
                 }
             ),
         ));
@@ -1204,6 +1203,8 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
     if setup.mode == Mode::Standby {
         let signal = if setup.major.is_some_and(|m| m < 12) {
             "standby_mode = on in recovery.conf"
+        } else if setup.datadir.join("recovery.signal").exists() {
+            "standby.signal (next to recovery.signal, which it overrides)"
         } else {
             "standby.signal"
         };
@@ -1232,15 +1233,46 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
             },
         ));
     }
-    if fs::symlink_metadata(&resolved).is_ok() {
+    if let Ok(meta) = fs::symlink_metadata(&resolved) {
+        // The restore's rule (crate::trigger::staleness): a trigger last
+        // changed before the server started is left over, and ignored.
+        let running = matches!(setup.server_env, ServerEnv::Known { .. });
+        let start = crate::datadir::server_started(&setup.datadir).filter(|_| running);
+        let changed = crate::trigger::changed_at(&meta);
+        let stale = match start {
+            Some(start) => {
+                crate::trigger::staleness(changed, Some(start), std::time::SystemTime::now())
+                    .is_some()
+            }
+            // It will predate the next start.
+            None => true,
+        };
+        let (severity, message) = if stale {
+            (
+                Warning,
+                format!(
+                    "the trigger file {} already exists, older than the server's {}: pg_standby \
+                     calls it stale, logs an ERROR at each restore and does not fail over until \
+                     it is touched again",
+                    resolved.display(),
+                    if running { "start" } else { "next start" }
+                ),
+            )
+        } else {
+            (
+                Error,
+                format!(
+                    "the trigger file {} was made after the running server started: the next \
+                     restore fails over",
+                    resolved.display()
+                ),
+            )
+        };
         out.push(finding(
-            Error,
+            severity,
             "trigger-present",
-            format!(
-                "the trigger file {} already exists: the standby would fail over at its next start",
-                resolved.display()
-            ),
-            format!("rm {}", resolved.display()),
+            message,
+            format!("rm {} (unless a failover is meant)", resolved.display()),
         ));
     }
     let end = setup.recovery_setting("recovery_end_command").unwrap_or("");
@@ -1290,6 +1322,13 @@ pub fn prefetch_reads_ahead(major: u32, value: Option<&str>) -> bool {
 /// `[recovery-prefetch]` error, as a line to log, when the server's
 /// configuration makes it read WAL ahead; read and judged exactly as
 /// `--check` does. `None` when it does not, or cannot be known.
+///
+/// The server's replay position is not visible to restore_command (no
+/// connection; pg_control moves only at restartpoints), so a request for
+/// segment N+1 before N is replayed cannot be told from the normal
+/// sequence: the configuration is the reliable sign. Meant for the restore
+/// to log once when it starts to wait; not called from it yet.
+#[allow(dead_code)]
 pub fn prefetch_stall(datadir: &Path) -> Option<String> {
     let mut ignored = Vec::new();
     let setup = read_setup(datadir, &mut ignored)?;
