@@ -6,6 +6,7 @@
 //! need besides it: WAL file names ([`wal`]), the segment header check
 //! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
+mod access;
 mod archive;
 mod check;
 mod cleanup;

@@ -295,7 +295,9 @@ impl Session {
                             )
                         },
                     );
-                    return self.fatal(Fatal::Io, format!("{why}; {}", FIX_FILE));
+                    let fix = crate::access::unreadable_fix(&archive.path_of(&name))
+                        .unwrap_or_else(|| FIX_FILE.to_string());
+                    return self.fatal(Fatal::Io, format!("{why}; {fix}"));
                 }
             };
             let delivery = match entry.codec {
@@ -745,7 +747,13 @@ impl Session {
 
 const FIX_FILE: &str = "remove or replace the file in the archive, then start the server";
 
+/// What to do about a file in the archive the restore refuses. One that
+/// cannot be read for lack of permission is fixed by a chmod or chown,
+/// never by removing what may be the only copy.
 fn fix_bad_file(path: &Path) -> String {
+    if let Some(fix) = crate::access::unreadable_fix(path) {
+        return fix;
+    }
     format!(
         "remove or replace \"{}\" with the right segment, then start the server (it resumes where it stopped)",
         path.display()

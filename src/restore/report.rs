@@ -74,8 +74,10 @@ impl Session {
         match note {
             Note::None => {}
             Note::BadFile => tracing::warn!(
-                "not restoring {name}: {why}; waiting up to {} s for a valid copy (replace the file in the archive)",
-                self.rules.bad_file_timeout.as_secs()
+                "not restoring {name}: {why}; waiting up to {} s for a valid copy ({})",
+                self.rules.bad_file_timeout.as_secs(),
+                crate::access::unreadable_fix(&archive.path_of(&name.to_string()))
+                    .unwrap_or_else(|| "replace the file in the archive".into())
             ),
             Note::Stalled => tracing::warn!(
                 "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? \
