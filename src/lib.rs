@@ -43,7 +43,6 @@ pub mod wal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 
 /// Public as an API for the property tests: the oldest segment `-k N`
@@ -88,7 +87,7 @@ pub fn main() -> ExitCode {
         tracing::error!("{e:#}");
         return Outcome::Fatal(Fatal::Io).exit_code(legacy);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             // A closed or full stdout does not make --help fail.

@@ -179,7 +179,7 @@ fn max_wait_fails_over_after_the_given_seconds() {
         done.elapsed
     );
     assert!(
-        done.log.contains("fast failover: waited 1 s"),
+        done.log.contains("failover after -w: waited 1 s"),
         "{}",
         done.log
     );
@@ -347,11 +347,32 @@ fn help_and_version_follow_postgresqls_tools() {
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
     };
+    // PostgreSQL's tools print "NAME VERSION" first; then what is built in.
+    let version = run("-V");
+    let mut lines = version.lines();
     assert_eq!(
-        run("-V"),
-        format!("pg_standby {}\n", env!("CARGO_PKG_VERSION"))
+        lines.next(),
+        Some(format!("pg_standby {}", env!("CARGO_PKG_VERSION")).as_str())
     );
+    assert!(
+        lines.next().unwrap().starts_with("codecs: gzip zstd"),
+        "{version}"
+    );
+    assert!(lines.next().unwrap().starts_with("stores: directory s3"));
+    assert_eq!(run("--version"), version);
     let help = run("--help");
+    // The archive's forms, the compressed names, the environment, and -w
+    // described as what it does (it finishes what is in flight, as a
+    // smart failover does).
+    for needle in [
+        "s3://BUCKET/PREFIX",
+        "%f.zst",
+        "AWS_ACCESS_KEY_ID",
+        "like a smart failover",
+    ] {
+        assert!(help.contains(needle), "{needle} not in {help}");
+    }
+    assert!(!help.contains("(fast) after"), "{help}");
     assert!(help.contains(
         "Usage:\n  pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]\n"
     ));

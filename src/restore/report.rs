@@ -128,7 +128,7 @@ impl Session {
                 now.unchanged.as_secs()
             ),
             Reason::MaxWait => tracing::info!(
-                "fast failover: waited {} s for {name} (-w {}); {ends}",
+                "failover after -w: waited {} s for {name}, which is not in the archive (-w {}); {ends}",
                 now.waited.as_secs(),
                 self.rules.max_wait.unwrap_or_default().as_secs()
             ),
