@@ -1,7 +1,8 @@
 //! After a failover ends recovery, PostgreSQL reads the end of WAL once
-//! more and asks again for the last segment it replayed (xlogrecovery.c,
-//! `FinishWalRecovery`: the last record is read again before the new
-//! timeline is chosen). That call is not a new failover: the call that
+//! more and asks again for the last segment it replayed (the last record
+//! is read again before the new timeline is chosen: xlogrecovery.c
+//! `FinishWalRecovery` from 15 on, xlog.c `StartupXLOG` before; seen on
+//! 10, 15 and 18). That call is not a new failover: the call that
 //! ended recovery leaves a mark (pg_wal/.pg_standby.ended: the server run
 //! and the segment it was asked for), and the next calls of the same run
 //! read it. The history files asked for next, at the timeline switch,
