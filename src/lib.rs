@@ -6,6 +6,7 @@
 //! need besides it: WAL file names ([`wal`]), the segment header check
 //! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
+mod access;
 mod archive;
 #[cfg(feature = "s3")]
 mod aws_credentials;
@@ -48,7 +49,6 @@ pub mod wal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 
 /// Public as an API for the property tests: the oldest segment `-k N`
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
         tracing::error!("{e:#}");
         return Outcome::Fatal(Fatal::Io).exit_code(legacy);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             // A closed or full stdout does not make --help fail.

@@ -461,11 +461,43 @@ fn unreadable_archive_file_is_fatal_after_the_bad_file_timeout() {
     let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), NAME)));
     let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
     chmod(&env.archive_file(NAME), 0o644);
+    let path = env.archive_file(NAME).display().to_string();
     done.exited(FATAL)
         .logged("it cannot be read: Permission denied")
-        .logged("unchanged for 1 s");
+        .logged("unchanged for 1 s")
+        // Who owns it, its mode, and the fix that keeps the only copy.
+        .logged(&format!("the file \"{path}\" is owned by "))
+        .logged("with mode 0000")
+        .logged(&format!("chmod u+r \"{path}\""));
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
     assert!(done.elapsed >= Duration::from_secs(1));
     assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+/// The common case: a segment copied in by root (rsync, a restore from
+/// backup) with mode 0600, which the server's user cannot read.
+#[test]
+fn a_segment_only_root_may_read_gets_a_chmod_or_chown_never_a_removal() {
+    if !is_root() {
+        eprintln!("needs root to make a file another user owns: covered by access::tests");
+        return;
+    }
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    hand_over(&env);
+    std::os::unix::fs::chown(env.archive_file(NAME), Some(0), Some(0)).unwrap();
+    chmod(&env.archive_file(NAME), 0o600);
+    let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), NAME)));
+    let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
+    let path = env.archive_file(NAME).display().to_string();
+    done.exited(FATAL)
+        .logged(&format!(
+            "the file \"{path}\" is owned by root:root with mode 0600"
+        ))
+        .logged(&format!("chmod o+r \"{path}\" (or chown nobody \"{path}\""));
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
     assert_archive_holds(&env, NAME, &bytes);
 }
 
@@ -481,7 +513,13 @@ fn unreadable_archive_directory_is_fatal_after_the_bad_file_timeout() {
     chmod(&env.archive, 0o755);
     done.exited(FATAL)
         .logged("it cannot be read: Permission denied")
-        .logged("unchanged for 1 s");
+        .logged("unchanged for 1 s")
+        .logged(&format!(
+            "the directory \"{}\" is owned by ",
+            env.archive.display()
+        ))
+        .logged("chmod u+rx");
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
     assert_nothing_delivered(&env);
     assert_archive_holds(&env, NAME, &bytes);
 }

@@ -147,4 +147,17 @@ fn a_trigger_older_than_the_server_does_not_promote_until_touched() {
     for line in log.lines().filter(|l| l.contains("pg_standby[")) {
         eprintln!("[stale_trigger] {line}");
     }
+    // The server then asks again for the last segment it replayed: that
+    // is said as what it is, not as a second failover.
+    assert_eq!(
+        log.matches("smart failover: trigger file found").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("recovery is ending: the server asks again for"),
+        "{log}"
+    );
+    // The mark that told it is gone once the timeline switched.
+    assert!(!standby.data.join("pg_wal/.pg_standby.ended").exists());
 }

@@ -384,3 +384,28 @@ fn documented_alert_rules_fire_on_real_runs() {
     eprintln!("promtool test rules: exit {:?}\n{said}", out.status.code());
     assert!(out.status.success(), "{said}\n{tests}");
 }
+
+/// Every metric a real run writes is in the guide's table, with its type.
+#[test]
+fn every_metric_written_is_documented() {
+    let guide =
+        fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide.md"))
+            .unwrap();
+    for (_, text) in real_runs() {
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut words = line.split(' ').skip(2);
+            let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+            let row = guide
+                .lines()
+                .find(|l| {
+                    l.starts_with('|')
+                        && (l.contains(&format!("`{name}`")) || l.contains(&format!("`{name}{{")))
+                })
+                .unwrap_or_else(|| panic!("{name} is not in docs/guide.md's metrics table"));
+            assert!(
+                row.contains(&format!("| {kind} |")),
+                "{name} is not a {kind} in: {row}"
+            );
+        }
+    }
+}

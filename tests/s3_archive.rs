@@ -337,7 +337,9 @@ fn catching_up_takes_downloaded_segments_from_the_spool() {
     })
     .unwrap();
     for n in 2..=5 {
-        restore(n).exited(0).logged("from the prefetch spool after");
+        restore(n)
+            .exited(0)
+            .logged("from the prefetch spool (fetched from s3://wal/archive) after");
         assert_delivered(&s.env, &segment(&name(n)));
     }
 }

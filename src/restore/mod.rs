@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod ended;
 mod found;
 mod prefetching;
 mod report;
@@ -26,6 +27,7 @@ use crate::open::{Identity, unchanged};
 use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
 use crate::probe::{self, CompressedEntry, Probe, ReadySegment};
 use crate::signals;
+use crate::spool;
 use crate::timeline;
 use crate::trigger::{self, Trigger};
 use crate::unpack::{self, Unpacked};
@@ -54,6 +56,9 @@ pub struct Session {
     report: CallReport,
     /// The segment size of what this call restored.
     seg_size: Option<u64>,
+    /// Where a failover ended recovery, when this call is the server
+    /// asking again for the last segment it replayed (see [`ended`]).
+    asked_again_after: Option<SegmentName>,
     spool: Option<crate::spool::Spool>,
     /// When each phase of the call ended, for the `-d` trace.
     phases: Vec<(&'static str, Instant)>,
@@ -95,6 +100,7 @@ impl Session {
             standby_trigger_warned: false,
             report: CallReport::default(),
             seg_size: None,
+            asked_again_after: None,
             spool: None,
             phases: Vec::new(),
             cleaned: false,
@@ -142,6 +148,7 @@ impl Session {
         if ended {
             self.discard_spool();
         }
+        self.mark_end_of_recovery(&outcome);
         if let Some(path) = self.config.metrics_file.clone() {
             self.report.wait_seconds =
                 self.started.elapsed().as_secs_f64() - self.report.copy_seconds;
@@ -156,6 +163,41 @@ impl Session {
             metrics::record(&path, &self.report);
         }
         outcome
+    }
+
+    /// A failover that ends recovery (archive recovery, a server's call)
+    /// leaves a mark for the server's next question (see [`ended`]).
+    fn mark_end_of_recovery(&self, outcome: &Outcome) {
+        let (WalFileName::Segment(name), Outcome::NotRestored, RecoveryMode::Archive) =
+            (self.config.request, outcome, self.mode)
+        else {
+            return;
+        };
+        if !matches!(self.report.outcome, CallOutcome::Failover(_)) {
+            return;
+        }
+        if let Some(run) = spool::postmaster(&self.cwd) {
+            ended::record(&self.cwd, &run, name);
+        }
+    }
+
+    /// Whether this call is the server asking again for its last segment
+    /// after a failover; a history file (the timeline switch that follows)
+    /// or another server run clears the mark.
+    fn read_end_of_recovery_mark(&mut self) {
+        let Some(mark) = ended::read(&self.cwd) else {
+            return;
+        };
+        let run = spool::postmaster(&self.cwd);
+        match self.config.request {
+            WalFileName::Segment(name)
+                if ended::is_asked_again(Some(&mark), run.as_ref(), name) =>
+            {
+                self.asked_again_after = Some(mark.1);
+            }
+            WalFileName::Segment(_) if run.as_ref() == Some(&mark.0) => {}
+            _ => ended::remove(&self.cwd),
+        }
     }
 
     /// Start LSN and timeline of the archive's newest segment, for the
@@ -187,6 +229,7 @@ impl Session {
             }
         };
         self.log_settings();
+        self.read_end_of_recovery_mark();
         copy::sweep_leftovers(destination_dir(&self.config.destination));
         self.discard_spool_after_promotion();
         match self.config.request {
@@ -295,7 +338,9 @@ impl Session {
                             )
                         },
                     );
-                    return self.fatal(Fatal::Io, format!("{why}; {}", FIX_FILE));
+                    let fix = crate::access::unreadable_fix(&archive.path_of(&name))
+                        .unwrap_or_else(|| FIX_FILE.to_string());
+                    return self.fatal(Fatal::Io, format!("{why}; {fix}"));
                 }
             };
             let delivery = match entry.codec {
@@ -558,6 +603,18 @@ impl Session {
         if let Some(signal) = signals::failover_requested() {
             self.set_failover(Failover::Fast, format!("{signal} received"));
         }
+        if let Some(at) = self.asked_again_after {
+            // Not a new failover: the one that ended recovery at `at`.
+            if self.failover == Failover::None {
+                self.set_failover(Failover::Smart, "recovery is ending".into());
+                tracing::info!(
+                    "recovery is ending: the server asks again for {name} after the failover at {at} \
+                     (it reads the end of WAL once more before it chooses a new timeline); restoring \
+                     it if the archive has it"
+                );
+            }
+            return;
+        }
         match self.check_trigger() {
             Trigger::Fast => self.fast_trigger(),
             Trigger::Smart => self.set_failover(Failover::Smart, "trigger file found".into()),
@@ -745,7 +802,13 @@ impl Session {
 
 const FIX_FILE: &str = "remove or replace the file in the archive, then start the server";
 
+/// What to do about a file in the archive the restore refuses. One that
+/// cannot be read for lack of permission is fixed by a chmod or chown,
+/// never by removing what may be the only copy.
 fn fix_bad_file(path: &Path) -> String {
+    if let Some(fix) = crate::access::unreadable_fix(path) {
+        return fix;
+    }
     format!(
         "remove or replace \"{}\" with the right segment, then start the server (it resumes where it stopped)",
         path.display()

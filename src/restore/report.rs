@@ -74,8 +74,10 @@ impl Session {
         match note {
             Note::None => {}
             Note::BadFile => tracing::warn!(
-                "not restoring {name}: {why}; waiting up to {} s for a valid copy (replace the file in the archive)",
-                self.rules.bad_file_timeout.as_secs()
+                "not restoring {name}: {why}; waiting up to {} s for a valid copy ({})",
+                self.rules.bad_file_timeout.as_secs(),
+                crate::access::unreadable_fix(&archive.path_of(&name.to_string()))
+                    .unwrap_or_else(|| "replace the file in the archive".into())
             ),
             Note::Stalled => tracing::warn!(
                 "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? \
@@ -126,7 +128,7 @@ impl Session {
                 now.unchanged.as_secs()
             ),
             Reason::MaxWait => tracing::info!(
-                "fast failover: waited {} s for {name} (-w {}); {ends}",
+                "failover after -w: waited {} s for {name}, which is not in the archive (-w {}); {ends}",
                 now.waited.as_secs(),
                 self.rules.max_wait.unwrap_or_default().as_secs()
             ),
