@@ -17,7 +17,7 @@ use crate::codec::Codec;
 use crate::open::{self, Identity};
 use crate::probe::{self, CompressedEntry, Probe};
 #[cfg(feature = "s3")]
-use crate::s3::S3Error;
+use crate::store::{Error, ObjectStore};
 use crate::timeline;
 use crate::wal::SegmentName;
 
@@ -49,7 +49,7 @@ pub struct Entry {
 /// `--check`, in every build (with or without the `s3` feature). Cheap: no
 /// other part of object storage is touched.
 pub fn is_object_storage(location: &str) -> bool {
-    location.starts_with("s3:")
+    crate::store::is_url(location)
 }
 
 impl Archive {
@@ -175,13 +175,13 @@ impl Archive {
 
     /// Download a remote object into an unnamed file in `scratch`.
     #[cfg(feature = "s3")]
-    pub fn download(&self, object: RemoteObject, scratch: &Path) -> Result<File, S3Error> {
+    pub fn download(&self, object: RemoteObject, scratch: &Path) -> Result<File, Error> {
         if let Some(file) = object.fetched {
             return Ok(file);
         }
         match self {
             Self::Remote(r) => r.download(&object.key, scratch),
-            Self::Local(_) => Err(S3Error::Config("not an object store".into())),
+            Self::Local(_) => Err(Error::config("not an object store".into())),
         }
     }
 }
@@ -350,7 +350,7 @@ pub struct RemoteObject {
 
 #[cfg(feature = "s3")]
 pub struct Remote {
-    store: std::sync::Arc<crate::s3::Store>,
+    store: std::sync::Arc<dyn ObjectStore>,
     url: PathBuf,
     /// Whether this call has looked for its segment before.
     looked: std::cell::Cell<bool>,
@@ -362,10 +362,10 @@ pub struct Remote {
 #[cfg(feature = "s3")]
 impl Remote {
     fn open(url: &str) -> Result<Self, String> {
-        let store = crate::s3::Store::from_url(url)
+        let store = crate::store::open(url)
             .map_err(|e| format!("archive location \"{url}\" cannot be used: {e}"))?;
         Ok(Self {
-            store: std::sync::Arc::new(store),
+            store: std::sync::Arc::from(store),
             url: PathBuf::from(url.trim_end_matches('/')),
             looked: std::cell::Cell::new(false),
             last_form: std::cell::Cell::new(None),
@@ -378,32 +378,32 @@ impl Remote {
     /// dies with the process.
     fn interruptible<T: Send + 'static>(
         &self,
-        request: impl FnOnce(&crate::s3::Store) -> Result<T, S3Error> + Send + 'static,
-    ) -> Result<T, S3Error> {
+        request: impl FnOnce(&dyn ObjectStore) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         use std::sync::mpsc::{self, RecvTimeoutError};
         let store = std::sync::Arc::clone(&self.store);
         let (done, result) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("s3 request".into())
             .spawn(move || {
-                let _ = done.send(request(&store));
+                let _ = done.send(request(&*store));
             })
-            .map_err(S3Error::Io)?;
+            .map_err(Error::Io)?;
         loop {
             match result.recv_timeout(REQUEST_POLL) {
                 Ok(answer) => return answer,
                 Err(RecvTimeoutError::Timeout) if crate::signals::terminating().is_some() => {
-                    return Err(S3Error::Interrupted);
+                    return Err(Error::Interrupted);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(S3Error::Transient("the request thread ended".into()));
+                    return Err(Error::Transient("the request thread ended".into()));
                 }
             }
         }
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let prefix = prefix.to_string();
         self.interruptible(move |store| store.list(&prefix))
     }
@@ -430,14 +430,14 @@ impl Remote {
                     fetched: Some(file),
                 });
             }
-            Err(S3Error::NotFound) => {}
-            Err(S3Error::Config(why)) => return Probe::Misconfigured(why),
-            Err(e @ (S3Error::Transient(_) | S3Error::Interrupted)) => {
+            Err(Error::NotFound) => {}
+            Err(Error::Config { why, .. }) => return Probe::Misconfigured(why),
+            Err(e @ (Error::Transient(_) | Error::Interrupted)) => {
                 return Probe::Unreachable(e.to_string());
             }
             // Too large, or pg_wal cannot take it: the download is tried
             // again for the verdict.
-            Err(S3Error::TooLarge { .. } | S3Error::Io(_)) => {}
+            Err(Error::TooLarge { .. } | Error::Io(_)) => {}
         }
         self.listed_segment(&plain)
     }
@@ -446,8 +446,8 @@ impl Remote {
         let plain = plain.to_string();
         let listed = match self.list(&plain) {
             Ok(listed) => listed,
-            Err(S3Error::NotFound) => return Probe::Absent,
-            Err(S3Error::Config(why)) => return Probe::Misconfigured(why),
+            Err(Error::NotFound) => return Probe::Absent,
+            Err(Error::Config { why, .. }) => return Probe::Misconfigured(why),
             Err(e) => return Probe::Unreachable(e.to_string()),
         };
         let size_of = |key: &str| listed.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
@@ -475,10 +475,10 @@ impl Remote {
             })
     }
 
-    fn download(&self, key: &str, scratch: &Path) -> Result<File, S3Error> {
+    fn download(&self, key: &str, scratch: &Path) -> Result<File, Error> {
         // Unnamed (O_TMPFILE where the filesystem has it): nothing in
         // pg_wal for pg_rewind or a base backup to see, gone with us.
-        let file = tempfile::tempfile_in(scratch).map_err(S3Error::Io)?;
+        let file = tempfile::tempfile_in(scratch).map_err(Error::Io)?;
         let key = key.to_string();
         let mut file = self.interruptible(move |store| {
             let mut file = file;
@@ -487,13 +487,13 @@ impl Remote {
             Ok(file)
         })?;
         // Readers start where the download ended otherwise.
-        file.seek(SeekFrom::Start(0)).map_err(S3Error::Io)?;
+        file.seek(SeekFrom::Start(0)).map_err(Error::Io)?;
         Ok(file)
     }
 
     fn file(&self, name: &str, scratch: &Path) -> io::Result<Option<Entry>> {
         let listed = self.list(name).or_else(|e| match e {
-            S3Error::NotFound => Ok(Vec::new()),
+            Error::NotFound => Ok(Vec::new()),
             e => Err(io::Error::other(e.to_string())),
         })?;
         let found = std::iter::once((name.to_string(), None))
@@ -508,8 +508,8 @@ impl Remote {
         };
         let file = match self.download(&key, scratch) {
             Ok(f) => f,
-            Err(S3Error::NotFound) => return Ok(None),
-            Err(S3Error::Io(e)) => return Err(e),
+            Err(Error::NotFound) => return Ok(None),
+            Err(Error::Io(e)) => return Err(e),
             Err(e) => return Err(io::Error::other(e.to_string())),
         };
         let meta = file.metadata()?;

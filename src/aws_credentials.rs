@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use crate::credentials::Expiring;
-use crate::s3::S3Error;
+use crate::store::Error;
 
 /// The keys that sign a request.
 #[derive(Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub fn choose(
     var: &dyn Fn(&str) -> Option<String>,
     region: &str,
     profile: &Profile<'_>,
-) -> Result<Source, S3Error> {
+) -> Result<Source, Error> {
     let mut tried = Vec::new();
     match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
         (Some(access_key), Some(secret_key)) => {
@@ -114,7 +114,7 @@ pub fn choose(
             });
         }
         (Some(_), None) | (None, Some(_)) => {
-            return Err(S3Error::Config(
+            return Err(Error::config(
                 "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set".into(),
             ));
         }
@@ -132,7 +132,7 @@ pub fn choose(
             });
         }
         (Some(_), None) => {
-            return Err(S3Error::Config(
+            return Err(Error::config(
                 "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not".into(),
             ));
         }
@@ -175,8 +175,8 @@ pub fn choose(
     })
 }
 
-fn no_credentials(tried: &[String]) -> S3Error {
-    S3Error::Config(format!(
+fn no_credentials(tried: &[String]) -> Error {
+    Error::config(format!(
         "no credentials found; tried, in order: {}",
         tried.join("; ")
     ))
@@ -199,7 +199,7 @@ fn sts_endpoint(var: &dyn Fn(&str) -> Option<String>, region: &str) -> String {
         .to_string()
 }
 
-fn from_profile(profile: &Profile<'_>, sts: &str) -> Result<Option<Source>, S3Error> {
+fn from_profile(profile: &Profile<'_>, sts: &str) -> Result<Option<Source>, Error> {
     let get = |k: &str| {
         profile
             .credentials
@@ -218,7 +218,7 @@ fn from_profile(profile: &Profile<'_>, sts: &str) -> Result<Option<Source>, S3Er
                 from: format!("profile \"{name}\" (web_identity_token_file)"),
             }));
         }
-        return Err(S3Error::Config(format!(
+        return Err(Error::config(format!(
             "profile \"{name}\" assumes role_arn with source_profile or credential_source, \
              which is not supported: give the standby keys, a web_identity_token_file, \
              a credential_process, or an instance or container role"
@@ -253,9 +253,9 @@ fn from_profile(profile: &Profile<'_>, sts: &str) -> Result<Option<Source>, S3Er
 }
 
 /// Plain http only to loopback and the ECS/EKS agents, as the SDKs allow.
-fn container_url_allowed(url: &str) -> Result<(), S3Error> {
+fn container_url_allowed(url: &str) -> Result<(), Error> {
     let parsed: url::Url = url.parse().map_err(|e| {
-        S3Error::Config(format!(
+        Error::config(format!(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI \"{url}\" is malformed: {e}"
         ))
     })?;
@@ -267,7 +267,7 @@ fn container_url_allowed(url: &str) -> Result<(), S3Error> {
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback || CONTAINER_HTTP_HOSTS.contains(&host) => Ok(()),
-        _ => Err(S3Error::Config(format!(
+        _ => Err(Error::config(format!(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI \"{url}\" must be https, or http to a \
              loopback address or the ECS/EKS agent"
         ))),
@@ -304,7 +304,7 @@ impl Source {
 
     /// Fetches credentials from this source. `proxy` is the proxy for
     /// STS, if any (metadata endpoints are always reached directly).
-    pub fn fetch(&self, proxy: Option<&str>) -> Result<Expiring<Keys>, S3Error> {
+    pub fn fetch(&self, proxy: Option<&str>) -> Result<Expiring<Keys>, Error> {
         match self {
             Source::Static { keys, .. } => Ok(Expiring {
                 value: keys.clone(),
@@ -351,47 +351,47 @@ const ANSWER_LIMIT: u64 = 64 * 1024;
 fn answer(
     result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     what: &str,
-) -> Result<(u16, String), S3Error> {
-    let resp = result.map_err(|e| S3Error::Transient(format!("{what}: {e}")))?;
+) -> Result<(u16, String), Error> {
+    let resp = result.map_err(|e| Error::Transient(format!("{what}: {e}")))?;
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
         .with_config()
         .limit(ANSWER_LIMIT)
         .read_to_string()
-        .map_err(|e| S3Error::Transient(format!("{what}: reading the answer: {e}")))?;
+        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))?;
     Ok((status, body))
 }
 
 /// An HTTP status from a credential endpoint onto the exit contract:
 /// throttling and server errors may pass, the rest is configuration.
-fn endpoint_status(status: u16, what: &str) -> S3Error {
+fn endpoint_status(status: u16, what: &str) -> Error {
     match status {
-        408 | 429 | 500..=599 => S3Error::Transient(format!("{what}: HTTP {status}")),
-        _ => S3Error::Config(format!("{what}: HTTP {status}")),
+        408 | 429 | 500..=599 => Error::Transient(format!("{what}: HTTP {status}")),
+        _ => Error::config(format!("{what}: HTTP {status}")),
     }
 }
 
 /// An `Expiration` as the endpoints write it (RFC 3339).
-fn expiration(text: Option<&String>, what: &str) -> Result<Option<SystemTime>, S3Error> {
+fn expiration(text: Option<&String>, what: &str) -> Result<Option<SystemTime>, Error> {
     let Some(text) = text else { return Ok(None) };
     let ts: jiff::Timestamp = text
         .parse()
-        .map_err(|_| S3Error::Config(format!("{what}: the Expiration is not a timestamp")))?;
+        .map_err(|_| Error::config(format!("{what}: the Expiration is not a timestamp")))?;
     Ok(Some(SystemTime::from(ts)))
 }
 
 /// The keys of a JSON credentials document; `token_field` names the
 /// session token (`Token` from metadata endpoints, `SessionToken` from a
 /// credential_process).
-fn keys_from_json(body: &str, token_field: &str, what: &str) -> Result<Expiring<Keys>, S3Error> {
+fn keys_from_json(body: &str, token_field: &str, what: &str) -> Result<Expiring<Keys>, Error> {
     let m = crate::json::string_members(body)
-        .map_err(|e| S3Error::Config(format!("{what}: malformed answer ({e})")))?;
+        .map_err(|e| Error::config(format!("{what}: malformed answer ({e})")))?;
     let field = |k: &str| {
         m.get(k)
             .filter(|v| !v.is_empty())
             .cloned()
-            .ok_or_else(|| S3Error::Config(format!("{what}: the answer has no {k}")))
+            .ok_or_else(|| Error::config(format!("{what}: the answer has no {k}")))
     };
     Ok(Expiring {
         value: Keys {
@@ -409,10 +409,10 @@ fn web_identity(
     session_name: &str,
     sts: &str,
     proxy: Option<&str>,
-) -> Result<Expiring<Keys>, S3Error> {
+) -> Result<Expiring<Keys>, Error> {
     let what = format!("AssumeRoleWithWebIdentity at {sts}");
     let token = std::fs::read_to_string(token_file).map_err(|e| {
-        S3Error::Config(format!(
+        Error::config(format!(
             "{what}: cannot read the web identity token file {}: {e}",
             token_file.display()
         ))
@@ -435,24 +435,24 @@ fn web_identity(
         .send(body.as_bytes());
     let (status, text) = answer(result, &what)?;
     if status != 200 {
-        let code = crate::s3::xml_field(&text, "Code").unwrap_or_default();
-        let message = crate::s3::xml_field(&text, "Message").unwrap_or_default();
+        let code = crate::store::s3::xml_field(&text, "Code").unwrap_or_default();
+        let message = crate::store::s3::xml_field(&text, "Message").unwrap_or_default();
         let detail = format!("{what}: HTTP {status} {code} {message}");
         return Err(match (status, code.as_str()) {
             // The token file is rotated before it expires: read it again
             // at the next attempt. STS's own trouble passes too.
             (_, "ExpiredTokenException" | "IDPCommunicationError" | "Throttling")
-            | (500..=599, _) => S3Error::Transient(detail),
-            _ => S3Error::Config(format!(
+            | (500..=599, _) => Error::Transient(detail),
+            _ => Error::config(format!(
                 "{detail} (check the role's trust policy for this token's issuer)"
             )),
         });
     }
-    let creds = crate::s3::xml_field(&text, "Credentials").unwrap_or_default();
+    let creds = crate::store::s3::xml_field(&text, "Credentials").unwrap_or_default();
     let field = |k: &str| {
-        crate::s3::xml_field(&creds, k)
+        crate::store::s3::xml_field(&creds, k)
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| S3Error::Config(format!("{what}: malformed answer: no {k}")))
+            .ok_or_else(|| Error::config(format!("{what}: malformed answer: no {k}")))
     };
     Ok(Expiring {
         value: Keys {
@@ -478,7 +478,7 @@ fn form_encode(v: &str) -> String {
 /// How long a credential_process may run.
 const PROCESS_LIMIT: Duration = Duration::from_secs(30);
 
-fn process(command: &str, from: &str) -> Result<Expiring<Keys>, S3Error> {
+fn process(command: &str, from: &str) -> Result<Expiring<Keys>, Error> {
     let what = format!("credential_process of {from}");
     // The SDKs run it through the shell on Unix.
     let mut child = Command::new("/bin/sh")
@@ -487,7 +487,7 @@ fn process(command: &str, from: &str) -> Result<Expiring<Keys>, S3Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| S3Error::Config(format!("{what}: cannot run /bin/sh: {e}")))?;
+        .map_err(|e| Error::config(format!("{what}: cannot run /bin/sh: {e}")))?;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
@@ -510,7 +510,7 @@ fn process(command: &str, from: &str) -> Result<Expiring<Keys>, S3Error> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(S3Error::Transient(format!(
+                return Err(Error::Transient(format!(
                     "{what}: did not finish within {} s",
                     PROCESS_LIMIT.as_secs()
                 )));
@@ -529,10 +529,10 @@ fn process(command: &str, from: &str) -> Result<Expiring<Keys>, S3Error> {
             .chars()
             .take(200)
             .collect::<String>();
-        return Err(S3Error::Config(format!("{what}: {status}: {first}")));
+        return Err(Error::config(format!("{what}: {status}: {first}")));
     }
     let text = String::from_utf8(out)
-        .map_err(|_| S3Error::Config(format!("{what}: its output is not UTF-8")))?;
+        .map_err(|_| Error::config(format!("{what}: its output is not UTF-8")))?;
     keys_from_json(&text, "SessionToken", &what)
 }
 
@@ -540,14 +540,14 @@ fn container(
     url: &str,
     token: Option<&str>,
     token_file: Option<&PathBuf>,
-) -> Result<Expiring<Keys>, S3Error> {
+) -> Result<Expiring<Keys>, Error> {
     let what = format!("container credentials at {url}");
     // The file wins: EKS rotates it.
     let token = match token_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
                 .map_err(|e| {
-                    S3Error::Config(format!(
+                    Error::config(format!(
                         "{what}: cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: {e}",
                         f.display()
                     ))
@@ -571,7 +571,7 @@ fn container(
 /// IMDSv2 session tokens asked for: 6 hours, the maximum.
 const IMDS_TOKEN_TTL: &str = "21600";
 
-fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>, S3Error> {
+fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>, Error> {
     let what = format!("instance metadata at {endpoint}");
     // Short: on a host without a metadata service (a laptop, bare metal)
     // the first call must not wait long to learn so. No retries.
@@ -611,7 +611,7 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
     match status {
         200 => {}
         404 => {
-            return Err(S3Error::Config(format!(
+            return Err(Error::config(format!(
                 "{what}: this instance has no IAM role (attach an instance profile, or give \
                  the standby credentials another way)"
             )));
@@ -620,7 +620,7 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
     }
     let role = roles.lines().next().unwrap_or("").trim();
     if role.is_empty() || role.contains('/') {
-        return Err(S3Error::Config(format!(
+        return Err(Error::config(format!(
             "{what}: malformed answer: no role name"
         )));
     }
@@ -738,7 +738,7 @@ mod tests {
         };
         assert_eq!(url, "http://169.254.170.2/v2/credentials/x");
         // Nothing at all: the error lists every source and why.
-        let Err(S3Error::Config(m)) = choose(&env_of(&off), "r", &profile) else {
+        let Err(Error::Config { why: m, .. }) = choose(&env_of(&off), "r", &profile) else {
             panic!()
         };
         for part in [
@@ -763,7 +763,7 @@ mod tests {
             assert!(
                 matches!(
                     choose(&env_of(&half), "r", &profile),
-                    Err(S3Error::Config(_))
+                    Err(Error::Config { why: _, .. })
                 ),
                 "{half:?}"
             );
@@ -774,7 +774,7 @@ mod tests {
             ..profile
         };
         assert!(
-            matches!(choose(&env_of(&[]), "r", &profile), Err(S3Error::Config(m)) if m.contains("not supported"))
+            matches!(choose(&env_of(&[]), "r", &profile), Err(Error::Config { why: m, .. }) if m.contains("not supported"))
         );
     }
 
@@ -850,7 +850,7 @@ mod tests {
             r#"{"AccessKeyId":"AK","SecretAccessKey":""}"#,
             r#"{"AccessKeyId":"AK","SecretAccessKey":"SK","Expiration":"soon"}"#,
         ] {
-            let Err(S3Error::Config(m)) = keys_from_json(bad, "Token", "w") else {
+            let Err(Error::Config { why: m, .. }) = keys_from_json(bad, "Token", "w") else {
                 panic!("{bad}")
             };
             assert!(!m.contains("AK\"") && !m.contains("SK"), "{m}");

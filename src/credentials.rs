@@ -56,6 +56,12 @@ impl<T: Clone> Refreshing<T> {
         self.get_at(SystemTime::now(), fetch)
     }
 
+    /// Forgets the credentials: the store said they expired before we
+    /// thought they would (a clock off, a revoked session).
+    pub fn invalidate(&self) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn get_at<E>(
         &self,
         now: SystemTime,

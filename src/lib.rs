@@ -34,10 +34,9 @@ mod policy;
 mod prefetch;
 mod probe;
 mod restore;
-#[cfg(feature = "s3")]
-pub mod s3;
 mod signals;
 mod spool;
+pub mod store;
 mod timeline;
 mod trigger;
 mod unpack;

@@ -11,7 +11,8 @@ use std::fs;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use pg_standby::s3::{S3Error, Store, Timeouts};
+use pg_standby::store::Error;
+use pg_standby::store::s3::{Store, Timeouts};
 use s3_server::S3Server;
 
 const SEG: &str = "000000010000000000000001";
@@ -33,7 +34,7 @@ fn store(server: &S3Server, url: &str) -> Store {
     store_with(server, url, &[], Timeouts::default())
 }
 
-fn get(store: &Store, name: &str, limit: u64) -> Result<Vec<u8>, S3Error> {
+fn get(store: &Store, name: &str, limit: u64) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     store.get_to(name, &mut out, limit, &|| false).map(|n| {
         assert_eq!(n, out.len() as u64);
@@ -80,10 +81,10 @@ fn missing_object_is_not_found() {
     server.bucket("archive");
     let s = store(&server, "s3://archive/wal/");
     assert_eq!(s.head(SEG).unwrap(), None);
-    assert!(matches!(get(&s, SEG, 100), Err(S3Error::NotFound)));
+    assert!(matches!(get(&s, SEG, 100), Err(Error::NotFound)));
     assert!(matches!(
         get(&s, "00000002.history", 100),
-        Err(S3Error::NotFound)
+        Err(Error::NotFound)
     ));
 }
 
@@ -94,12 +95,15 @@ fn missing_bucket_is_a_configuration_error() {
     let s = store(&server, "s3://nosuchbucket/wal");
     let head = s.head(SEG);
     assert!(
-        matches!(&head, Err(S3Error::Config(m)) if m.contains("nosuchbucket")),
+        matches!(&head, Err(Error::Config { why: m, .. }) if m.contains("nosuchbucket")),
         "{head:?}"
     );
-    assert!(matches!(get(&s, SEG, 100), Err(S3Error::Config(_))));
-    assert!(matches!(s.list(""), Err(S3Error::Config(_))));
-    assert!(matches!(s.verify(), Err(S3Error::Config(_))));
+    assert!(matches!(
+        get(&s, SEG, 100),
+        Err(Error::Config { why: _, .. })
+    ));
+    assert!(matches!(s.list(""), Err(Error::Config { why: _, .. })));
+    assert!(matches!(s.verify(), Err(Error::Config { why: _, .. })));
 }
 
 #[test]
@@ -123,17 +127,23 @@ fn wrong_credentials_are_configuration_errors() {
         // A present and an absent name: neither may look like "not there".
         for name in [SEG, "000000010000000000000009"] {
             let r = s.head(name);
-            assert!(matches!(&r, Err(S3Error::Config(_))), "head {name}: {r:?}");
+            assert!(
+                matches!(&r, Err(Error::Config { why: _, .. })),
+                "head {name}: {r:?}"
+            );
             let r = get(s, name, 100);
-            assert!(matches!(&r, Err(S3Error::Config(_))), "get {name}: {r:?}");
+            assert!(
+                matches!(&r, Err(Error::Config { why: _, .. })),
+                "get {name}: {r:?}"
+            );
         }
         let r = s.list("");
         assert!(
-            matches!(&r, Err(S3Error::Config(m)) if m.contains("403")),
+            matches!(&r, Err(Error::Config { why: m, .. }) if m.contains("403")),
             "{r:?}"
         );
         let r = s.delete_many(&[SEG.to_string()]);
-        assert!(matches!(&r, Err(S3Error::Config(_))), "{r:?}");
+        assert!(matches!(&r, Err(Error::Config { why: _, .. })), "{r:?}");
     }
     assert!(bucket.join(SEG).exists());
 }
@@ -156,9 +166,9 @@ fn endpoint_down_is_transient_and_quick() {
     );
     let started = Instant::now();
     let r = s.head(SEG);
-    assert!(matches!(&r, Err(S3Error::Transient(_))), "{r:?}");
-    assert!(matches!(get(&s, SEG, 10), Err(S3Error::Transient(_))));
-    assert!(matches!(s.list(""), Err(S3Error::Transient(_))));
+    assert!(matches!(&r, Err(Error::Transient(_))), "{r:?}");
+    assert!(matches!(get(&s, SEG, 10), Err(Error::Transient(_))));
+    assert!(matches!(s.list(""), Err(Error::Transient(_))));
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -187,7 +197,7 @@ fn hung_endpoint_times_out_as_transient() {
     let started = Instant::now();
     let r = s.head(SEG);
     assert!(
-        matches!(&r, Err(S3Error::Transient(m)) if m.contains("timed out")),
+        matches!(&r, Err(Error::Transient(m)) if m.contains("timed out")),
         "{r:?}"
     );
     assert!(
@@ -273,7 +283,7 @@ fn download_limit_and_interruption() {
     let s = store(&server, "s3://archive");
     let r = get(&s, SEG, data.len() as u64 - 1);
     assert!(
-        matches!(r, Err(S3Error::TooLarge { size, limit }) if size == data.len() as u64 && limit == size - 1),
+        matches!(r, Err(Error::TooLarge { size, limit }) if size == data.len() as u64 && limit == size - 1),
         "{r:?}"
     );
     assert_eq!(get(&s, SEG, data.len() as u64).unwrap().len(), data.len());
@@ -285,7 +295,7 @@ fn download_limit_and_interruption() {
         calls.set(calls.get() + 1);
         calls.get() > 1
     });
-    assert!(matches!(r, Err(S3Error::Interrupted)), "{r:?}");
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
     assert!(out.len() < data.len());
 }
 

@@ -182,7 +182,7 @@ fn a_store_that_only_answers_html_is_waited_out_and_never_promotes() {
     let trigger = s.env.path("trigger");
     let trigger_arg = trigger.display().to_string();
     let mut job = s.start(&["-t", &trigger_arg]);
-    job.wait_log("unreadable answer");
+    job.wait_log("text/html page");
     fs::write(&trigger, "").unwrap();
     job.finish_within(Duration::from_secs(15))
         .exited(FATAL)

@@ -676,25 +676,13 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
     };
     match archive.to_str() {
         Some(url) if is_object_storage(url) => {
-            #[cfg(feature = "s3")]
             check_remote_archive(setup, url, &assignments, out);
-            #[cfg(not(feature = "s3"))]
-            {
-                let _ = &assignments;
-                out.push(finding(
-                    Error,
-                    "archive-url",
-                    format!("{url}: this pg_standby was built without object storage"),
-                    "build pg_standby with the s3 feature (on by default)".into(),
-                ));
-            }
         }
         _ => check_local_archive(setup, &setup.datadir.join(archive), out),
     }
     check_archiving(setup, archive, out);
 }
 
-#[cfg(feature = "s3")]
 /// The variables restore_command sees: its own leading assignments, then
 /// the running server's environment; when that cannot be read, this
 /// process's (said in a note).
@@ -715,22 +703,27 @@ fn command_env<'a>(
     }
 }
 
-#[cfg(feature = "s3")]
 /// Which finding an object storage failure is, and its fix.
-fn remote_failure(e: &crate::s3::S3Error) -> (&'static str, &'static str) {
-    use crate::s3::S3Error;
+fn remote_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
+    use crate::store::{Error, Fatal};
     match e {
-        S3Error::Config(m) if m.contains("NoSuchBucket") || m.contains("not found") => (
+        Error::Config {
+            refused: Some(Fatal::NoBucket),
+            ..
+        } => (
             "archive-bucket-missing",
             "create the bucket, or correct BUCKET in ARCHIVELOCATION (and the endpoint or \
              region if it lives elsewhere)",
         ),
-        S3Error::Config(m) if m.contains(": 401 ") || m.contains(": 403 ") => (
+        Error::Config {
+            refused: Some(Fatal::Denied),
+            ..
+        } => (
             "archive-credentials-refused",
             "give the server's environment a key allowed s3:ListBucket and s3:GetObject on \
              the archive (and s3:DeleteObject with %r), and check the clock",
         ),
-        S3Error::Transient(_) => (
+        Error::Transient(_) => (
             "archive-unreachable",
             "check AWS_ENDPOINT_URL (or the region), the network and any proxy between the \
              standby and the object store",
@@ -743,16 +736,14 @@ fn remote_failure(e: &crate::s3::S3Error) -> (&'static str, &'static str) {
     }
 }
 
-#[cfg(feature = "s3")]
-/// An `s3://BUCKET/PREFIX` archive: resolve the settings as the restore
-/// does (the same parser and credential chain) and list the prefix.
+/// An object storage archive: open the store as the restore does (the
+/// same parser and credential chain) and list the prefix.
 fn check_remote_archive(
     setup: &Setup,
     url: &str,
     assignments: &[(String, String)],
     out: &mut Vec<Finding>,
 ) {
-    use crate::s3::{Location, Settings, Store, Timeouts};
     use Severity::*;
     let env = command_env(setup, assignments);
     let whose = match &setup.server_env {
@@ -771,7 +762,7 @@ fn check_remote_archive(
             "this process's environment".to_string()
         }
     };
-    let fail = |out: &mut Vec<Finding>, e: crate::s3::S3Error| {
+    let fail = |out: &mut Vec<Finding>, e: crate::store::Error| {
         let (code, fix) = remote_failure(&e);
         out.push(finding(
             Error,
@@ -780,23 +771,16 @@ fn check_remote_archive(
             fix.into(),
         ));
     };
-    let location = match Location::parse(url) {
-        Ok(l) => l,
-        Err(e) => {
-            out.push(finding(
-                Error,
-                "archive-url",
-                e.to_string(),
-                "ARCHIVELOCATION = s3://BUCKET/PREFIX".into(),
-            ));
-            return;
-        }
-    };
-    let settings = match Settings::resolve(&env) {
-        Ok(s) => s,
-        Err(e) => return fail(out, e),
-    };
-    let store = match Store::new(location, &settings, Timeouts::default()) {
+    if let Err(why) = crate::store::validate_url(url) {
+        out.push(finding(
+            Error,
+            "archive-url",
+            why,
+            "ARCHIVELOCATION = s3://BUCKET/PREFIX".into(),
+        ));
+        return;
+    }
+    let store = match crate::store::open_with(url, &env) {
         Ok(s) => s,
         Err(e) => return fail(out, e),
     };
@@ -819,8 +803,8 @@ fn check_remote_archive(
             format!(
                 "the archive {url} holds no WAL segment yet (listed at {} with credentials from \
                  {}): the standby will wait for its first one",
-                settings.endpoint,
-                settings.credentials.describe()
+                store.endpoint(),
+                store.credentials_source()
             ),
             "check the primary's archive_command".into(),
         ));
@@ -838,8 +822,8 @@ fn check_remote_archive(
             format!(
                 "the archive {url} listed at {} with credentials from {} ({whose}): {} \
                  segment(s), newest {newest}, none missing since the redo point",
-                settings.endpoint,
-                settings.credentials.describe(),
+                store.endpoint(),
+                store.credentials_source(),
                 segments.len()
             ),
         ));

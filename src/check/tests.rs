@@ -651,26 +651,32 @@ fn a_standby_archiving_into_its_own_archive() {
 #[cfg(feature = "s3")]
 #[test]
 fn object_storage_failures_have_their_codes() {
-    use crate::s3::S3Error;
+    use crate::store::{Error, Fatal};
     for (e, code) in [
         (
-            S3Error::Config("listing s3://b/p/: bucket \"b\" not found".into()),
+            Error::refused(
+                Fatal::NoBucket,
+                "listing s3://b/p/: 404 NoSuchBucket".into(),
+            ),
             "archive-bucket-missing",
         ),
         (
-            S3Error::Config("listing s3://b/p/: 404 NoSuchBucket: gone".into()),
-            "archive-bucket-missing",
-        ),
-        (
-            S3Error::Config("listing s3://b/p/: 403 SignatureDoesNotMatch: x".into()),
+            Error::refused(
+                Fatal::Denied,
+                "listing s3://b/p/: 403 SignatureDoesNotMatch".into(),
+            ),
             "archive-credentials-refused",
         ),
         (
-            S3Error::Transient("listing s3://b/p/: Connection refused".into()),
+            Error::refused(Fatal::Redirected, "listing s3://b/p/: 301".into()),
+            "archive-remote-config",
+        ),
+        (
+            Error::Transient("listing s3://b/p/: Connection refused".into()),
             "archive-unreachable",
         ),
         (
-            S3Error::Config("no region: set AWS_REGION".into()),
+            Error::config("no region: set AWS_REGION".into()),
             "archive-remote-config",
         ),
     ] {
