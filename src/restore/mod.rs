@@ -106,7 +106,7 @@ impl Session {
                 tracing::debug!("{e:#}: an unmounted archive is noticed at the next check only");
             }
             let segment = matches!(config.request, WalFileName::Segment(_));
-            if segment && config.watch {
+            let waiter = if segment && config.watch {
                 Waiter::watching(
                     wake,
                     sender,
@@ -116,7 +116,18 @@ impl Session {
                 )
             } else {
                 Waiter::sleeper(wake, &config.archive)
-            }
+            };
+            // Only now: tests (and operators) take this line to mean that
+            // a file or signal arriving from here on ends the wait.
+            tracing::debug!(
+                "wake-ups in place: signals{}",
+                if waiter.watches() {
+                    ", file events"
+                } else {
+                    ""
+                }
+            );
+            waiter
         })
     }
 
