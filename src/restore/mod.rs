@@ -15,7 +15,7 @@ mod report;
 use crate::archive::Archive;
 use crate::cleanup;
 use crate::config::Config;
-use crate::copy::{self, CopyError, Staged};
+use crate::copy::{self, CopyError, Staged, destination_dir};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{self, Fatal, Outcome};
 use crate::header::Accepted;
@@ -725,13 +725,6 @@ fn fix_bad_file(path: &Path) -> String {
         "remove or replace \"{}\" with the right segment, then start the server (it resumes where it stopped)",
         path.display()
     )
-}
-
-fn destination_dir(dest: &Path) -> &Path {
-    match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
 }
 
 /// Size and times of a file: while they stay the same, it is stuck.
