@@ -8,13 +8,13 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 use crate::archive::Archive;
 
 use crate::codec::Codec;
+use crate::flock;
 use crate::wal::SegmentName;
 
 /// The oldest segment to keep, from `%r`. `None` when nothing may go: `%r` is
@@ -91,8 +91,7 @@ pub fn detached(cutoff: &str, archive: Option<&Path>, dry_run: bool) -> ExitCode
         .then(|| File::open(location).ok())
         .flatten()
         .inspect(|dir| {
-            // SAFETY: flock on a descriptor open for the call's duration.
-            unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
+            let _ = flock::exclusive(dir, flock::Wait::Block);
         });
     report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
     ExitCode::SUCCESS

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::flock;
 use crate::signals;
 
 /// Bytes per copy_file_range call: small enough to notice a shutdown
@@ -135,12 +136,7 @@ impl Staged {
 }
 
 fn lock(file: &File) -> io::Result<()> {
-    // SAFETY: flock on a descriptor that is open for the call's duration.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    flock::exclusive(file, flock::Wait::NoWait)
 }
 
 /// Remove the temporary files that killed calls left in `dir`. One is

@@ -15,6 +15,7 @@ mod config;
 mod copy;
 mod datadir;
 mod exit;
+mod flock;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;
