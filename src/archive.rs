@@ -44,14 +44,27 @@ pub struct Entry {
     pub codec: Option<Codec>,
 }
 
+/// Whether an archive location names object storage (`s3://BUCKET/PREFIX`)
+/// rather than a directory: the one rule for the restore, the settings and
+/// `--check`, in every build (with or without the `s3` feature). Cheap: no
+/// other part of object storage is touched.
+pub fn is_object_storage(location: &str) -> bool {
+    location.starts_with("s3:")
+}
+
 impl Archive {
     /// The archive must be usable when a call starts: a missing directory,
     /// a malformed URL or missing credentials are misconfigurations, never
     /// "not available".
     pub fn open(location: &Path) -> Result<Self, String> {
-        #[cfg(feature = "s3")]
-        if let Some(url) = location.to_str().filter(|l| crate::s3::is_url(l)) {
+        if let Some(url) = location.to_str().filter(|l| is_object_storage(l)) {
+            #[cfg(feature = "s3")]
             return Remote::open(url).map(|r| Self::Remote(Box::new(r)));
+            #[cfg(not(feature = "s3"))]
+            return Err(format!(
+                "archive location \"{url}\" is object storage, and this pg_standby was built \
+                 without the s3 feature"
+            ));
         }
         LocalDir::open(location).map(Self::Local)
     }
@@ -121,12 +134,18 @@ impl Archive {
         }
     }
 
-    pub fn newest_segment(&self, sysid: Option<u64>) -> Option<(u64, u32)> {
-        match self {
-            Self::Local(l) => l.newest_segment(sysid),
+    /// The newest segment in the archive (by position, then timeline), in
+    /// any of the forms the restore looks for, for monitoring.
+    pub fn newest_segment(&self) -> Option<SegmentName> {
+        let names = match self {
+            Self::Local(l) => l.file_names(),
             #[cfg(feature = "s3")]
-            Self::Remote(r) => r.newest_segment(),
-        }
+            Self::Remote(r) => r.segment_names().ok()?,
+        };
+        names
+            .iter()
+            .filter_map(|n| segment_of(n))
+            .max_by_key(|n| (n.position(), n.tli))
     }
 
     pub fn history(&self, tli: u32) -> Option<String> {
@@ -211,8 +230,7 @@ impl LocalDir {
 
     /// The first compressed form of `name` there is, by codec order.
     fn compressed(&self, name: &str) -> io::Result<Option<CompressedEntry>> {
-        for codec in Codec::ALL.iter().copied() {
-            let file_name = format!("{name}{}", codec.suffix());
+        for (codec, file_name) in compressed_forms(name) {
             let file = match open::regular(&self.path_of(&file_name)) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -293,19 +311,15 @@ impl LocalDir {
         (!found.is_empty()).then(|| found.join(", "))
     }
 
-    /// Start LSN and timeline of the newest segment in the archive (by
-    /// position, then timeline), for monitoring.
-    pub fn newest_segment(&self, sysid: Option<u64>) -> Option<(u64, u32)> {
-        let newest = fs::read_dir(&self.dir)
-            .ok()?
-            .filter_map(Result::ok)
-            .filter_map(|e| SegmentName::parse(e.file_name().to_str()?))
-            .max_by_key(|n| (n.position(), n.tli))?;
-        let seg_size = match self.segment(&newest, sysid) {
-            Probe::Ready(ready) => ready.accepted.seg_size,
-            _ => self.segment_size(sysid)?,
-        };
-        Some((newest.start_lsn(seg_size)?, newest.tli))
+    fn file_names(&self) -> Vec<String> {
+        fs::read_dir(&self.dir).map_or_else(
+            |_| Vec::new(),
+            |dir| {
+                dir.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            },
+        )
     }
 
     pub fn history(&self, tli: u32) -> Option<String> {
@@ -446,10 +460,8 @@ impl Remote {
                 fetched: None,
             });
         }
-        Codec::ALL
-            .iter()
-            .find_map(|&codec| {
-                let key = format!("{plain}{}", codec.suffix());
+        compressed_forms(&plain)
+            .find_map(|(codec, key)| {
                 size_of(&key).map(|size| RemoteObject {
                     key,
                     codec: Some(codec),
@@ -525,20 +537,6 @@ impl Remote {
             .map_err(|e| io::Error::other(e.to_string()))
     }
 
-    fn newest_segment(&self) -> Option<(u64, u32)> {
-        let newest = self
-            .segment_names()
-            .ok()?
-            .iter()
-            .filter_map(|k| {
-                let base = Codec::split_name(k).map_or(k.as_str(), |(_, b)| b);
-                SegmentName::parse(base)
-            })
-            .max_by_key(|n| (n.position(), n.tli))?;
-        // Without a download the segment size is unknown: the default.
-        Some((newest.start_lsn(16 << 20)?, newest.tli))
-    }
-
     fn remove_before(&self, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
         let doomed: Vec<String> = self
             .segment_names()?
@@ -571,6 +569,23 @@ impl Remote {
             removed: report.deleted,
         })
     }
+}
+
+/// The compressed forms of a file the restore looks for, in its order of
+/// preference (the plain name comes first, before any of these): one
+/// suffix per compiled-in codec.
+pub fn compressed_forms(name: &str) -> impl Iterator<Item = (Codec, String)> + '_ {
+    Codec::ALL
+        .iter()
+        .map(move |&codec| (codec, format!("{name}{}", codec.suffix())))
+}
+
+/// The segment an archive's file is, plain or in one of its
+/// [`compressed_forms`]; `None` for anything else. Monitoring and cleanup
+/// recognise segments by this, so they see what the restore would restore.
+pub fn segment_of(file_name: &str) -> Option<SegmentName> {
+    let base = Codec::split_name(file_name).map_or(file_name, |(_, base)| base);
+    SegmentName::parse(base)
 }
 
 /// Larger than any segment in any form: compressed data never grows.

@@ -103,59 +103,86 @@ Report bugs to the issue tracker of the pg_standby (Rust) project.
     args_override_self = true
 )]
 pub struct Cli {
-    /// Copy the file from the archive (the default and only mode)
+    // The doc comments below are the OPTIONS section of the manual page
+    // (examples/man.rs renders them with clap_mangen); --help shows HELP.
+    /// Copy the file from the archive: the default, and the only mode.
     #[arg(short = 'c', long = "copy")]
     pub copy: bool,
 
-    /// Log what happens in detail
+    /// Log the settings of each call, the details of waiting, prefetch and
+    /// cleanup, and the phases of the call with their times.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
 
-    /// Keep N segments before the requested one when no RESTARTWALFILE is
-    /// given (0 keeps everything)
+    /// Without RESTARTWALFILE: after a restore, remove from the archive the
+    /// segments older than the N before the requested one (0 keeps all).
     #[arg(short = 'k', long = "keep-files", value_name = "N", default_value = "0",
           allow_negative_numbers = true, value_parser = parse_keep_files)]
     pub keep_files: u64,
 
-    /// Link mode: never worked in pg_standby 13 either; copies
-    #[arg(short = 'l', hide = true)]
+    /// Accepted and ignored, as in pg_standby 13, whose link mode never
+    /// worked: the file is copied.
+    #[arg(short = 'l')]
     pub link: bool,
 
-    /// Retries of a failing copy, with a growing pause of -s seconds
+    /// Retries of a failing copy, pausing 0, s, 2s, ... seconds between
+    /// attempts (s is the value of -s).
     #[arg(short = 'r', long = "max-retries", value_name = "N", default_value = "3",
           allow_negative_numbers = true, value_parser = parse_max_retries)]
     pub max_retries: u32,
 
-    /// Seconds between checks when the archive sends no events (NFS); also
-    /// the step of the retry pause
+    /// Seconds between checks when the archive sends no file events (NFS),
+    /// the longest pause between two looks into object storage, and the step
+    /// of the retry pause; 1 to 60.
     #[arg(short = 's', long = "sleep", value_name = "SECONDS", default_value = "5",
           allow_negative_numbers = true, value_parser = parse_sleep)]
     pub sleep: u64,
 
-    /// Trigger file: its appearance starts a failover
+    /// The trigger file, whose appearance starts a failover.
+    ///
+    /// Empty, or starting with "smart": a smart failover, where every segment
+    /// already in the archive is still restored (one still being copied in is
+    /// waited for while it changes) and recovery ends at the first one that
+    /// is not there. Starting with "fast": a fast failover, where the waiting
+    /// call exits 1 at once and the file is truncated to empty. Anything else
+    /// is logged as a warning and ignored. pg_standby never deletes the file:
+    /// recovery_end_command should. A trigger file cannot end recovery in
+    /// standby mode (standby.signal), where PostgreSQL retries: use pg_ctl
+    /// promote there.
     #[arg(short = 't', long = "trigger-file", value_name = "FILE")]
     pub trigger_file: Option<PathBuf>,
 
-    /// Fail over (fast) after waiting N seconds for a segment (0 waits for ever)
+    /// Fail over after waiting N seconds for a segment (0 waits for ever).
+    ///
+    /// Meant for a primary that went silent: like a smart failover it first
+    /// finishes a segment still being written, and it never skips past a bad
+    /// file or a vanished archive.
     #[arg(short = 'w', long = "max-wait", value_name = "N", default_value = "0",
           allow_negative_numbers = true, value_parser = parse_max_wait)]
     pub max_wait: u64,
 
-    /// Cleanup only logs what it would remove
+    /// Archive cleanup (RESTARTWALFILE or -k) only logs what it would remove.
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
 
-    /// Segments fetched ahead (0: off; default: 8 for compressed and
-    /// object-storage archives, off for plain local ones)
+    /// Segments fetched ahead into the spool while the server replays, 0 to
+    /// 1000 (0 turns prefetch off).
+    ///
+    /// Default: 8 for compressed and object-storage archives, 0 for a plain
+    /// local one. A segment taken from the spool has been checked exactly as
+    /// a direct restore checks it; a call that does not find its segment
+    /// there restores it itself.
     #[arg(long = "prefetch", value_name = "N", value_parser = parse_prefetch)]
     pub prefetch: Option<u32>,
 
-    /// MiB the spool may hold
+    /// The most the spool holds, in MiB; one segment ahead is always allowed.
     #[arg(long = "prefetch-max-mb", value_name = "MB", default_value = "512",
           value_parser = parse_prefetch_max_mb)]
     pub prefetch_max_mb: u64,
 
-    /// Where prefetched segments wait
+    /// Where prefetched segments wait (default: DATADIR.pg_standby-spool
+    /// beside the data directory), never inside the data directory, which
+    /// pg_rewind and base backups copy.
     #[arg(long = "spool-dir", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
@@ -168,74 +195,99 @@ pub struct Cli {
     #[arg(long = "cleanup-before", value_name = "SEGMENT", hide = true)]
     pub cleanup_before: Option<String>,
 
-    /// Flush the copy to disk before renaming it into place (PostgreSQL
-    /// flushes restored files itself when fsync = on)
+    /// Flush the copy to disk before renaming it into place.
+    ///
+    /// Not needed for PostgreSQL, which flushes each restored file itself
+    /// (with fsync = on) and, after a crash, restores again from the archive.
     #[arg(long = "fsync")]
     pub fsync: bool,
 
-    /// Do not watch for events; check every -s seconds only
+    /// Do not use file events (inotify): check every -s seconds only.
     #[arg(long = "no-watch")]
     pub no_watch: bool,
 
-    /// In standby mode, wait up to N seconds for a segment instead of
-    /// answering at once
+    /// In standby mode (standby.signal, or standby_mode = on), wait up to N
+    /// seconds for a segment instead of answering at once.
     #[arg(long = "standby-wait", value_name = "N", default_value = "0")]
     pub standby_wait: u64,
 
-    /// Stop recovery (exit 250) when a segment in the archive stays
-    /// invalid, unchanged, for N seconds (an incomplete one is only
-    /// reported after N seconds, and waited for)
+    /// How long a segment that is in the archive but invalid (foreign,
+    /// misnamed, oversized, unreadable), and unchanged, is waited for before
+    /// pg_standby stops recovery (exit 250).
+    ///
+    /// An incomplete segment is waited for as long as it takes, with a warning
+    /// once it has not grown for N seconds.
     #[arg(long = "bad-file-timeout", value_name = "N", default_value = "60",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub bad_file_timeout: u64,
 
     /// Exit as pg_standby 13 did on errors: 2 for bad arguments or a
     /// missing archive, 3 for a bad segment, 1 for a failed copy (all of
-    /// which make PostgreSQL end recovery and promote)
+    /// which make PostgreSQL end recovery and promote).
     #[arg(long = "legacy-exit-codes")]
     pub legacy_exit_codes: bool,
 
-    /// Check a standby's setup (configuration, signal files, restore_command,
-    /// archive) instead of restoring; exit 1 if anything would break recovery
-    /// or failover
+    /// Check a standby's setup instead of restoring, without starting
+    /// anything.
+    ///
+    /// Reads postgresql.conf and postgresql.auto.conf with their includes
+    /// (recovery.conf on 10 and 11), the signal files, PG_VERSION,
+    /// pg_control, the pg_standby command line in restore_command (through
+    /// this parser) and the archive, with permissions checked as the data
+    /// directory's owner. Each problem is printed with its fix; the exit
+    /// status is 1 if one would break recovery or failover, else 0.
     #[arg(long = "check")]
     pub check: bool,
 
-    /// Data directory for --check (default: $PGDATA, then the current directory)
+    /// With --check: the standby's data directory (default: $PGDATA, then
+    /// the current directory).
     #[arg(short = 'D', long = "pgdata", value_name = "DATADIR")]
     pub pgdata: Option<PathBuf>,
 
-    /// With --check: print the findings as a JSON array
+    /// With --check: print the findings as a JSON array.
     #[arg(long = "json")]
     pub json: bool,
 
-    /// After each call, write Prometheus metrics to FILE (for
-    /// node_exporter's textfile collector)
+    /// After each call, write Prometheus metrics to FILE, in the text format
+    /// of node_exporter's textfile collector.
+    ///
+    /// The file is replaced by a rename and its counters carry over from call
+    /// to call; a file that cannot be written is a warning: metrics never
+    /// change what a call does.
     #[arg(long = "metrics-file", value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
 
-    /// Print help
+    /// Show the help, then exit.
     #[arg(short = '?', long = "help", action = ArgAction::Help)]
     help: Option<bool>,
 
-    /// Print version
+    /// Show the version, then exit.
     #[arg(short = 'V', long = "version", action = ArgAction::Version)]
     version: Option<bool>,
 
-    /// Archive directory
+    /// The archive: a directory, or s3://BUCKET[/PREFIX] on AWS S3 or any
+    /// S3-compatible store (see ENVIRONMENT).
     #[arg(value_name = "ARCHIVELOCATION")]
     pub archive: Option<PathBuf>,
 
-    /// Requested file name (%f)
+    /// The file the server asks for (%f): a WAL segment, a timeline history
+    /// file, a backup history file or a .partial file.
     #[arg(value_name = "NEXTWALFILE")]
     pub wal_file: Option<String>,
 
-    /// Destination path (%p)
+    /// Where to put it (%p): the file appears there complete or not at all.
     #[arg(value_name = "XLOGFILEPATH")]
     pub destination: Option<PathBuf>,
 
-    /// Oldest file the server still needs (%r): older segments are removed
-    /// from the archive
+    /// The oldest file the server still needs (%r): after each restore, the
+    /// archive's segments older than it are removed.
+    ///
+    /// Of any timeline, plain or compressed; .history, .partial, .backup and
+    /// unrelated files are never touched, nothing is removed when it sorts
+    /// after NEXTWALFILE, and a cleanup error is logged without changing the
+    /// exit status. The removal runs in a process of its own, one at a time
+    /// per archive. Use %r only when this standby is the archive's only
+    /// reader.
     #[arg(value_name = "RESTARTWALFILE")]
     pub restart_wal_file: Option<String>,
 

@@ -7,18 +7,24 @@
 //! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
 mod archive;
+#[cfg(feature = "s3")]
+mod aws_credentials;
 mod check;
 mod cleanup;
 mod cli;
 pub mod codec;
 mod config;
 mod copy;
+#[cfg(feature = "s3")]
+mod credentials;
 mod datadir;
 mod exit;
 mod flock;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;
+#[cfg(feature = "s3")]
+mod json;
 mod logging;
 mod metrics;
 mod mounts;
@@ -61,6 +67,13 @@ static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::n
 
 fn process_start() -> std::time::Instant {
     *STARTED.get_or_init(std::time::Instant::now)
+}
+
+/// The command line's definition, for the generators of the manual page
+/// and the shell completion (examples/man.rs); not a stable interface.
+#[doc(hidden)]
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// The whole program, for src/main.rs.

@@ -39,6 +39,9 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 
+use crate::aws_credentials::{Keys, Profile, Source};
+use crate::credentials::{Expiring, Refreshing};
+
 /// How long a signed URL stays valid: only long enough for the request to
 /// start, so a leaked URL is of little use.
 const SIGNED_URL_TTL: Duration = Duration::from_secs(300);
@@ -51,12 +54,6 @@ const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
 const CHUNK: usize = 128 * 1024;
 /// How long an idle connection is kept for the next request.
 const IDLE_REUSE: Duration = Duration::from_secs(4);
-
-/// Whether an archive location names object storage. Cheap: the caller
-/// decides with this before anything else of this module is touched.
-pub fn is_url(location: &str) -> bool {
-    location.starts_with("s3:")
-}
 
 #[derive(Debug)]
 pub enum S3Error {
@@ -190,11 +187,8 @@ pub struct Settings {
     pub endpoint: String,
     pub path_style: bool,
     pub region: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub session_token: Option<String>,
-    /// Where the credentials came from, for messages.
-    pub credentials_from: String,
+    /// Where the credentials come from (fetched at the first request).
+    pub credentials: Source,
     /// The proxy to the endpoint, if any.
     pub proxy: Option<String>,
 }
@@ -212,11 +206,10 @@ impl Settings {
     ///   `region`; with a custom endpoint `us-east-1` if none is set (the
     ///   default of S3-compatible servers), on AWS a missing region is an
     ///   error;
-    /// * credentials: `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+
-    ///   `AWS_SESSION_TOKEN`), else the profile (`AWS_PROFILE`, else
-    ///   `default`) in the shared credentials file
-    ///   (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`), else
-    ///   in the config file (`AWS_CONFIG_FILE`, else `~/.aws/config`).
+    /// * credentials: the chain of [`crate::aws_credentials`]; the profile
+    ///   is `AWS_PROFILE`, else `default`, in the shared credentials file
+    ///   (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`) and
+    ///   the config file (`AWS_CONFIG_FILE`, else `~/.aws/config`).
     pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, S3Error> {
         let var = |k: &str| env(k).filter(|v| !v.is_empty());
         let profile_set = var("AWS_PROFILE");
@@ -272,58 +265,23 @@ impl Settings {
             }
         };
 
-        let key = var("AWS_ACCESS_KEY_ID");
-        let secret = var("AWS_SECRET_ACCESS_KEY");
-        let (access_key, secret_key, session_token, credentials_from) = match (key, secret) {
-            (Some(k), Some(s)) => (k, s, var("AWS_SESSION_TOKEN"), "the environment".into()),
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(S3Error::Config(
-                    "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set".into(),
-                ));
-            }
-            (None, None) => {
-                let from = |sec: &HashMap<String, String>, where_: String| match (
-                    sec.get("aws_access_key_id"),
-                    sec.get("aws_secret_access_key"),
-                ) {
-                    (Some(k), Some(s)) => Some((
-                        k.clone(),
-                        s.clone(),
-                        sec.get("aws_session_token").cloned(),
-                        where_,
-                    )),
-                    _ => None,
-                };
-                from(
-                    &creds_section,
-                    format!("profile \"{profile}\" of {}", show(&creds_path)),
-                )
-                .or_else(|| {
-                    from(
-                        &config,
-                        format!("profile \"{profile}\" of {}", show(&config_path)),
-                    )
-                })
-                .ok_or_else(|| {
-                    S3Error::Config(format!(
-                        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-                         aws_access_key_id and aws_secret_access_key in profile \"{profile}\" of {} \
-                         (single sign-on, assumed roles, credential_process and instance \
-                         metadata are not supported)",
-                        show(&creds_path)
-                    ))
-                })?
-            }
-        };
+        let credentials = crate::aws_credentials::choose(
+            &var,
+            &region,
+            &Profile {
+                name: &profile,
+                credentials: &creds_section,
+                config: &config,
+                credentials_path: show(&creds_path),
+                config_path: show(&config_path),
+            },
+        )?;
         let proxy = proxy_for(&endpoint, &var);
         Ok(Self {
             endpoint,
             path_style,
             region,
-            access_key,
-            secret_key,
-            session_token,
-            credentials_from,
+            credentials,
             proxy,
         })
     }
@@ -443,7 +401,13 @@ pub struct DeleteReport {
 pub struct Store {
     location: Location,
     bucket: Bucket,
-    credentials: Credentials,
+    source: Source,
+    credentials: Refreshing<Credentials>,
+    /// Whether credentials were ever fetched: a failure to refresh them
+    /// is then waited out, not taken for a configuration error.
+    had_credentials: AtomicBool,
+    /// The proxy, for STS as for the store.
+    proxy: Option<String>,
     agent: ureq::Agent,
     /// Keys per ListObjectsV2 page (1000, the S3 maximum, unless tests
     /// make it small to exercise pagination).
@@ -496,10 +460,6 @@ impl Store {
                     s.endpoint, location.bucket
                 ))
             })?;
-        let credentials = match &s.session_token {
-            Some(t) => Credentials::new_with_token(&s.access_key, &s.secret_key, t),
-            None => Credentials::new(&s.access_key, &s.secret_key),
-        };
         let proxy = match &s.proxy {
             Some(p) => Some(
                 ureq::Proxy::new(p)
@@ -527,7 +487,10 @@ impl Store {
         Ok(Self {
             location,
             bucket,
-            credentials,
+            source: s.credentials.clone(),
+            credentials: Refreshing::new(),
+            had_credentials: AtomicBool::new(false),
+            proxy: s.proxy.clone(),
             agent,
             list_page: 1000,
             bucket_checked: AtomicBool::new(false),
@@ -536,6 +499,42 @@ impl Store {
 
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// Which source supplies the credentials (never a secret).
+    pub fn credentials_source(&self) -> String {
+        self.source.describe()
+    }
+
+    /// The credentials that sign the next request: fetched at the first
+    /// request, again a little before they expire.
+    fn credentials(&self) -> Result<Credentials, S3Error> {
+        let signing = |k: &Keys| match &k.session_token {
+            Some(t) => Credentials::new_with_token(&k.access_key, &k.secret_key, t),
+            None => Credentials::new(&k.access_key, &k.secret_key),
+        };
+        if let Some(keys) = self.source.fixed() {
+            return Ok(signing(keys));
+        }
+        let fetched = self.credentials.get(|| {
+            self.source.fetch(self.proxy.as_deref()).map(|e| Expiring {
+                value: signing(&e.value),
+                expires: e.expires,
+            })
+        });
+        match fetched {
+            Ok(c) => {
+                if !self.had_credentials.swap(true, Ordering::Relaxed) {
+                    tracing::debug!("object storage credentials from {}", self.source.describe());
+                }
+                Ok(c)
+            }
+            // The source worked before: waited out like the store itself.
+            Err(S3Error::Config(why)) if self.had_credentials.load(Ordering::Relaxed) => Err(
+                S3Error::Transient(format!("refreshing the credentials: {why}")),
+            ),
+            Err(e) => Err(e),
+        }
     }
 
     /// Keys per ListObjectsV2 request (1..=1000).
@@ -553,7 +552,7 @@ impl Store {
         }
         Ok(self
             .bucket
-            .get_object(Some(&self.credentials), &self.key(name))
+            .get_object(Some(&self.credentials()?), &self.key(name))
             .sign(SIGNED_URL_TTL)
             .to_string())
     }
@@ -565,7 +564,7 @@ impl Store {
         }
         let url = self
             .bucket
-            .head_object(Some(&self.credentials), &self.key(name))
+            .head_object(Some(&self.credentials()?), &self.key(name))
             .sign(SIGNED_URL_TTL);
         let what = || format!("HEAD {}", self.describe(name));
         let resp = self
@@ -682,7 +681,7 @@ impl Store {
         }
         let url = self
             .bucket
-            .put_object(Some(&self.credentials), &self.key(name))
+            .put_object(Some(&self.credentials()?), &self.key(name))
             .sign(SIGNED_URL_TTL);
         let what = format!("PUT {}", self.describe(name));
         let resp = self
@@ -712,7 +711,7 @@ impl Store {
             if let Some(t) = &token {
                 query.push(("continuation-token", t.as_str()));
             }
-            let url = self.sign_bucket(Method::Get, query);
+            let url = self.sign_bucket(Method::Get, query)?;
             let resp = self
                 .agent
                 .get(url.as_str())
@@ -762,7 +761,7 @@ impl Store {
         for batch in names.chunks(DELETE_BATCH) {
             let body = delete_body(batch.iter().map(|n| self.key(n)));
             let md5 = base64(&Md5::digest(body.as_bytes()));
-            let url = self.sign_bucket(Method::Post, vec![("delete", "1")]);
+            let url = self.sign_bucket(Method::Post, vec![("delete", "1")])?;
             let what = format!("deleting {} objects under {}", batch.len(), self.location);
             let resp = self
                 .agent
@@ -800,7 +799,7 @@ impl Store {
                 ("max-keys", "1"),
                 ("prefix", self.location.prefix.as_str()),
             ],
-        );
+        )?;
         let what = format!("checking bucket \"{}\"", self.location.bucket);
         let resp = self
             .agent
@@ -823,22 +822,23 @@ impl Store {
 
     /// A pre-signed URL for a request on the bucket itself; `query` is
     /// sorted by name, as the SigV4 canonical request wants it.
-    fn sign_bucket(&self, method: Method, query: Vec<(&str, &str)>) -> String {
+    fn sign_bucket(&self, method: Method, query: Vec<(&str, &str)>) -> Result<String, S3Error> {
         let mut query = query;
         query.sort_unstable();
-        rusty_s3::signing::sign(
+        let credentials = self.credentials()?;
+        Ok(rusty_s3::signing::sign(
             &jiff::Timestamp::now(),
             method,
             self.bucket.base_url().clone(),
-            self.credentials.key(),
-            self.credentials.secret(),
-            self.credentials.token(),
+            credentials.key(),
+            credentials.secret(),
+            credentials.token(),
             self.bucket.region(),
             SIGNED_URL_TTL.as_secs(),
             query.into_iter(),
             std::iter::empty(),
         )
-        .to_string()
+        .to_string())
     }
 
     fn bucket_exists(&self) -> Result<(), S3Error> {
@@ -1018,7 +1018,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// The text of the first `<tag>…</tag>` (S3 error documents are flat).
-fn xml_field(body: &str, tag: &str) -> Option<String> {
+pub(crate) fn xml_field(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = body.find(&open)? + open.len();
     let end = body[start..].find(&format!("</{tag}>"))? + start;
@@ -1071,7 +1071,10 @@ mod tests {
                 "{bad} accepted"
             );
         }
-        assert!(is_url("s3://x") && !is_url("/var/lib/archive"));
+        assert!(
+            crate::archive::is_object_storage("s3://x")
+                && !crate::archive::is_object_storage("/var/lib/archive")
+        );
     }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -1080,6 +1083,16 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    /// The fixed keys the settings chose (access key, secret, token).
+    fn keys(s: &Settings) -> (&str, &str, Option<&str>) {
+        let k = s.credentials.fixed().expect("fixed keys");
+        (
+            k.access_key.as_str(),
+            k.secret_key.as_str(),
+            k.session_token.as_deref(),
+        )
     }
 
     #[test]
@@ -1094,7 +1107,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.endpoint, "https://s3.eu-west-3.amazonaws.com");
         assert!(!s.path_style);
-        assert_eq!(s.session_token.as_deref(), Some("TOK"));
+        assert_eq!(keys(&s).2, Some("TOK"));
 
         let s = Settings::resolve(&env_of(&[
             ("AWS_ACCESS_KEY_ID", "AK"),
@@ -1115,7 +1128,11 @@ mod tests {
         assert!(matches!(no_region, Err(S3Error::Config(m)) if m.contains("region")));
         let half = Settings::resolve(&env_of(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_REGION", "x")]));
         assert!(matches!(half, Err(S3Error::Config(_))));
-        let none = Settings::resolve(&env_of(&[("AWS_REGION", "x"), ("HOME", "/nonexistent")]));
+        let none = Settings::resolve(&env_of(&[
+            ("AWS_REGION", "x"),
+            ("HOME", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]));
         assert!(matches!(none, Err(S3Error::Config(m)) if m.contains("no credentials")));
     }
 
@@ -1162,19 +1179,9 @@ mod tests {
         .unwrap();
         let home = dir.path().to_str().unwrap();
         let s = Settings::resolve(&env_of(&[("HOME", home)])).unwrap();
-        assert_eq!(
-            (s.access_key.as_str(), s.region.as_str()),
-            ("DK", "us-west-2")
-        );
+        assert_eq!((keys(&s).0, s.region.as_str()), ("DK", "us-west-2"));
         let s = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "archive")])).unwrap();
-        assert_eq!(
-            (
-                s.access_key.as_str(),
-                s.secret_key.as_str(),
-                s.session_token.as_deref()
-            ),
-            ("AK", "AS", Some("AT"))
-        );
+        assert_eq!(keys(&s), ("AK", "AS", Some("AT")));
         assert_eq!(
             (s.endpoint.as_str(), s.region.as_str()),
             ("http://minio:9000", "eu-central-1")
@@ -1189,13 +1196,13 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
         ]))
         .unwrap();
-        assert_eq!((s.access_key.as_str(), s.session_token), ("EK", None));
+        assert_eq!(keys(&s), ("EK", "ES", None));
         assert_eq!(
             (s.endpoint.as_str(), s.region.as_str()),
             ("http://127.0.0.1:1", "ap-south-1")
         );
         let s = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "cfgonly")])).unwrap();
-        assert_eq!(s.access_key, "CK");
+        assert_eq!(keys(&s).0, "CK");
         let missing = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "nope")]));
         assert!(matches!(missing, Err(S3Error::Config(m)) if m.contains("nope")));
         // Files named by the variables instead of HOME.
@@ -1207,7 +1214,7 @@ mod tests {
             ),
         ]))
         .unwrap();
-        assert_eq!(s.access_key, "DK");
+        assert_eq!(keys(&s).0, "DK");
     }
 
     /// The waiting loop may run a request on a helper thread to stay

@@ -129,7 +129,9 @@ fn a_present_segment_is_restored() {
     s.start(&[], NAME)
         .finish_within(Duration::from_secs(10))
         .exited(0)
-        .logged(&format!("restored {NAME}"));
+        .logged(&format!(
+            "restored {NAME} from s3://wal/archive/{NAME} after"
+        ));
     assert_delivered(&s.env, &bytes);
 }
 
@@ -153,11 +155,18 @@ fn a_segment_arriving_later_is_seen_within_a_fraction_of_a_second() {
 fn a_compressed_segment_is_restored() {
     let s = setup();
     let bytes = segment(NAME);
-    s.put(&format!("{NAME}.gz"), &gzip(&bytes));
+    let packed = gzip(&bytes);
+    s.put(&format!("{NAME}.gz"), &packed);
+    // Where it came from in full, and a small file's size and ratio that read well.
+    let kib = packed.len() as f64 / 1024.0;
+    let ratio = bytes.len() as f64 / packed.len() as f64;
+    assert!(kib < 1024.0 && ratio >= 10.0, "{kib} KiB, {ratio}:1");
     s.start(&[], NAME)
         .finish_within(Duration::from_secs(10))
         .exited(0)
-        .logged(&format!("from {NAME}.gz"));
+        .logged(&format!(
+            "restored {NAME} from s3://wal/archive/{NAME}.gz ({kib:.1} KiB, {ratio:.0}:1) after"
+        ));
     assert_delivered(&s.env, &bytes);
 }
 

@@ -19,6 +19,7 @@ use crate::copy::{self, CopyError, Staged, destination_dir};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{self, Fatal, Outcome};
 use crate::header::Accepted;
+use crate::logging;
 use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::mounts;
 use crate::open::{Identity, unchanged};
@@ -46,9 +47,13 @@ pub struct Session {
     failover_cause: String,
     failover_seen: Option<Instant>,
     last_trigger_note: Option<String>,
+    /// postmaster.pid's start time: a trigger file older than this is stale.
+    server_start: Option<std::time::SystemTime>,
     standby_trigger_warned: bool,
     /// What this call did, for `--metrics-file`.
     report: CallReport,
+    /// The segment size of what this call restored.
+    seg_size: Option<u64>,
     spool: Option<crate::spool::Spool>,
     /// When each phase of the call ended, for the `-d` trace.
     phases: Vec<(&'static str, Instant)>,
@@ -59,6 +64,7 @@ pub struct Session {
 impl Session {
     pub fn new(config: Config, cwd: PathBuf, legacy: bool) -> Self {
         let mode = RecoveryMode::detect(&cwd);
+        let server_start = datadir::server_started(&cwd);
         let budget = if config.called_by_a_tool() {
             Some(Duration::ZERO)
         } else if mode == RecoveryMode::Standby {
@@ -85,8 +91,10 @@ impl Session {
             failover_cause: String::new(),
             failover_seen: None,
             last_trigger_note: None,
+            server_start,
             standby_trigger_warned: false,
             report: CallReport::default(),
+            seg_size: None,
             spool: None,
             phases: Vec::new(),
             cleaned: false,
@@ -149,7 +157,7 @@ impl Session {
             self.report.wait_seconds =
                 self.started.elapsed().as_secs_f64() - self.report.copy_seconds;
             if let Ok(archive) = &archive {
-                self.report.newest_in_archive = archive.newest_segment(self.sysid);
+                self.report.newest_in_archive = self.newest_in_archive(archive);
             }
             self.report.outcome = match outcome {
                 Outcome::Restored => CallOutcome::Restored,
@@ -159,6 +167,20 @@ impl Session {
             metrics::record(&path, &self.report);
         }
         outcome
+    }
+
+    /// Start LSN and timeline of the archive's newest segment, for the
+    /// metrics. Its segment size is the one this call restored, else one
+    /// read from a plain segment of the archive or of pg_wal, else initdb's
+    /// default (a listing alone does not tell it).
+    fn newest_in_archive(&self, archive: &Archive) -> Option<(u64, u32)> {
+        let newest = archive.newest_segment()?;
+        let seg_size = self
+            .seg_size
+            .or_else(|| archive.segment_size(self.sysid))
+            .or_else(|| probe::archive_segment_size(&self.cwd.join("pg_wal"), self.sysid))
+            .unwrap_or(16 << 20);
+        Some((newest.start_lsn(seg_size)?, newest.tli))
     }
 
     fn run_with(&mut self, archive: &Archive) -> Outcome {
@@ -432,7 +454,7 @@ impl Session {
                             self.phase("copied and renamed");
                             let copy = copy_started.elapsed() + unpacking;
                             let compressed = from.is_some();
-                            self.log_restored(name, len, accepted, waited, copy, from);
+                            self.log_restored(archive, name, len, accepted, waited, copy, from);
                             self.note_restored(name, len, accepted.seg_size, copy);
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
@@ -676,13 +698,16 @@ impl Session {
         Outcome::Killed(signal)
     }
 
-    /// Read the trigger file, warning once per new unusable state.
+    /// Read the trigger file, warning once per new unusable state (a
+    /// stale one is an error: it looks like a request and is not taken).
     fn check_trigger(&mut self) -> Trigger {
         let Some(path) = self.config.trigger_file.as_deref() else {
             return Trigger::Absent;
         };
-        let trigger = trigger::read(path);
+        let trigger = trigger::read_for(path, self.server_start);
         let note = match &trigger {
+            // Keyed by how much it predates the start, not by its growing age.
+            Trigger::Stale(stale) => Some(format!("stale {:?}", stale.before_start)),
             Trigger::Invalid(content) => Some(format!(
                 "invalid content in trigger file \"{}\": \"{content}\" (write nothing, \"smart\" or \"fast\"); still waiting",
                 path.display()
@@ -694,7 +719,18 @@ impl Session {
             _ => None,
         };
         if note.is_some() && note != self.last_trigger_note {
-            tracing::warn!("{}", note.as_deref().unwrap_or_default());
+            match &trigger {
+                Trigger::Stale(stale) => tracing::error!(
+                    "trigger file \"{}\" is {} old, {} older than this server's start: taken as left \
+                     over from an earlier failover, not failing over; still waiting. Remove it; to fail \
+                     over now, touch it (touch \"{}\")",
+                    path.display(),
+                    logging::human_duration(stale.age),
+                    logging::human_duration(stale.before_start),
+                    path.display()
+                ),
+                _ => tracing::warn!("{}", note.as_deref().unwrap_or_default()),
+            }
         }
         self.last_trigger_note = note;
         trigger

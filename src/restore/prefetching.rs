@@ -94,12 +94,13 @@ impl Session {
         }
         let started = Instant::now();
         let trigger = self.config.trigger_file.clone();
+        let server_start = self.server_start;
         let mut keep_waiting = || {
             signals::terminating().is_none()
                 && signals::failover_requested().is_none()
                 && trigger
                     .as_deref()
-                    .is_none_or(|t| trigger::read(t) != Trigger::Fast)
+                    .is_none_or(|t| trigger::read_for(t, server_start) != Trigger::Fast)
         };
         let taken = spool.take(
             name,
