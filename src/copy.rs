@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::flock;
 use crate::signals;
 
 /// Bytes per copy_file_range call: small enough to notice a shutdown
@@ -77,12 +78,18 @@ pub struct Staged {
     tmp: tempfile::NamedTempFile,
 }
 
+/// The directory `dest` is written in, where its temporary copy goes: a
+/// bare file name (`%p` relative to the data directory) is in ".".
+pub fn destination_dir(dest: &Path) -> &Path {
+    match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 impl Staged {
     pub fn beside(dest: &Path) -> Result<Self, CopyError> {
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        let dir = destination_dir(dest);
         let tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(TEMP_SUFFIX)
@@ -129,12 +136,7 @@ impl Staged {
 }
 
 fn lock(file: &File) -> io::Result<()> {
-    // SAFETY: flock on a descriptor that is open for the call's duration.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    flock::exclusive(file, flock::Wait::NoWait)
 }
 
 /// Remove the temporary files that killed calls left in `dir`. One is
@@ -286,6 +288,20 @@ fn user_space_copy(src: &File, dst: &mut File, len: u64) -> Result<(), CopyError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destination_dir_of_each_form_of_p() {
+        let table = [
+            ("pg_wal/RECOVERYXLOG", "pg_wal"),
+            ("/data/pg_wal/RECOVERYXLOG", "/data/pg_wal"),
+            ("RECOVERYXLOG", "."),
+            ("./RECOVERYXLOG", "."),
+            ("/RECOVERYXLOG", "/"),
+        ];
+        for (dest, dir) in table {
+            assert_eq!(destination_dir(Path::new(dest)), Path::new(dir), "{dest}");
+        }
+    }
 
     #[test]
     fn copies_exactly_and_leaves_no_temporary_file() {

@@ -20,6 +20,7 @@ mod copy;
 mod credentials;
 mod datadir;
 mod exit;
+mod flock;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;

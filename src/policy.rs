@@ -113,8 +113,16 @@ pub const ARCHIVE_GONE_POLL: Duration = Duration::from_millis(100);
 /// that showed nothing new: soon at first, then less and less often, up
 /// to `-s`.
 pub fn remote_poll(n: u32, sleep: Duration) -> Duration {
-    let first = Duration::from_millis(100);
-    first.mul_f64(1.5f64.powi(n.min(30) as i32)).min(sleep)
+    backoff(Duration::from_millis(100), n, sleep)
+}
+
+/// The pause before the `n`th retry (from 0) of a back-off: `first`, then
+/// half as long again each time, never more than `max`.
+pub fn backoff(first: Duration, n: u32, max: Duration) -> Duration {
+    // Past 1.5^60 any pause here is far over any max; the cap keeps the
+    // arithmetic finite.
+    let factor = 1.5f64.powi(n.min(60) as i32);
+    Duration::try_from_secs_f64(first.as_secs_f64() * factor).map_or(max, |d| d.min(max))
 }
 
 pub fn next_step(rules: &Rules, now: &Observation) -> Step {
@@ -330,6 +338,27 @@ mod tests {
             ..seen(Seen::InFlight)
         };
         assert_eq!(timeout(rules(), now), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn backoff_grows_by_half_up_to_its_maximum() {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let table = [
+            // first, n, max, pause
+            (ms(100), 0, s(10), ms(100)),
+            (ms(100), 1, s(10), ms(150)),
+            (ms(100), 2, s(10), ms(225)),
+            (ms(50), 4, s(1), Duration::from_micros(253_125)),
+            (ms(50), 8, s(1), s(1)),
+            (ms(50), u32::MAX, s(1), s(1)),
+            (s(1), 0, ms(500), ms(500)),
+            (Duration::MAX, 3, s(1), s(1)),
+            (Duration::ZERO, 5, s(1), Duration::ZERO),
+        ];
+        for (first, n, max, pause) in table {
+            assert_eq!(backoff(first, n, max), pause, "{first:?} {n} {max:?}");
+        }
     }
 
     #[test]

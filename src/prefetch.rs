@@ -217,9 +217,8 @@ impl Fetcher<'_> {
                 // often.
                 Fetched::NotYet(_) if archive.is_remote() => return Ok(()),
                 Fetched::NotYet(why) => {
-                    let pause = ABSENT_FIRST_POLL
-                        .mul_f64(1.5f64.powi(absent_polls.min(20) as i32))
-                        .min(ABSENT_MAX_POLL);
+                    let pause =
+                        crate::policy::backoff(ABSENT_FIRST_POLL, absent_polls, ABSENT_MAX_POLL);
                     absent_polls += 1;
                     tracing::debug!("prefetch: {next} not fetched ({why})");
                     std::thread::sleep(pause);

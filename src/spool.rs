@@ -19,12 +19,12 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::copy;
+use crate::flock;
 use crate::header::Accepted;
 use crate::open;
 use crate::probe::{self, Probe};
@@ -459,8 +459,7 @@ fn same_inode(meta: &fs::Metadata, file: &File) -> bool {
 }
 
 fn try_lock(file: &File) -> bool {
-    // SAFETY: flock on a descriptor open for the call's duration.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    flock::exclusive(file, flock::Wait::NoWait).is_ok()
 }
 
 fn remove(path: &Path) {

@@ -90,6 +90,11 @@ impl Waiter {
         waiter
     }
 
+    /// Whether file events wake the wait (else only signals and the clock).
+    pub fn watches(&self) -> bool {
+        self.watcher.is_some()
+    }
+
     /// Watch the archive directory again if it was replaced or re-created.
     pub fn rearm(&mut self) {
         let Some(watcher) = self.watcher.as_mut() else {

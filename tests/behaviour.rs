@@ -30,8 +30,8 @@ fn delivers_a_segment_already_in_the_archive() {
 fn a_segment_renamed_into_the_archive_is_delivered_promptly() {
     let env = Env::new();
     let bytes = segment(S1);
-    let run = env.spawn(&["-s", "60"], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
+    run.wait_ready();
     env.archive_atomically(S1, &bytes);
     let landed = Instant::now();
     let done = run.finish_within(Duration::from_secs(10));
@@ -47,8 +47,8 @@ fn a_segment_renamed_into_the_archive_is_delivered_promptly() {
 #[test]
 fn a_segment_written_slowly_is_not_delivered_early() {
     let env = Env::new();
-    let run = env.spawn(&["-s", "60"], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
+    run.wait_ready();
     let bytes = segment(S1);
     write_slowly(&env.archive_file(S1), &bytes, 8, Duration::from_millis(40));
     let done = run.finish_within(Duration::from_secs(10));
@@ -64,8 +64,8 @@ fn a_segment_written_slowly_is_not_delivered_early() {
 #[test]
 fn without_events_the_polling_floor_still_finds_the_segment() {
     let env = Env::new();
-    let run = env.spawn(&["--no-watch", "-s", "1"], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "--no-watch", "-s", "1"], S1, &[]);
+    run.wait_ready();
     env.archive_atomically(S1, &segment(S1));
     let done = run.finish_within(Duration::from_secs(5));
     assert_eq!(done.status.code(), Some(0), "{}", done.log);
@@ -80,8 +80,8 @@ fn an_empty_trigger_ends_the_wait_promptly_with_a_smart_failover() {
     let env = Env::new();
     let trigger = env.path("trigger");
     let t = trigger.display().to_string();
-    let run = env.spawn(&["-s", "60", "-t", &t], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "-s", "60", "-t", &t], S1, &[]);
+    run.wait_ready();
     let created = Instant::now();
     fs::write(&trigger, "").unwrap();
     let done = run.finish_within(Duration::from_secs(10));
@@ -284,8 +284,8 @@ fn a_history_file_is_copied() {
 #[test]
 fn sigterm_during_the_wait_kills_by_sigterm_and_leaves_nothing() {
     let env = Env::new();
-    let mut run = env.spawn(&["-s", "60"], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
+    run.wait_ready();
     assert!(run.is_running());
     run.signal(libc::SIGTERM);
     let done = run.finish_within(Duration::from_secs(5));
@@ -297,8 +297,8 @@ fn sigterm_during_the_wait_kills_by_sigterm_and_leaves_nothing() {
 #[test]
 fn sigquit_kills_by_sigint_so_the_server_aborts() {
     let env = Env::new();
-    let run = env.spawn(&["-s", "60"], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
+    run.wait_ready();
     run.signal(libc::SIGQUIT);
     let done = run.finish_within(Duration::from_secs(5));
     assert_eq!(done.status.signal(), Some(libc::SIGINT), "{}", done.log);
@@ -308,8 +308,8 @@ fn sigquit_kills_by_sigint_so_the_server_aborts() {
 #[test]
 fn sigusr1_is_a_fast_failover() {
     let env = Env::new();
-    let run = env.spawn(&["-s", "60"], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
+    run.wait_ready();
     run.signal(libc::SIGUSR1);
     let done = run.finish_within(Duration::from_secs(5));
     assert_eq!(done.status.code(), Some(1));
@@ -597,8 +597,8 @@ fn smart_failover_waits_for_a_segment_still_being_archived() {
     let bytes = segment(S1);
     let path = env.archive_file(S1);
     fs::write(&path, &bytes[..bytes.len() / 4]).unwrap();
-    let run = env.spawn(&["-s", "2", "-t", &t], S1, &[]);
-    let_it_start();
+    let mut run = env.spawn(&["-d", "-s", "2", "-t", &t], S1, &[]);
+    run.wait_ready();
     fs::write(&path, &bytes).unwrap();
     let done = run.finish_within(Duration::from_secs(5));
     assert_eq!(done.status.code(), Some(0), "{}", done.log);

@@ -439,7 +439,7 @@ fn archive_directory_removed_and_recreated_during_the_wait() {
     let mut job = start(&env, &[], NAME);
     job.wait_ready();
     fs::remove_dir_all(&env.archive).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    job.wait_log("is gone");
     assert!(job.is_running(), "gave up when the archive vanished");
     fs::create_dir(&env.archive).unwrap();
     std::thread::sleep(Duration::from_millis(100));

@@ -508,7 +508,6 @@ fn a_shutdown_discards_the_spool() {
     restore(&env, &[], &name(2)).exited(0);
     let mut job = env.spawn(&["-d"], &name(3), &[]);
     job.wait_ready();
-    let_it_start();
     job.signal(libc::SIGTERM);
     job.finish_within(Duration::from_secs(10))
         .died_of(libc::SIGTERM);

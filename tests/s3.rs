@@ -1,6 +1,6 @@
 //! The object storage client against a real S3-compatible server (s3s-fs,
-//! which checks SigV4 signatures), never a mock. Skipped loudly when s3s-fs
-//! is not installed, failed when it is missing under CI.
+//! which checks SigV4 signatures), never a mock. Without s3s-fs the tests
+//! fail, saying how to install it.
 #![cfg(feature = "s3")]
 
 #[path = "support/s3_server.rs"]

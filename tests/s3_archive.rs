@@ -306,7 +306,9 @@ fn sigterm_ends_a_call_stuck_in_a_request() {
         &s.env,
         s.command(SECRET_KEY, &endpoint, &s.args(&[], NAME, &[])),
     );
-    job.wait_ready();
+    // The call is stuck in its first request, before any wait: its
+    // settings line (logged after the signal handlers are set) is enough.
+    job.wait_log("DEBUG: request ");
     // Let the first request reach the silent server.
     let (_conn, _) = hung.accept().unwrap();
     let t0 = Instant::now();

@@ -598,6 +598,7 @@ fn debian_keeps_the_configuration_in_etc() {
 }
 
 #[test]
+#[cfg(feature = "gzip")]
 fn the_prefetch_spool() {
     let f = Fixture::new(15);
     // A compressed archive turns prefetch on.

@@ -16,7 +16,7 @@ mod report;
 use crate::archive::Archive;
 use crate::cleanup;
 use crate::config::Config;
-use crate::copy::{self, CopyError, Staged};
+use crate::copy::{self, CopyError, Staged, destination_dir};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{self, Fatal, Outcome};
 use crate::header::Accepted;
@@ -120,7 +120,7 @@ impl Session {
                 tracing::debug!("{e:#}: an unmounted archive is noticed at the next check only");
             }
             let segment = matches!(config.request, WalFileName::Segment(_));
-            if segment && config.watch {
+            let waiter = if segment && config.watch {
                 Waiter::watching(
                     wake,
                     sender,
@@ -130,7 +130,18 @@ impl Session {
                 )
             } else {
                 Waiter::sleeper(wake, &config.archive)
-            }
+            };
+            // Only now: tests (and operators) take this line to mean that
+            // a file or signal arriving from here on ends the wait.
+            tracing::debug!(
+                "wake-ups in place: signals{}",
+                if waiter.watches() {
+                    ", file events"
+                } else {
+                    ""
+                }
+            );
+            waiter
         })
     }
 
@@ -819,13 +830,6 @@ fn fix_bad_file(path: &Path) -> String {
         "remove or replace \"{}\" with the right segment, then start the server (it resumes where it stopped)",
         path.display()
     )
-}
-
-fn destination_dir(dest: &Path) -> &Path {
-    match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
 }
 
 /// Size and times of a file: while they stay the same, it is stuck.

@@ -159,13 +159,6 @@ impl Drop for Env {
     }
 }
 
-/// Give a just-spawned process time to set up its watch and block: it
-/// reports its settings at debug level once ready, but a short pause is
-/// the simple, robust way for tests that only need "it is waiting".
-pub fn let_it_start() {
-    std::thread::sleep(Duration::from_millis(150));
-}
-
 pub fn write_slowly(path: &Path, bytes: &[u8], chunks: usize, pause: Duration) {
     let mut f = fs::File::create(path).unwrap();
     for chunk in bytes.chunks(bytes.len().div_ceil(chunks)) {

@@ -80,11 +80,12 @@ impl Job {
         self.child.id() as i32
     }
 
-    /// Wait for the settings line `-d` prints once signal handlers and the
-    /// watch are in place.
+    /// Wait for the line `-d` prints once the call waits: its signal
+    /// handlers and its watch are in place, so a file or a signal from now
+    /// on ends the wait.
     #[track_caller]
     pub fn wait_ready(&mut self) {
-        self.wait_log("DEBUG: request ");
+        self.wait_log("DEBUG: wake-ups in place");
     }
 
     #[track_caller]
