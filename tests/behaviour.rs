@@ -826,7 +826,10 @@ fn a_waiting_call_names_recovery_prefetch_when_the_server_reads_ahead() {
         fs::write(env.datadir.join("PG_VERSION"), "15\n").unwrap();
         fs::write(
             env.datadir.join("postgresql.conf"),
-            format!("restore_command = 'pg_standby {} %f %p'\n{conf}", env.archive.display()),
+            format!(
+                "restore_command = 'pg_standby {} %f %p'\n{conf}",
+                env.archive.display()
+            ),
         )
         .unwrap();
         let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
