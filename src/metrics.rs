@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -301,11 +300,8 @@ fn try_record(path: &Path, report: &CallReport) -> Result<()> {
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("opening \"{}\"", lock_path.display()))?;
-    // SAFETY: flock on a descriptor open for the duration of the call;
-    // the lock goes with the descriptor.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error()).context("locking the metrics file");
-    }
+    crate::flock::exclusive(&lock, crate::flock::Wait::Block)
+        .context("locking the metrics file")?;
     let previous = match fs::read_to_string(path) {
         Ok(text) => parse(&text).unwrap_or_else(|why| {
             tracing::warn!(
