@@ -238,7 +238,16 @@ impl Fetcher<'_> {
     /// fetched (in `current`, where a restore call looks before it waits).
     fn claim_next(&self, cursor: SegmentName) -> anyhow::Result<Option<SegmentName>> {
         let mut busy = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        // A call moves the cursor before it takes a segment out of the
+        // spool: a listing read between a cursor and the same cursor again
+        // never misses a segment still to be taken, which would be fetched
+        // a second time.
+        let mut cursor = cursor;
         let mut taken = self.spool.segments();
+        while let Some(moved) = self.spool.cursor().filter(|c| *c != cursor) {
+            cursor = moved;
+            taken = self.spool.segments();
+        }
         taken.extend(busy.iter().cloned());
         let stamp = self.stamp;
         let next = spool::next_to_fetch(

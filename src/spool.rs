@@ -387,6 +387,10 @@ impl Spool {
             len: ready.len,
             accepted,
         };
+        // The cursor first: the fetcher, which reads the cursor before and
+        // after listing the spool, then never takes this segment for one
+        // still to fetch. The restore records it again after the rename.
+        let _ = self.write("cursor", &key);
         match fs::rename(&path, dest) {
             // Only the fetcher writes that name, and only with a validated
             // segment; still, what reached `dest` must be what was checked.
