@@ -205,7 +205,8 @@ The profile in the shared files (default: \fBdefault\fR).
 The shared files (default: ~/.aws/config and ~/.aws/credentials, under
 .BR HOME ).
 A profile may hold keys, a credential_process, or role_arn with
-web_identity_token_file.
+web_identity_token_file, source_profile or credential_source (the role is
+assumed at STS).
 .PP
 The server runs restore_command through the shell with its own environment:
 set these for the PostgreSQL service, or in the command itself

@@ -62,6 +62,17 @@ pub enum Source {
     },
     /// A program that prints credentials (`credential_process`).
     Process { command: String, from: String },
+    /// A role assumed at STS with the credentials of another source
+    /// (`role_arn` with `source_profile` or `credential_source`).
+    AssumeRole {
+        role_arn: String,
+        session_name: String,
+        external_id: Option<String>,
+        sts: String,
+        region: String,
+        base: Box<Source>,
+        from: String,
+    },
     /// The ECS or EKS Pod Identity agent's endpoint.
     Container {
         url: String,
@@ -84,6 +95,9 @@ pub struct Profile<'a> {
     pub config: &'a HashMap<String, String>,
     pub credentials_path: String,
     pub config_path: String,
+    /// Another profile's sections (credentials file, config file), for
+    /// `source_profile`.
+    pub other: &'a dyn Fn(&str) -> Option<(HashMap<String, String>, HashMap<String, String>)>,
 }
 
 /// Where the instance metadata service is unless told otherwise.
@@ -138,7 +152,7 @@ pub fn choose(
         }
         _ => tried.push("web identity: AWS_WEB_IDENTITY_TOKEN_FILE is not set".into()),
     }
-    if let Some(source) = from_profile(profile, &sts)? {
+    if let Some(source) = from_profile(var, region, profile, &sts)? {
         return Ok(source);
     }
     tried.push(format!(
@@ -199,7 +213,12 @@ fn sts_endpoint(var: &dyn Fn(&str) -> Option<String>, region: &str) -> String {
         .to_string()
 }
 
-fn from_profile(profile: &Profile<'_>, sts: &str) -> Result<Option<Source>, Error> {
+fn from_profile(
+    var: &dyn Fn(&str) -> Option<String>,
+    region: &str,
+    profile: &Profile<'_>,
+    sts: &str,
+) -> Result<Option<Source>, Error> {
     let get = |k: &str| {
         profile
             .credentials
@@ -218,11 +237,25 @@ fn from_profile(profile: &Profile<'_>, sts: &str) -> Result<Option<Source>, Erro
                 from: format!("profile \"{name}\" (web_identity_token_file)"),
             }));
         }
-        return Err(Error::config(format!(
-            "profile \"{name}\" assumes role_arn with source_profile or credential_source, \
-             which is not supported: give the standby keys, a web_identity_token_file, \
-             a credential_process, or an instance or container role"
-        )));
+        let base = match (get("source_profile"), get("credential_source")) {
+            (Some(source), _) => source_profile(profile, &source)?,
+            (None, Some(source)) => credential_source(var, &source, name)?,
+            (None, None) => {
+                return Err(Error::config(format!(
+                    "profile \"{name}\" has role_arn but no source_profile, credential_source \
+                     or web_identity_token_file"
+                )));
+            }
+        };
+        return Ok(Some(Source::AssumeRole {
+            role_arn,
+            session_name: get("role_session_name").unwrap_or_else(default_session_name),
+            external_id: get("external_id"),
+            sts: sts.to_string(),
+            region: region.to_string(),
+            base: Box::new(base),
+            from: format!("profile \"{name}\" (role_arn)"),
+        }));
     }
     let keys_in = |section: &HashMap<String, String>| {
         Some(Keys {
@@ -250,6 +283,94 @@ fn from_profile(profile: &Profile<'_>, sts: &str) -> Result<Option<Source>, Erro
         }));
     }
     Ok(None)
+}
+
+/// The keys of the profile a `source_profile` names (one level: the AWS
+/// CLI's chains of roles are not followed).
+fn source_profile(profile: &Profile<'_>, source: &str) -> Result<Source, Error> {
+    let name = profile.name;
+    let (creds, config) = (profile.other)(source).ok_or_else(|| {
+        Error::config(format!(
+            "profile \"{name}\" names source_profile \"{source}\", found neither in {} nor in {}",
+            profile.credentials_path, profile.config_path
+        ))
+    })?;
+    let keys_in = |section: &HashMap<String, String>| {
+        Some(Keys {
+            access_key: section.get("aws_access_key_id")?.clone(),
+            secret_key: section.get("aws_secret_access_key")?.clone(),
+            session_token: section.get("aws_session_token").cloned(),
+        })
+    };
+    let keys = keys_in(&creds)
+        .or_else(|| keys_in(&config))
+        .ok_or_else(|| {
+            Error::config(format!(
+                "source_profile \"{source}\" of profile \"{name}\" has no aws_access_key_id and \
+             aws_secret_access_key (chains of roles are not supported)"
+            ))
+        })?;
+    Ok(Source::Static {
+        keys,
+        from: format!("profile \"{source}\""),
+    })
+}
+
+/// `credential_source`: where the keys that assume the role come from.
+fn credential_source(
+    var: &dyn Fn(&str) -> Option<String>,
+    source: &str,
+    name: &str,
+) -> Result<Source, Error> {
+    match source {
+        "Environment" => match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access_key), Some(secret_key)) => Ok(Source::Static {
+                keys: Keys {
+                    access_key,
+                    secret_key,
+                    session_token: var("AWS_SESSION_TOKEN"),
+                },
+                from: "the environment (AWS_ACCESS_KEY_ID)".into(),
+            }),
+            _ => Err(Error::config(format!(
+                "profile \"{name}\": credential_source = Environment, but \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set"
+            ))),
+        },
+        "Ec2InstanceMetadata" => Ok(Source::InstanceMetadata {
+            endpoint: var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                .unwrap_or_else(|| IMDS_DEFAULT.into())
+                .trim_end_matches('/')
+                .to_string(),
+            tried: Vec::new(),
+        }),
+        "EcsContainer" => match (
+            var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+            var("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        ) {
+            (Some(relative), _) => Ok(Source::Container {
+                url: format!("{ECS_HOST}{relative}"),
+                token: None,
+                token_file: None,
+            }),
+            (None, Some(url)) => {
+                container_url_allowed(&url)?;
+                Ok(Source::Container {
+                    url,
+                    token: var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+                    token_file: var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
+                })
+            }
+            (None, None) => Err(Error::config(format!(
+                "profile \"{name}\": credential_source = EcsContainer, but no container \
+                 credentials variable is set"
+            ))),
+        },
+        other => Err(Error::config(format!(
+            "profile \"{name}\": credential_source = {other} is not one of Environment, \
+             Ec2InstanceMetadata, EcsContainer"
+        ))),
+    }
 }
 
 /// Plain http only to loopback and the ECS/EKS agents, as the SDKs allow.
@@ -287,6 +408,16 @@ impl Source {
                 ..
             } => format!("{from}: role {role_arn} through STS at {sts}"),
             Source::Process { from, .. } => from.clone(),
+            Source::AssumeRole {
+                role_arn,
+                sts,
+                base,
+                from,
+                ..
+            } => format!(
+                "{from}: role {role_arn} through STS at {sts}, assumed with {}",
+                base.describe()
+            ),
             Source::Container { url, .. } => format!("container credentials at {url}"),
             Source::InstanceMetadata { endpoint, .. } => {
                 format!("instance metadata (IMDSv2) at {endpoint}")
@@ -318,6 +449,26 @@ impl Source {
                 ..
             } => web_identity(token_file, role_arn, session_name, sts, proxy),
             Source::Process { command, from } => process(command, from),
+            Source::AssumeRole {
+                role_arn,
+                session_name,
+                external_id,
+                sts,
+                region,
+                base,
+                ..
+            } => {
+                let keys = base.fetch(proxy)?.value;
+                assume_role(
+                    &keys,
+                    role_arn,
+                    session_name,
+                    external_id.as_deref(),
+                    sts,
+                    region,
+                    proxy,
+                )
+            }
             Source::Container {
                 url,
                 token,
@@ -417,40 +568,103 @@ fn web_identity(
             token_file.display()
         ))
     })?;
-    let form = [
+    let body = form(&[
         ("Action", "AssumeRoleWithWebIdentity"),
         ("Version", "2011-06-15"),
         ("RoleArn", role_arn),
         ("RoleSessionName", session_name),
         ("WebIdentityToken", token.trim()),
+    ]);
+    let result = agent(Duration::from_secs(2), Duration::from_secs(10), proxy)
+        .post(&format!("{sts}/"))
+        .header("Content-Type", FORM)
+        .send(body.as_bytes());
+    sts_answer(
+        result,
+        &what,
+        "check the role's trust policy for this token's issuer",
+    )
+}
+
+/// AssumeRole, signed (SigV4, service `sts`) with `keys`.
+fn assume_role(
+    keys: &Keys,
+    role_arn: &str,
+    session_name: &str,
+    external_id: Option<&str>,
+    sts: &str,
+    region: &str,
+    proxy: Option<&str>,
+) -> Result<Expiring<Keys>, Error> {
+    let what = format!("AssumeRole at {sts}");
+    let mut params = vec![
+        ("Action", "AssumeRole"),
+        ("Version", "2011-06-15"),
+        ("RoleArn", role_arn),
+        ("RoleSessionName", session_name),
     ];
-    let body: String = form
+    if let Some(id) = external_id {
+        params.push(("ExternalId", id));
+    }
+    let body = form(&params);
+    let url: url::Url = format!("{sts}/")
+        .parse()
+        .map_err(|e| Error::config(format!("{what}: the STS URL is malformed: {e}")))?;
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or("")),
+        None => url.host_str().unwrap_or("").to_string(),
+    };
+    let now = jiff::Timestamp::now();
+    let signed = sigv4_sts(keys, region, &host, &now, body.as_bytes());
+    let mut req = agent(Duration::from_secs(2), Duration::from_secs(10), proxy)
+        .post(url.as_str())
+        .header("Content-Type", FORM)
+        .header("X-Amz-Date", &signed.date)
+        .header("Authorization", &signed.authorization);
+    if let Some(token) = &keys.session_token {
+        req = req.header("X-Amz-Security-Token", token);
+    }
+    sts_answer(
+        req.send(body.as_bytes()),
+        &what,
+        "check the role's trust policy and the source credentials' permission to assume it",
+    )
+}
+
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+fn form(params: &[(&str, &str)]) -> String {
+    params
         .iter()
         .map(|(k, v)| format!("{k}={}", form_encode(v)))
         .collect::<Vec<_>>()
-        .join("&");
-    let result = agent(Duration::from_secs(2), Duration::from_secs(10), proxy)
-        .post(&format!("{sts}/"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send(body.as_bytes());
-    let (status, text) = answer(result, &what)?;
+        .join("&")
+}
+
+/// The credentials in an STS answer, or its error sorted for the exit
+/// contract.
+fn sts_answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    what: &str,
+    hint: &str,
+) -> Result<Expiring<Keys>, Error> {
+    use crate::store::s3::xml_field;
+    let (status, text) = answer(result, what)?;
     if status != 200 {
-        let code = crate::store::s3::xml_field(&text, "Code").unwrap_or_default();
-        let message = crate::store::s3::xml_field(&text, "Message").unwrap_or_default();
+        let code = xml_field(&text, "Code").unwrap_or_default();
+        let message = xml_field(&text, "Message").unwrap_or_default();
         let detail = format!("{what}: HTTP {status} {code} {message}");
         return Err(match (status, code.as_str()) {
-            // The token file is rotated before it expires: read it again
-            // at the next attempt. STS's own trouble passes too.
+            // A web identity token file is rotated before it expires: read
+            // it again at the next attempt. STS's own trouble passes too.
             (_, "ExpiredTokenException" | "IDPCommunicationError" | "Throttling")
             | (500..=599, _) => Error::Transient(detail),
-            _ => Error::config(format!(
-                "{detail} (check the role's trust policy for this token's issuer)"
-            )),
+            _ => Error::config(format!("{detail} ({hint})")),
         });
     }
-    let creds = crate::store::s3::xml_field(&text, "Credentials").unwrap_or_default();
+    let creds = xml_field(&text, "Credentials").unwrap_or_default();
     let field = |k: &str| {
-        crate::store::s3::xml_field(&creds, k)
+        xml_field(&creds, k)
             .filter(|v| !v.is_empty())
             .ok_or_else(|| Error::config(format!("{what}: malformed answer: no {k}")))
     };
@@ -460,8 +674,68 @@ fn web_identity(
             secret_key: field("SecretAccessKey")?,
             session_token: Some(field("SessionToken")?),
         },
-        expires: expiration(Some(&field("Expiration")?), &what)?,
+        expires: expiration(Some(&field("Expiration")?), what)?,
     })
+}
+
+struct Signed {
+    date: String,
+    authorization: String,
+}
+
+/// SigV4 for a form POST to STS ("Signature Version 4 signing process",
+/// AWS General Reference): the signed headers are content-type, host,
+/// x-amz-date and, with a session token, x-amz-security-token.
+fn sigv4_sts(keys: &Keys, region: &str, host: &str, now: &jiff::Timestamp, body: &[u8]) -> Signed {
+    use hmac::{KeyInit as _, Mac as _};
+    use sha2::Digest as _;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hmac = |key: &[u8], data: &[u8]| -> Vec<u8> {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    };
+    let date = now.strftime("%Y%m%dT%H%M%SZ").to_string();
+    let day = &date[..8];
+    let mut headers = vec![
+        ("content-type", FORM.to_string()),
+        ("host", host.to_string()),
+        ("x-amz-date", date.clone()),
+    ];
+    if let Some(t) = &keys.session_token {
+        headers.push(("x-amz-security-token", t.clone()));
+    }
+    let signed_headers = headers
+        .iter()
+        .map(|(k, _)| *k)
+        .collect::<Vec<_>>()
+        .join(";");
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let canonical = format!(
+        "POST\n/\n\n{canonical_headers}\n{signed_headers}\n{}",
+        hex(&sha2::Sha256::digest(body))
+    );
+    let scope = format!("{day}/{region}/sts/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex(&sha2::Sha256::digest(canonical.as_bytes()))
+    );
+    let key = hmac(
+        format!("AWS4{}", keys.secret_key).as_bytes(),
+        day.as_bytes(),
+    );
+    let key = hmac(&key, region.as_bytes());
+    let key = hmac(&key, b"sts");
+    let key = hmac(&key, b"aws4_request");
+    let signature = hex(&hmac(&key, to_sign.as_bytes()));
+    Signed {
+        authorization: format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, \
+             Signature={signature}",
+            keys.access_key
+        ),
+        date,
+    }
 }
 
 fn form_encode(v: &str) -> String {
@@ -645,6 +919,21 @@ mod tests {
 
     type Section = HashMap<String, String>;
 
+    fn prof<'a>(
+        empty: &'a Section,
+        config: &'a Section,
+        other: &'a dyn Fn(&str) -> Option<(Section, Section)>,
+    ) -> Profile<'a> {
+        Profile {
+            name: "default",
+            credentials: empty,
+            config,
+            credentials_path: "C".into(),
+            config_path: "K".into(),
+            other,
+        }
+    }
+
     fn section(pairs: &[(&str, &str)]) -> Section {
         pairs
             .iter()
@@ -657,6 +946,7 @@ mod tests {
             Source::Static { .. } => "static",
             Source::WebIdentity { .. } => "web identity",
             Source::Process { .. } => "process",
+            Source::AssumeRole { .. } => "assume role",
             Source::Container { .. } => "container",
             Source::InstanceMetadata { .. } => "imds",
         }
@@ -721,6 +1011,7 @@ mod tests {
                 config,
                 credentials_path: "C".into(),
                 config_path: "K".into(),
+                other: &|_| None,
             };
             let got = choose(&env_of(&env), "eu-west-3", &profile).unwrap();
             assert_eq!(kind(&got), want, "{env:?}");
@@ -731,6 +1022,7 @@ mod tests {
             config: &empty,
             credentials_path: "C".into(),
             config_path: "K".into(),
+            other: &|_| None,
         };
         // The ECS relative URI goes to the ECS agent.
         let Source::Container { url, .. } = choose(&env_of(&ecs), "r", &profile).unwrap() else {
@@ -768,14 +1060,53 @@ mod tests {
                 "{half:?}"
             );
         }
-        let source_profile = section(&[("role_arn", "arn"), ("source_profile", "base")]);
-        let profile = Profile {
-            config: &source_profile,
-            ..profile
+        // role_arn: assumed with the source profile's keys, or the source
+        // named by credential_source; never silently something else.
+        let role = section(&[
+            ("role_arn", "arn:aws:iam::1:role/r"),
+            ("source_profile", "base"),
+        ]);
+        let base_keys = section(&[("aws_access_key_id", "B"), ("aws_secret_access_key", "BS")]);
+        let with_base = |name: &str| (name == "base").then(|| (base_keys.clone(), HashMap::new()));
+        let assumed = prof(&empty, &role, &with_base);
+        let Source::AssumeRole { base, .. } = choose(&env_of(&[]), "r", &assumed).unwrap() else {
+            panic!()
         };
+        assert_eq!(base.fixed().map(|k| k.access_key.as_str()), Some("B"));
+        let no_base = prof(&empty, &role, &|_| None);
         assert!(
-            matches!(choose(&env_of(&[]), "r", &profile), Err(Error::Config { why: m, .. }) if m.contains("not supported"))
+            matches!(choose(&env_of(&[]), "r", &no_base), Err(Error::Config { why, .. }) if why.contains("source_profile \"base\""))
         );
+        for (source, env, want) in [
+            ("Environment", &keys[..], "static"),
+            ("Ec2InstanceMetadata", &[][..], "imds"),
+            ("EcsContainer", &ecs[..], "container"),
+        ] {
+            let role = section(&[
+                ("role_arn", "arn:aws:iam::1:role/r"),
+                ("credential_source", source),
+            ]);
+            // Keys in the environment would win over the profile: the
+            // Environment row names the profile explicitly instead.
+            let env: Vec<(&str, &str)> = env
+                .iter()
+                .copied()
+                .filter(|_| source != "Environment")
+                .collect();
+            let p = prof(&empty, &role, &|_| None);
+            let chosen = if source == "Environment" {
+                credential_source(&env_of(&keys), source, "p").unwrap()
+            } else {
+                let Source::AssumeRole { base, .. } = choose(&env_of(&env), "r", &p).unwrap()
+                else {
+                    panic!("{source}")
+                };
+                *base
+            };
+            assert_eq!(kind(&chosen), want, "{source}");
+        }
+        let bad = section(&[("role_arn", "arn"), ("credential_source", "Somewhere")]);
+        assert!(choose(&env_of(&[]), "r", &prof(&empty, &bad, &|_| None)).is_err());
     }
 
     #[test]
@@ -809,6 +1140,33 @@ mod tests {
         ] {
             assert!(container_url_allowed(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The signature of an AssumeRole request, against the one botocore's
+    /// SigV4Auth (an independent implementation) computes for the same
+    /// request, keys and time.
+    #[test]
+    fn sts_requests_are_signed_as_the_aws_sdks_sign_them() {
+        let keys = Keys {
+            access_key: "AKIDEXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: Some("SESSIONTOKEN".into()),
+        };
+        let body = form(&[
+            ("Action", "AssumeRole"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", "arn:aws:iam::123456789012:role/standby"),
+            ("RoleSessionName", "s1"),
+        ]);
+        let now: jiff::Timestamp = "2026-12-04T17:28:30Z".parse().unwrap();
+        let signed = sigv4_sts(&keys, "eu-west-3", "127.0.0.1:8080", &now, body.as_bytes());
+        assert_eq!(signed.date, "20261204T172830Z");
+        assert_eq!(
+            signed.authorization,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261204/eu-west-3/sts/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, \
+             Signature=29896caee7ee31c1d7b27c5743028ac0a39bd03652d015181d650d7df56b15e7"
+        );
     }
 
     #[test]

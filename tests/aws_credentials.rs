@@ -49,6 +49,7 @@ fn hand(lifetime: Duration) -> Hand {
         container_token: None,
         web_identity_token_file: None,
         malformed: false,
+        source_key: None,
     }
 }
 
@@ -465,4 +466,44 @@ fn keys_from_the_endpoint_are_the_ones_that_sign() {
     .exited(FATAL)
     .logged("403");
     assert!(!s.env.restored().exists());
+}
+
+/// A profile that assumes a role with another profile's keys: the STS
+/// request is signed with the source keys, the role's keys sign the
+/// store's requests.
+#[test]
+fn a_role_assumed_with_a_source_profile() {
+    let s = setup();
+    let mut h = hand(Duration::from_secs(3600));
+    h.source_key = Some("AKIDSOURCEPROFILE".into());
+    let sts = CredServer::start(h);
+    let credentials = s.env.path("aws-credentials");
+    fs::write(
+        &credentials,
+        "[base]\naws_access_key_id = AKIDSOURCEPROFILE\naws_secret_access_key = source-secret\n",
+    )
+    .unwrap();
+    let config = s.env.path("aws-config");
+    fs::write(
+        &config,
+        "[profile standby]\nrole_arn = arn:aws:iam::123456789012:role/standby\n\
+         source_profile = base\nrole_session_name = standby-1\n",
+    )
+    .unwrap();
+    let done = restored_with(
+        &s,
+        &[],
+        &[
+            ("AWS_CONFIG_FILE", config.display().to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                credentials.display().to_string(),
+            ),
+            ("AWS_PROFILE", "standby".into()),
+            ("AWS_ENDPOINT_URL_STS", sts.endpoint.clone()),
+        ],
+        "assumed with profile \"base\"",
+    );
+    assert!(!done.log.contains("source-secret"));
+    assert!(sts.issued() >= 1);
 }

@@ -234,6 +234,19 @@ impl Settings {
                 config: &config,
                 credentials_path: show(&creds_path),
                 config_path: show(&config_path),
+                other: &|name: &str| {
+                    let section = if name == "default" {
+                        "default".to_string()
+                    } else {
+                        format!("profile {name}")
+                    };
+                    let creds = read_ini_section(creds_path.as_ref(), name).ok().flatten();
+                    let config = read_ini_section(config_path.as_ref(), &section)
+                        .ok()
+                        .flatten();
+                    (creds.is_some() || config.is_some())
+                        .then(|| (creds.unwrap_or_default(), config.unwrap_or_default()))
+                },
             },
         )?;
         let proxy = proxy_for(&endpoint, &var);

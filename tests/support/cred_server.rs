@@ -40,6 +40,8 @@ pub struct Hand {
     pub web_identity_token_file: Option<PathBuf>,
     /// Answer a body that is not the document (malformed JSON / XML).
     pub malformed: bool,
+    /// The access key id AssumeRole requests must be signed with.
+    pub source_key: Option<String>,
 }
 
 /// One request as seen: "PUT /latest/api/token", with what it carried.
@@ -298,6 +300,36 @@ fn serve(s: &Shared, conn: TcpStream) -> std::io::Result<()> {
                      <AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>\
                      <SessionToken>{token}</SessionToken><Expiration>{exp}</Expiration>\
                      </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+                    hand.access_key, hand.secret_key
+                );
+                respond(&mut conn, "200 OK", "text/xml", &xml);
+            }
+        }
+        // AssumeRole, signed with the source profile's keys: only the
+        // key id and the shape of the signature are checked here (the
+        // signature itself is checked against botocore's in a unit test).
+        ("POST", "/") if form_value(&body, "Action").as_deref() == Some("AssumeRole") => {
+            let signed_by = seen.authorization.as_deref().and_then(|a| {
+                let a = a.strip_prefix("AWS4-HMAC-SHA256 Credential=")?;
+                let (key, rest) = a.split_once('/')?;
+                (rest.contains("/sts/aws4_request") && rest.contains("Signature="))
+                    .then(|| key.to_string())
+            });
+            if signed_by.as_deref() != hand.source_key.as_deref() {
+                respond(
+                    &mut conn,
+                    "403 Forbidden",
+                    "text/xml",
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>\
+                     <Message>not signed by the source keys</Message></Error></ErrorResponse>",
+                );
+            } else {
+                let (token, exp) = issue();
+                let xml = format!(
+                    "<AssumeRoleResponse><AssumeRoleResult><Credentials>\
+                     <AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>\
+                     <SessionToken>{token}</SessionToken><Expiration>{exp}</Expiration>\
+                     </Credentials></AssumeRoleResult></AssumeRoleResponse>",
                     hand.access_key, hand.secret_key
                 );
                 respond(&mut conn, "200 OK", "text/xml", &xml);
