@@ -95,10 +95,12 @@ pub struct Profile<'a> {
     pub config: &'a HashMap<String, String>,
     pub credentials_path: String,
     pub config_path: String,
-    /// Another profile's sections (credentials file, config file), for
-    /// `source_profile`.
-    pub other: &'a dyn Fn(&str) -> Option<(HashMap<String, String>, HashMap<String, String>)>,
+    /// Another profile's sections, for `source_profile`.
+    pub other: &'a dyn Fn(&str) -> Option<Sections>,
 }
+
+/// A profile's sections: in the credentials file, in the config file.
+pub type Sections = (HashMap<String, String>, HashMap<String, String>);
 
 /// Where the instance metadata service is unless told otherwise.
 const IMDS_DEFAULT: &str = "http://169.254.169.254";
@@ -922,7 +924,7 @@ mod tests {
     fn prof<'a>(
         empty: &'a Section,
         config: &'a Section,
-        other: &'a dyn Fn(&str) -> Option<(Section, Section)>,
+        other: &'a dyn Fn(&str) -> Option<Sections>,
     ) -> Profile<'a> {
         Profile {
             name: "default",
