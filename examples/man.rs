@@ -180,7 +180,23 @@ region.
 The region (with a custom endpoint, us\-east\-1 when none is set).
 .TP
 .BR AWS_ACCESS_KEY_ID ", " AWS_SECRET_ACCESS_KEY ", " AWS_SESSION_TOKEN
-The credentials. Without them, the profile's.
+The credentials. Without them, in this order: web identity, the profile's,
+container credentials, instance metadata.
+.TP
+.BR AWS_WEB_IDENTITY_TOKEN_FILE ", " AWS_ROLE_ARN ", " AWS_ROLE_SESSION_NAME
+Web identity (EKS IAM roles for service accounts): the token is exchanged at
+STS for temporary credentials, again before they expire.
+.TP
+.BR AWS_ENDPOINT_URL_STS
+The STS endpoint (default: AWS_ENDPOINT_URL, else the region's).
+.TP
+.BR AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ", " AWS_CONTAINER_CREDENTIALS_FULL_URI
+Container credentials (ECS; EKS Pod Identity), with
+.BR AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE " or " AWS_CONTAINER_AUTHORIZATION_TOKEN .
+.TP
+.BR AWS_EC2_METADATA_DISABLED ", " AWS_EC2_METADATA_SERVICE_ENDPOINT
+\fBtrue\fR turns off the EC2 instance metadata service (IMDSv2), the last
+source of credentials; the other moves it.
 .TP
 .B AWS_PROFILE
 The profile in the shared files (default: \fBdefault\fR).
@@ -188,6 +204,8 @@ The profile in the shared files (default: \fBdefault\fR).
 .BR AWS_CONFIG_FILE ", " AWS_SHARED_CREDENTIALS_FILE
 The shared files (default: ~/.aws/config and ~/.aws/credentials, under
 .BR HOME ).
+A profile may hold keys, a credential_process, or role_arn with
+web_identity_token_file.
 .PP
 The server runs restore_command through the shell with its own environment:
 set these for the PostgreSQL service, or in the command itself

@@ -17,7 +17,7 @@ use crate::codec::Codec;
 use crate::open::{self, Identity};
 use crate::probe::{self, CompressedEntry, Probe};
 #[cfg(feature = "s3")]
-use crate::s3::S3Error;
+use crate::store::{Error, ObjectStore};
 use crate::timeline;
 use crate::wal::SegmentName;
 
@@ -44,14 +44,27 @@ pub struct Entry {
     pub codec: Option<Codec>,
 }
 
+/// Whether an archive location names object storage (`s3://BUCKET/PREFIX`)
+/// rather than a directory: the one rule for the restore, the settings and
+/// `--check`, in every build (with or without the `s3` feature). Cheap: no
+/// other part of object storage is touched.
+pub fn is_object_storage(location: &str) -> bool {
+    crate::store::is_url(location)
+}
+
 impl Archive {
     /// The archive must be usable when a call starts: a missing directory,
     /// a malformed URL or missing credentials are misconfigurations, never
     /// "not available".
     pub fn open(location: &Path) -> Result<Self, String> {
-        #[cfg(feature = "s3")]
-        if let Some(url) = location.to_str().filter(|l| crate::s3::is_url(l)) {
+        if let Some(url) = location.to_str().filter(|l| is_object_storage(l)) {
+            #[cfg(feature = "s3")]
             return Remote::open(url).map(|r| Self::Remote(Box::new(r)));
+            #[cfg(not(feature = "s3"))]
+            return Err(format!(
+                "archive location \"{url}\" is object storage, and this pg_standby was built \
+                 without the s3 feature"
+            ));
         }
         LocalDir::open(location).map(Self::Local)
     }
@@ -121,12 +134,18 @@ impl Archive {
         }
     }
 
-    pub fn newest_segment(&self, sysid: Option<u64>) -> Option<(u64, u32)> {
-        match self {
-            Self::Local(l) => l.newest_segment(sysid),
+    /// The newest segment in the archive (by position, then timeline), in
+    /// any of the forms the restore looks for, for monitoring.
+    pub fn newest_segment(&self) -> Option<SegmentName> {
+        let names = match self {
+            Self::Local(l) => l.file_names(),
             #[cfg(feature = "s3")]
-            Self::Remote(r) => r.newest_segment(),
-        }
+            Self::Remote(r) => r.segment_names().ok()?,
+        };
+        names
+            .iter()
+            .filter_map(|n| segment_of(n))
+            .max_by_key(|n| (n.position(), n.tli))
     }
 
     pub fn history(&self, tli: u32) -> Option<String> {
@@ -156,13 +175,13 @@ impl Archive {
 
     /// Download a remote object into an unnamed file in `scratch`.
     #[cfg(feature = "s3")]
-    pub fn download(&self, object: RemoteObject, scratch: &Path) -> Result<File, S3Error> {
+    pub fn download(&self, object: RemoteObject, scratch: &Path) -> Result<File, Error> {
         if let Some(file) = object.fetched {
             return Ok(file);
         }
         match self {
             Self::Remote(r) => r.download(&object.key, scratch),
-            Self::Local(_) => Err(S3Error::Config("not an object store".into())),
+            Self::Local(_) => Err(Error::config("not an object store".into())),
         }
     }
 }
@@ -211,8 +230,7 @@ impl LocalDir {
 
     /// The first compressed form of `name` there is, by codec order.
     fn compressed(&self, name: &str) -> io::Result<Option<CompressedEntry>> {
-        for codec in Codec::ALL.iter().copied() {
-            let file_name = format!("{name}{}", codec.suffix());
+        for (codec, file_name) in compressed_forms(name) {
             let file = match open::regular(&self.path_of(&file_name)) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -293,19 +311,15 @@ impl LocalDir {
         (!found.is_empty()).then(|| found.join(", "))
     }
 
-    /// Start LSN and timeline of the newest segment in the archive (by
-    /// position, then timeline), for monitoring.
-    pub fn newest_segment(&self, sysid: Option<u64>) -> Option<(u64, u32)> {
-        let newest = fs::read_dir(&self.dir)
-            .ok()?
-            .filter_map(Result::ok)
-            .filter_map(|e| SegmentName::parse(e.file_name().to_str()?))
-            .max_by_key(|n| (n.position(), n.tli))?;
-        let seg_size = match self.segment(&newest, sysid) {
-            Probe::Ready(ready) => ready.accepted.seg_size,
-            _ => self.segment_size(sysid)?,
-        };
-        Some((newest.start_lsn(seg_size)?, newest.tli))
+    fn file_names(&self) -> Vec<String> {
+        fs::read_dir(&self.dir).map_or_else(
+            |_| Vec::new(),
+            |dir| {
+                dir.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            },
+        )
     }
 
     pub fn history(&self, tli: u32) -> Option<String> {
@@ -336,7 +350,7 @@ pub struct RemoteObject {
 
 #[cfg(feature = "s3")]
 pub struct Remote {
-    store: std::sync::Arc<crate::s3::Store>,
+    store: std::sync::Arc<dyn ObjectStore>,
     url: PathBuf,
     /// Whether this call has looked for its segment before.
     looked: std::cell::Cell<bool>,
@@ -348,10 +362,10 @@ pub struct Remote {
 #[cfg(feature = "s3")]
 impl Remote {
     fn open(url: &str) -> Result<Self, String> {
-        let store = crate::s3::Store::from_url(url)
+        let store = crate::store::open(url)
             .map_err(|e| format!("archive location \"{url}\" cannot be used: {e}"))?;
         Ok(Self {
-            store: std::sync::Arc::new(store),
+            store: std::sync::Arc::from(store),
             url: PathBuf::from(url.trim_end_matches('/')),
             looked: std::cell::Cell::new(false),
             last_form: std::cell::Cell::new(None),
@@ -364,32 +378,32 @@ impl Remote {
     /// dies with the process.
     fn interruptible<T: Send + 'static>(
         &self,
-        request: impl FnOnce(&crate::s3::Store) -> Result<T, S3Error> + Send + 'static,
-    ) -> Result<T, S3Error> {
+        request: impl FnOnce(&dyn ObjectStore) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         use std::sync::mpsc::{self, RecvTimeoutError};
         let store = std::sync::Arc::clone(&self.store);
         let (done, result) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("s3 request".into())
             .spawn(move || {
-                let _ = done.send(request(&store));
+                let _ = done.send(request(&*store));
             })
-            .map_err(S3Error::Io)?;
+            .map_err(Error::Io)?;
         loop {
             match result.recv_timeout(REQUEST_POLL) {
                 Ok(answer) => return answer,
                 Err(RecvTimeoutError::Timeout) if crate::signals::terminating().is_some() => {
-                    return Err(S3Error::Interrupted);
+                    return Err(Error::Interrupted);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(S3Error::Transient("the request thread ended".into()));
+                    return Err(Error::Transient("the request thread ended".into()));
                 }
             }
         }
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let prefix = prefix.to_string();
         self.interruptible(move |store| store.list(&prefix))
     }
@@ -416,14 +430,14 @@ impl Remote {
                     fetched: Some(file),
                 });
             }
-            Err(S3Error::NotFound) => {}
-            Err(S3Error::Config(why)) => return Probe::Misconfigured(why),
-            Err(e @ (S3Error::Transient(_) | S3Error::Interrupted)) => {
+            Err(Error::NotFound) => {}
+            Err(Error::Config { why, .. }) => return Probe::Misconfigured(why),
+            Err(e @ (Error::Transient(_) | Error::Interrupted)) => {
                 return Probe::Unreachable(e.to_string());
             }
             // Too large, or pg_wal cannot take it: the download is tried
             // again for the verdict.
-            Err(S3Error::TooLarge { .. } | S3Error::Io(_)) => {}
+            Err(Error::TooLarge { .. } | Error::Io(_)) => {}
         }
         self.listed_segment(&plain)
     }
@@ -432,8 +446,8 @@ impl Remote {
         let plain = plain.to_string();
         let listed = match self.list(&plain) {
             Ok(listed) => listed,
-            Err(S3Error::NotFound) => return Probe::Absent,
-            Err(S3Error::Config(why)) => return Probe::Misconfigured(why),
+            Err(Error::NotFound) => return Probe::Absent,
+            Err(Error::Config { why, .. }) => return Probe::Misconfigured(why),
             Err(e) => return Probe::Unreachable(e.to_string()),
         };
         let size_of = |key: &str| listed.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
@@ -446,10 +460,8 @@ impl Remote {
                 fetched: None,
             });
         }
-        Codec::ALL
-            .iter()
-            .find_map(|&codec| {
-                let key = format!("{plain}{}", codec.suffix());
+        compressed_forms(&plain)
+            .find_map(|(codec, key)| {
                 size_of(&key).map(|size| RemoteObject {
                     key,
                     codec: Some(codec),
@@ -463,10 +475,10 @@ impl Remote {
             })
     }
 
-    fn download(&self, key: &str, scratch: &Path) -> Result<File, S3Error> {
+    fn download(&self, key: &str, scratch: &Path) -> Result<File, Error> {
         // Unnamed (O_TMPFILE where the filesystem has it): nothing in
         // pg_wal for pg_rewind or a base backup to see, gone with us.
-        let file = tempfile::tempfile_in(scratch).map_err(S3Error::Io)?;
+        let file = tempfile::tempfile_in(scratch).map_err(Error::Io)?;
         let key = key.to_string();
         let mut file = self.interruptible(move |store| {
             let mut file = file;
@@ -475,13 +487,13 @@ impl Remote {
             Ok(file)
         })?;
         // Readers start where the download ended otherwise.
-        file.seek(SeekFrom::Start(0)).map_err(S3Error::Io)?;
+        file.seek(SeekFrom::Start(0)).map_err(Error::Io)?;
         Ok(file)
     }
 
     fn file(&self, name: &str, scratch: &Path) -> io::Result<Option<Entry>> {
         let listed = self.list(name).or_else(|e| match e {
-            S3Error::NotFound => Ok(Vec::new()),
+            Error::NotFound => Ok(Vec::new()),
             e => Err(io::Error::other(e.to_string())),
         })?;
         let found = std::iter::once((name.to_string(), None))
@@ -496,8 +508,8 @@ impl Remote {
         };
         let file = match self.download(&key, scratch) {
             Ok(f) => f,
-            Err(S3Error::NotFound) => return Ok(None),
-            Err(S3Error::Io(e)) => return Err(e),
+            Err(Error::NotFound) => return Ok(None),
+            Err(Error::Io(e)) => return Err(e),
             Err(e) => return Err(io::Error::other(e.to_string())),
         };
         let meta = file.metadata()?;
@@ -523,20 +535,6 @@ impl Remote {
             .list("")
             .map(|listed| listed.into_iter().map(|(k, _)| k).collect())
             .map_err(|e| io::Error::other(e.to_string()))
-    }
-
-    fn newest_segment(&self) -> Option<(u64, u32)> {
-        let newest = self
-            .segment_names()
-            .ok()?
-            .iter()
-            .filter_map(|k| {
-                let base = Codec::split_name(k).map_or(k.as_str(), |(_, b)| b);
-                SegmentName::parse(base)
-            })
-            .max_by_key(|n| (n.position(), n.tli))?;
-        // Without a download the segment size is unknown: the default.
-        Some((newest.start_lsn(16 << 20)?, newest.tli))
     }
 
     fn remove_before(&self, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
@@ -571,6 +569,23 @@ impl Remote {
             removed: report.deleted,
         })
     }
+}
+
+/// The compressed forms of a file the restore looks for, in its order of
+/// preference (the plain name comes first, before any of these): one
+/// suffix per compiled-in codec.
+pub fn compressed_forms(name: &str) -> impl Iterator<Item = (Codec, String)> + '_ {
+    Codec::ALL
+        .iter()
+        .map(move |&codec| (codec, format!("{name}{}", codec.suffix())))
+}
+
+/// The segment an archive's file is, plain or in one of its
+/// [`compressed_forms`]; `None` for anything else. Monitoring and cleanup
+/// recognise segments by this, so they see what the restore would restore.
+pub fn segment_of(file_name: &str) -> Option<SegmentName> {
+    let base = Codec::split_name(file_name).map_or(file_name, |(_, base)| base);
+    SegmentName::parse(base)
 }
 
 /// Larger than any segment in any form: compressed data never grows.

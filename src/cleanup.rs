@@ -14,7 +14,6 @@ use std::process::{Command, ExitCode, Stdio};
 
 use crate::archive::Archive;
 
-use crate::codec::Codec;
 use crate::wal::SegmentName;
 
 /// The oldest segment to keep, from `%r`. `None` when nothing may go: `%r` is
@@ -114,8 +113,7 @@ pub fn report(result: io::Result<Summary>, cutoff: SegmentName, dry_run: bool) {
 /// Whether a directory entry is removed: only segment names, bare or with
 /// a compression suffix, of any timeline, strictly before the cutoff.
 pub fn is_removable(file_name: &str, cutoff: SegmentName) -> bool {
-    let base = Codec::split_name(file_name).map_or(file_name, |(_, base)| base);
-    SegmentName::parse(base).is_some_and(|n| n.position() < cutoff.position())
+    crate::archive::segment_of(file_name).is_some_and(|n| n.position() < cutoff.position())
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

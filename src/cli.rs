@@ -35,8 +35,10 @@ Options:
   -t, --trigger-file=FILE trigger file whose appearance starts a failover
                           (no default)
   -V, --version           output version information, then exit
-  -w, --max-wait=N        fail over (fast) after waiting N seconds for a file
-                          (0 waits for ever; default 0)
+  -w, --max-wait=N        fail over after waiting N seconds for a segment that
+                          is not in the archive; like a smart failover, it
+                          first finishes a segment still being written and
+                          never skips a bad file (0 waits for ever; default 0)
       --bad-file-timeout=N
                           stop recovery (exit 250) when a segment in the
                           archive stays invalid, unchanged, for N seconds; one
@@ -71,6 +73,23 @@ Options:
                           instead of answering at once (default 0)
   -?, --help              show this help, then exit
 
+ARCHIVELOCATION is a directory (local or mounted), or object storage:
+  s3://BUCKET/PREFIX      an S3 bucket or an S3-compatible server (MinIO, Ceph)
+Each segment is taken plain (%f) or compressed: %f.gz, %f.zst, %f.lz4,
+%f.bz2, %f.xz or %f.lzma (the plain file wins; -V lists the codecs built in).
+
+Environment (s3:// only; read as the AWS CLI reads them):
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN   credentials
+  AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE     else a profile
+  else web identity, container and instance credentials: see pg_standby(1)
+  AWS_REGION, AWS_DEFAULT_REGION                                the region
+  AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL    an S3-compatible server (path-style)
+  AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true          ignore the endpoints above
+  HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY                  proxies
+Set them in the server's environment, or in restore_command itself:
+  restore_command = 'AWS_PROFILE=standby pg_standby ... s3://BUCKET/PREFIX %f %p'
+PGDATA: the data directory for --check.
+
 Main intended use as restore_command in postgresql.conf (recovery.conf on 10
 and 11):
   restore_command = 'pg_standby [OPTION]... ARCHIVELOCATION %f %p %r'
@@ -79,7 +98,9 @@ e.g.
   recovery_end_command = 'rm -f /tmp/pgsql.trigger.5442'
 
 Trigger file content: empty or \"smart\" = smart failover (restore what the
-archive holds, then end recovery); \"fast\" = end recovery now.
+archive holds, then end recovery); \"fast\" = end recovery now. A trigger
+file older than the server's start (postmaster.pid) is left over: it is
+logged as an error and ignored; touch it to fail over.
 SIGUSR1 or SIGINT: fast failover. Neither can end recovery in standby mode
 (standby.signal), where PostgreSQL retries: use pg_ctl promote there.
 
@@ -296,6 +317,33 @@ pub struct Cli {
     pub extra: Vec<String>,
 }
 
+/// The command line of this process. `-V` also says which codecs and
+/// stores this build has (Cargo features).
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let version: &'static str = Box::leak(version_text().into_boxed_str());
+    let matches = Cli::command().version(version).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// `pg_standby VERSION` (PostgreSQL's tools print that line), then the
+/// codecs and stores built in.
+fn version_text() -> String {
+    let codecs: Vec<&str> = crate::codec::Codec::ALL.iter().map(|c| c.name()).collect();
+    let mut stores = vec!["directory"];
+    stores.extend(crate::store::built_in());
+    format!(
+        "{}\ncodecs: {}\nstores: {}",
+        env!("CARGO_PKG_VERSION"),
+        if codecs.is_empty() {
+            "none".to_string()
+        } else {
+            codecs.join(" ")
+        },
+        stores.join(" ")
+    )
+}
+
 fn parse_count(value: &str, message: &str) -> Result<u64, String> {
     match value.trim().parse::<i64>() {
         Ok(n) if n >= 0 => Ok(n.unsigned_abs()),
@@ -449,6 +497,53 @@ mod tests {
             HELP.lines()
                 .all(|l| l.len() <= 80 || l.contains("pg_standby "))
         );
+    }
+
+    #[test]
+    fn the_help_names_every_compressed_form_and_environment_variable() {
+        for codec in crate::codec::Codec::ALL {
+            assert!(
+                HELP.contains(&format!("%f{},", codec.suffix()))
+                    || HELP.contains(&format!("%f{} ", codec.suffix())),
+                "{} is not in the help",
+                codec.suffix()
+            );
+        }
+        // Every variable the S3 store reads for its own settings (the
+        // credential chain's sources are in the manual page).
+        let source = include_str!("store/s3.rs");
+        let mut rest = source;
+        let mut seen = 0;
+        while let Some(at) = rest.find("\"") {
+            rest = &rest[at + 1..];
+            let Some(end) = rest.find('"') else { break };
+            let word = &rest[..end];
+            let is_var = (word.starts_with("AWS_") || word.ends_with("_PROXY"))
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit());
+            if is_var {
+                seen += 1;
+                assert!(HELP.contains(word), "{word} is not in the help");
+            }
+            rest = &rest[end + 1..];
+        }
+        assert!(seen >= 10, "only {seen} variables found in s3.rs");
+        assert!(HELP.contains("s3://BUCKET/PREFIX"));
+    }
+
+    #[test]
+    fn the_version_lists_codecs_and_stores() {
+        let text = version_text();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(env!("CARGO_PKG_VERSION")));
+        let codecs = lines.next().unwrap();
+        for codec in crate::codec::Codec::ALL {
+            assert!(codecs.contains(codec.name()), "{codecs}");
+        }
+        let stores = lines.next().unwrap();
+        assert!(stores.starts_with("stores: directory"), "{stores}");
+        assert_eq!(stores.contains("s3"), cfg!(feature = "s3"));
     }
 
     #[test]

@@ -69,7 +69,10 @@ impl Config {
             .transpose()?;
         Ok(Self {
             // An object-storage URL is not a path to anchor.
-            archive: if archive.to_str().is_some_and(|a| a.starts_with("s3:")) {
+            archive: if archive
+                .to_str()
+                .is_some_and(crate::archive::is_object_storage)
+            {
                 archive
             } else {
                 cwd.join(archive)

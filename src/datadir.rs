@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryMode {
@@ -65,6 +66,16 @@ fn standby_mode_on(conf: &str) -> bool {
     on
 }
 
+/// When the server running in `datadir` started: postmaster.pid's start
+/// time (whole seconds). `None` without a readable postmaster.pid: no
+/// server is involved (a call by hand, by a script, outside a data
+/// directory).
+pub fn server_started(datadir: &Path) -> Option<SystemTime> {
+    let (_, start) = crate::spool::postmaster(datadir)?;
+    let secs: u64 = start.parse().ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 /// `system_identifier`, the first field of `global/pg_control`.
 pub fn system_identifier(datadir: &Path) -> io::Result<u64> {
     let mut raw = [0u8; 8];
@@ -107,6 +118,19 @@ mod tests {
         assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Archive);
         fs::write(dir.path().join("standby.signal"), "").unwrap();
         assert_eq!(RecoveryMode::detect(dir.path()), RecoveryMode::Standby);
+    }
+
+    #[test]
+    fn reads_the_server_start_from_postmaster_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(server_started(dir.path()), None);
+        // PostgreSQL 15's postmaster.pid: pid, data directory, start time, port...
+        let pid = "4242\n/var/lib/postgresql/15/main\n1790000000\n5432\n/run/postgresql\n";
+        fs::write(dir.path().join("postmaster.pid"), pid).unwrap();
+        assert_eq!(
+            server_started(dir.path()),
+            Some(UNIX_EPOCH + Duration::from_secs(1_790_000_000))
+        );
     }
 
     #[test]

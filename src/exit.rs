@@ -35,6 +35,14 @@ pub enum Fatal {
 }
 
 impl Fatal {
+    pub const ALL: [Fatal; 5] = [
+        Self::Usage,
+        Self::Archive,
+        Self::Oversized,
+        Self::BadSegment,
+        Self::Io,
+    ];
+
     /// A short name, for metrics.
     pub fn label(self) -> &'static str {
         match self {

@@ -6,18 +6,25 @@
 //! need besides it: WAL file names ([`wal`]), the segment header check
 //! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
 
+mod access;
 mod archive;
+#[cfg(feature = "s3")]
+mod aws_credentials;
 mod check;
 mod cleanup;
 mod cli;
 pub mod codec;
 mod config;
 mod copy;
+#[cfg(feature = "s3")]
+mod credentials;
 mod datadir;
 mod exit;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;
+#[cfg(feature = "s3")]
+mod json;
 mod logging;
 mod metrics;
 mod mounts;
@@ -27,10 +34,9 @@ mod policy;
 mod prefetch;
 mod probe;
 mod restore;
-#[cfg(feature = "s3")]
-pub mod s3;
 mod signals;
 mod spool;
+pub mod store;
 mod timeline;
 mod trigger;
 mod unpack;
@@ -42,7 +48,6 @@ pub mod wal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 
 /// Public as an API for the property tests: the oldest segment `-k N`
@@ -87,7 +92,7 @@ pub fn main() -> ExitCode {
         tracing::error!("{e:#}");
         return Outcome::Fatal(Fatal::Io).exit_code(legacy);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             // A closed or full stdout does not make --help fail.

@@ -164,6 +164,18 @@ pub const ESCAPE_LIMIT: usize = 64;
 /// and `\xNN` for everything else, at most [`ESCAPE_LIMIT`] bytes of it
 /// followed by `...(N more bytes)`. No newline, NUL or terminal escape can
 /// reach the server's log, so no content can forge a log line.
+/// A duration for people: "0.4 s", "45.0 s", "12 min 5 s", "3 h 12 min",
+/// "2 d 4 h".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{:.1} s", d.as_secs_f64()),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
 pub fn escape(bytes: &[u8]) -> String {
     escape_at_most(bytes, ESCAPE_LIMIT)
 }

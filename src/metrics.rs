@@ -3,11 +3,14 @@
 //! call reads the previous file under a lock, adds its own, and replaces
 //! the file by a rename, so the collector never reads a partial file.
 //! Nothing here may change a call's outcome: failures are warnings.
+//! Every counter is written from the first call on, at 0, and the file is
+//! world-readable (0644), for a collector that runs as another user.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,6 +51,8 @@ pub enum FailoverKind {
 }
 
 impl FailoverKind {
+    const ALL: [FailoverKind; 4] = [Self::Smart, Self::Fast, Self::MaxWait, Self::Signal];
+
     fn label(self) -> &'static str {
         match self {
             Self::Smart => "smart",
@@ -59,6 +64,15 @@ impl FailoverKind {
 }
 
 impl CallOutcome {
+    /// One of each label value.
+    const ALL: [CallOutcome; 5] = [
+        Self::Restored,
+        Self::NotAvailable,
+        Self::Failover(FailoverKind::Smart),
+        Self::Error("io"),
+        Self::Shutdown,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Self::Restored => "restored",
@@ -137,8 +151,43 @@ const HELP: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Every counter with every label value, at 0: a counter that appears
+/// only at its first increase has no earlier sample, so `increase()` and
+/// `rate()` would not see that increase.
+fn zero_counters() -> Vec<String> {
+    let mut keys = vec![
+        "pg_standby_restores_total".to_string(),
+        "pg_standby_restored_bytes_total".to_string(),
+    ];
+    for outcome in CallOutcome::ALL {
+        keys.push(format!(
+            "pg_standby_calls_total{{outcome=\"{}\"}}",
+            outcome.label()
+        ));
+    }
+    for kind in FailoverKind::ALL {
+        keys.push(format!(
+            "pg_standby_failovers_total{{kind=\"{}\"}}",
+            kind.label()
+        ));
+    }
+    for kind in crate::exit::Fatal::ALL {
+        keys.push(format!(
+            "pg_standby_errors_total{{kind=\"{}\"}}",
+            kind.label()
+        ));
+    }
+    for result in ["hit", "miss"] {
+        keys.push(format!("pg_standby_prefetch_total{{result=\"{result}\"}}"));
+    }
+    keys
+}
+
 /// Add one call to the carried-over samples.
 pub fn apply(mut samples: Samples, report: &CallReport, now: f64) -> Samples {
+    for key in zero_counters() {
+        samples.entry(key).or_insert(0.0);
+    }
     let mut add = |key: String, by: f64| *samples.entry(key).or_insert(0.0) += by;
     add(
         format!(
@@ -273,8 +322,14 @@ fn try_record(path: &Path, report: &CallReport) -> Result<()> {
         .map_or(0.0, |d| d.as_secs_f64());
     let text = render(&apply(previous, report, now));
     let tmp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
+    // 0644 whatever the server's umask (often 077): node_exporter's
+    // textfile collector reads the file as another user. The file holds
+    // counters only.
     let written = File::create(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|mut f| {
+            f.set_permissions(fs::Permissions::from_mode(0o644))?;
+            f.write_all(text.as_bytes())
+        })
         .and_then(|()| fs::rename(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -324,6 +379,23 @@ mod tests {
         assert!(text.contains("pg_standby_prefetch_total{result=\"hit\"} 2\n"));
         assert!(text.contains("# TYPE pg_standby_restores_total counter\n"));
         assert_eq!(parse(&text).unwrap(), thrice);
+    }
+
+    #[test]
+    fn every_counter_and_label_is_there_from_the_first_call() {
+        let text = render(&apply(Samples::new(), &CallReport::default(), 1.0));
+        for key in [
+            "pg_standby_errors_total{kind=\"bad_segment\"} 0\n",
+            "pg_standby_errors_total{kind=\"usage\"} 0\n",
+            "pg_standby_failovers_total{kind=\"max_wait\"} 0\n",
+            "pg_standby_calls_total{outcome=\"shutdown\"} 0\n",
+            "pg_standby_calls_total{outcome=\"not_available\"} 1\n",
+            "pg_standby_prefetch_total{result=\"miss\"} 0\n",
+            "pg_standby_restores_total 0\n",
+        ] {
+            assert!(text.contains(key), "{key} missing from\n{text}");
+        }
+        assert_eq!(zero_counters().len(), 2 + 5 + 4 + 5 + 2);
     }
 
     #[test]

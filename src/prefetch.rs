@@ -333,15 +333,15 @@ fn fetch_remote(
     name: SegmentName,
     object: crate::archive::RemoteObject,
 ) -> Fetched {
-    use crate::s3::S3Error;
+    use crate::store::Error;
     let dest = spool.path(&name.to_string());
     let codec = object.codec;
     let file = match archive.download(object, spool.dir()) {
         Ok(file) => file,
-        Err(S3Error::NotFound) => return Fetched::NotYet("not in the archive".into()),
-        Err(S3Error::Transient(why)) => return Fetched::NotYet(why),
-        Err(S3Error::Interrupted) => return Fetched::Interrupted,
-        Err(S3Error::Io(e)) => {
+        Err(Error::NotFound) => return Fetched::NotYet("not in the archive".into()),
+        Err(Error::Transient(why)) => return Fetched::NotYet(why),
+        Err(Error::Interrupted) => return Fetched::Interrupted,
+        Err(Error::Io(e)) => {
             return Fetched::Failed(anyhow::Error::new(e).context("downloading into the spool"));
         }
         Err(e) => return Fetched::Refused(e.to_string()),

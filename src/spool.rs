@@ -420,6 +420,7 @@ impl Spool {
     ) -> Result<File, Taken> {
         let path = self.path(key);
         let deadline = Instant::now() + TAKE_WAIT;
+        let mut noted = false;
         loop {
             match open::regular(&path) {
                 Ok(file) => return Ok(file),
@@ -436,6 +437,10 @@ impl Spool {
                 && self.fetcher().is_some();
             if !fetching {
                 return Err(Taken::Miss("not in the spool".into()));
+            }
+            if !noted {
+                noted = true;
+                tracing::debug!("waiting for the fetcher to finish {key}");
             }
             if !keep_waiting() {
                 return Err(Taken::Interrupted);

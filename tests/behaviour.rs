@@ -96,6 +96,79 @@ fn an_empty_trigger_ends_the_wait_promptly_with_a_smart_failover() {
     assert!(!env.restored().exists());
 }
 
+/// Set a file's mtime `ago` in the past (its ctime stays now).
+fn age_mtime(path: &std::path::Path, ago: Duration) {
+    let then = std::time::SystemTime::now() - ago;
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+}
+
+/// No server (no postmaster.pid in the working directory): any trigger
+/// fails over, however old, as in pg_standby 13.
+#[test]
+fn without_a_server_an_old_trigger_still_fails_over() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "").unwrap();
+    age_mtime(&trigger, Duration::from_secs(86_400));
+    let t = trigger.display().to_string();
+    let done = env
+        .spawn(&["-s", "60", "-t", &t], S1, &[])
+        .finish_within(Duration::from_secs(10));
+    assert_eq!(done.status.code(), Some(1), "{}", done.log);
+    assert!(done.log.contains("smart failover"), "{}", done.log);
+    assert!(!done.log.contains("older than this server's start"));
+}
+
+/// A server that started after the trigger was last changed: the trigger
+/// is stale, an ERROR says so once, and the call keeps waiting (here
+/// until -w ends it).
+#[test]
+fn a_trigger_older_than_the_server_is_an_error_not_a_failover() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "fast\n").unwrap();
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let made = secs(fs::metadata(&trigger).unwrap().modified().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while secs(std::time::SystemTime::now()) <= made {
+        assert!(Instant::now() < deadline, "the clock does not move");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = secs(std::time::SystemTime::now());
+    fs::write(
+        env.datadir.join("postmaster.pid"),
+        format!("{}\n/data\n{started}\n", std::process::id()),
+    )
+    .unwrap();
+    let t = trigger.display().to_string();
+    let done = env
+        .spawn(&["-s", "60", "-w", "1", "-t", &t], S1, &[])
+        .finish_within(Duration::from_secs(10));
+    assert_eq!(done.status.code(), Some(1), "{}", done.log);
+    assert!(done.elapsed >= Duration::from_secs(1), "{:?}", done.elapsed);
+    assert_eq!(
+        done.log.matches("older than this server's start").count(),
+        1,
+        "{}",
+        done.log
+    );
+    assert!(
+        done.log.contains(&format!("ERROR: trigger file \"{t}\"")),
+        "{}",
+        done.log
+    );
+    assert!(done.log.contains("failover after -w"), "{}", done.log);
+    assert!(!done.log.contains("fast failover"), "{}", done.log);
+    // Not read, so not truncated either.
+    assert_eq!(fs::read_to_string(&trigger).unwrap(), "fast\n");
+}
+
 #[test]
 fn smart_failover_still_restores_what_the_archive_holds() {
     let env = Env::new();
@@ -179,7 +252,7 @@ fn max_wait_fails_over_after_the_given_seconds() {
         done.elapsed
     );
     assert!(
-        done.log.contains("fast failover: waited 1 s"),
+        done.log.contains("failover after -w: waited 1 s"),
         "{}",
         done.log
     );
@@ -347,11 +420,32 @@ fn help_and_version_follow_postgresqls_tools() {
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
     };
+    // PostgreSQL's tools print "NAME VERSION" first; then what is built in.
+    let version = run("-V");
+    let mut lines = version.lines();
     assert_eq!(
-        run("-V"),
-        format!("pg_standby {}\n", env!("CARGO_PKG_VERSION"))
+        lines.next(),
+        Some(format!("pg_standby {}", env!("CARGO_PKG_VERSION")).as_str())
     );
+    assert!(
+        lines.next().unwrap().starts_with("codecs: gzip zstd"),
+        "{version}"
+    );
+    assert!(lines.next().unwrap().starts_with("stores: directory s3"));
+    assert_eq!(run("--version"), version);
     let help = run("--help");
+    // The archive's forms, the compressed names, the environment, and -w
+    // described as what it does (it finishes what is in flight, as a
+    // smart failover does).
+    for needle in [
+        "s3://BUCKET/PREFIX",
+        "%f.zst",
+        "AWS_ACCESS_KEY_ID",
+        "like a smart failover",
+    ] {
+        assert!(help.contains(needle), "{needle} not in {help}");
+    }
+    assert!(!help.contains("(fast) after"), "{help}");
     assert!(help.contains(
         "Usage:\n  pg_standby [OPTION]... ARCHIVELOCATION NEXTWALFILE XLOGFILEPATH [RESTARTWALFILE]\n"
     ));
@@ -621,10 +715,7 @@ fn chown_tree(path: &std::path::Path, uid: u32) {
 #[test]
 fn exhausted_inotify_instances_warn_once_and_poll() {
     use std::os::unix::process::CommandExt;
-    if !is_root() {
-        eprintln!("skipped: needs root to run the binary as a user of its own");
-        return;
-    }
+    require_root("to run the binary as a user of its own");
     let env = Env::new();
     let bin = env.path("pg_standby");
     fs::copy(binary(), &bin).unwrap();

@@ -10,6 +10,9 @@
 
 mod support;
 
+#[path = "support/s3_server.rs"]
+mod s3_server;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -23,12 +26,33 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// (exit code, [(severity, code)], raw JSON) of `--check -D data --json`.
 fn check(bin: &Path, data: &Path) -> (i32, Vec<(String, String)>, String) {
-    let out = Command::new(bin)
-        .args(["--check", "--json", "-D"])
+    check_with(bin, data, &[])
+}
+
+const AWS_VARS: [&str; 6] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+];
+
+/// `check` with these variables, and no other AWS_* of ours.
+fn check_with(
+    bin: &Path,
+    data: &Path,
+    vars: &[(&str, String)],
+) -> (i32, Vec<(String, String)>, String) {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--check", "--json", "-D"])
         .arg(data)
-        .env_remove("PGDATA")
-        .output()
-        .expect("run pg_standby --check");
+        .env_remove("PGDATA");
+    for v in AWS_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.envs(vars.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().expect("run pg_standby --check");
     let json = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         json.starts_with('[') && json.trim_end().ends_with(']'),
@@ -87,8 +111,24 @@ impl Env {
     #[track_caller]
     fn expect_clean(&self, what: &str) {
         let (status, found, json) = self.check();
-        assert!(found.is_empty(), "{what}: expected no findings, got {json}");
+        assert!(
+            found.iter().all(|(s, _)| s == "ok"),
+            "{what}: expected no findings, got {json}"
+        );
+        assert!(
+            found.iter().any(|(_, c)| c == "archive"),
+            "{what}: the archive is listed as checked: {json}"
+        );
         assert_eq!(status, 0, "{what}");
+    }
+
+    /// The findings of one check, checks passed left out.
+    fn problems(&self) -> Vec<(String, String)> {
+        self.check()
+            .1
+            .into_iter()
+            .filter(|(s, _)| s != "ok")
+            .collect()
     }
 
     /// Run `f` with the recovery settings extended by `extra` (later wins),
@@ -175,20 +215,43 @@ fn each_misconfiguration_gives_its_finding() {
         });
     }
 
-    // recovery_prefetch left at its default on 15+: a warning, exit 0.
+    // Both signal files: standby.signal wins, and is the one to remove.
+    if major >= 12 {
+        env.sb.write_file(&data.join("standby.signal"), b"").must();
+        let (_, _, json) = env.check();
+        let rm = format!("\"fix\":\"rm {}", data.join("standby.signal").display());
+        assert!(json.contains(&rm), "remove, not replace: {json}");
+        fs::remove_file(data.join("standby.signal")).unwrap();
+    }
+
+    // recovery_prefetch left at its default on 15+: the standby would stall
+    // short of the newest commits, an error.
     if major >= 15 {
         let conf = data.join("postgresql.conf");
         let saved = fs::read(&conf).unwrap();
         env.sb
             .append_file(&conf, "\nrecovery_prefetch = try\n")
             .must();
-        env.expect("recovery_prefetch", "warning", "recovery-prefetch", 0);
+        env.expect("recovery_prefetch", "error", "recovery-prefetch", 1);
         env.sb.write_file(&conf, &saved).must();
     }
 
+    // The standby would archive into the archive it restores from once
+    // promoted (its archive_command is the primary's, copied with it).
+    let conf = data.join("postgresql.conf");
+    let saved = fs::read(&conf).unwrap();
+    env.sb.append_file(&conf, "\narchive_mode = on\n").must();
+    env.expect(
+        "archive_mode = on",
+        "warning",
+        "archives-into-own-archive",
+        0,
+    );
+    env.sb.write_file(&conf, &saved).must();
+
     // The trigger file already there; and no recovery_end_command removing it.
     env.sb.write_file(&env.trigger, b"").must();
-    env.expect("trigger present", "error", "trigger-present", 1);
+    env.expect("trigger present", "warning", "trigger-present", 0);
     fs::remove_file(&env.trigger).unwrap();
     env.with_recovery_setting("recovery_end_command = ''", || {
         env.expect(
@@ -210,6 +273,14 @@ fn each_misconfiguration_gives_its_finding() {
     let no_p = env.restore_command(&format!("{bin} -t {trig} {} %f", arch.display()));
     env.with_recovery_setting(&no_p, || {
         env.expect("no %p", "error", "placeholder-missing", 1)
+    });
+    // %p left out but %r kept: one error, not a second one about %r.
+    let no_p_r = env.restore_command(&format!("{bin} -t {trig} {} %f %r", arch.display()));
+    env.with_recovery_setting(&no_p_r, || {
+        assert_eq!(
+            env.problems(),
+            [("error".to_string(), "placeholder-missing".to_string())]
+        )
     });
     env.with_recovery_setting(
         &format!(
@@ -351,10 +422,14 @@ fn text_output_for_a_person() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.starts_with("ERROR: the trigger file "), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("WARNING: the trigger file "), "{text}");
     assert!(text.contains("\n    fix: rm "), "{text}");
-    assert!(text.contains("1 error(s), 0 warning(s)"), "{text}");
+    assert!(text.contains("0 error(s), 1 warning(s)"), "{text}");
+    assert!(
+        text.contains("\nok: restore_command parsed as pg_standby would"),
+        "{text}"
+    );
     // The current directory is the last default.
     fs::remove_file(&env.trigger).unwrap();
     let out = Command::new(&env.bin)
@@ -394,4 +469,281 @@ fn check_options_outside_check_are_usage_errors() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Runs `pg_ctl start` for `srv` with this environment (PATH, AWS_*), as
+/// a service manager would give it.
+fn start_with_env(srv: &Server, vars: &[(&str, String)]) {
+    let mut c = srv.pg_ctl();
+    c.envs(vars.iter().map(|(k, v)| (k, v)))
+        .arg("-l")
+        .arg(&srv.logfile)
+        .args(["-W", "start"]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    srv.wait_ready(WAIT).must();
+}
+
+#[test]
+fn an_s3_archive_and_a_program_by_name_are_checked_as_the_server_sees_them() {
+    let s3 = s3_server::S3Server::start();
+    let env = setup("check-s3");
+    // The archive's segments, in a bucket.
+    let prefix = s3.bucket("wal").join("standby");
+    fs::create_dir_all(&prefix).unwrap();
+    for f in env.sb.archive_files() {
+        fs::copy(env.sb.archive().join(&f), prefix.join(&f)).unwrap();
+    }
+    // pg_standby by a name found nowhere else (a pg_standby may be installed
+    // on this machine): in the sandbox's bin, which is in the server's PATH
+    // and not in ours.
+    let bindir = env.bin.parent().unwrap().to_path_buf();
+    let name = format!("pg_standby_by_name_{}", std::process::id());
+    fs::copy(&env.bin, bindir.join(&name)).unwrap();
+    fs::set_permissions(bindir.join(&name), fs::Permissions::from_mode(0o755)).unwrap();
+    let rc = env.restore_command(&format!(
+        "{name} -s 1 -t {} s3://wal/standby %f %p %r",
+        env.trigger.display()
+    ));
+    env.sb
+        .append_file(&env.recovery_file, &format!("\n{rc}\n"))
+        .must();
+    let bin = &env.bin;
+    let data = &env.standby.data;
+    let codes = |found: &[(String, String)]| -> Vec<String> {
+        found
+            .iter()
+            .filter(|(s, _)| s != "ok")
+            .map(|(s, c)| format!("{s} {c}"))
+            .collect()
+    };
+
+    // The server is not running: its PATH is assumed (pg_standby is not in
+    // it), and the store is reached with our variables.
+    let (status, found, json) = check_with(bin, data, &s3.env());
+    assert_eq!(
+        codes(&found),
+        [
+            "warning program-not-in-path",
+            "note server-environment-unknown"
+        ],
+        "{json}"
+    );
+    assert_eq!(status, 0, "{json}");
+    assert!(json.contains(&format!("/usr/local/bin/{name}")), "{json}");
+    assert!(found.contains(&("ok".into(), "archive".into())), "{json}");
+    assert!(json.contains("none missing"), "{json}");
+
+    // A refused key, a missing bucket, no settings at all.
+    let mut wrong = s3.env();
+    wrong.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    wrong.push(("AWS_SECRET_ACCESS_KEY", "not-the-secret".into()));
+    let (status, found, json) = check_with(bin, data, &wrong);
+    assert!(
+        codes(&found).contains(&"error archive-credentials-refused".to_string()),
+        "{json}"
+    );
+    assert_eq!(status, 1);
+    fs::rename(s3.root().join("wal"), s3.root().join("moved")).unwrap();
+    let (_, found, json) = check_with(bin, data, &s3.env());
+    assert!(
+        codes(&found).contains(&"error archive-bucket-missing".to_string()),
+        "{json}"
+    );
+    fs::rename(s3.root().join("moved"), s3.root().join("wal")).unwrap();
+    let (status, found, json) = check_with(bin, data, &[]);
+    assert!(
+        codes(&found).contains(&"error archive-remote-config".to_string()),
+        "{json}"
+    );
+    assert_eq!(status, 1);
+    assert!(!json.contains("archive-missing"), "{json}");
+
+    // The server runs with its own PATH and AWS_* variables: the check reads
+    // them from it, with none of ours.
+    let mut server_env = s3.env();
+    server_env.push((
+        "PATH",
+        format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bindir.display()),
+    ));
+    // A trigger file left from before the start: the restore's stale rule
+    // (no failover) is the check's.
+    env.sb.write_file(&env.trigger, b"").must();
+    let made = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // postmaster.pid gives the start in whole seconds: start in a later one.
+    wait_until(WAIT, "the next second", || {
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            > made)
+    })
+    .must();
+    start_with_env(&env.standby, &server_env);
+    let (status, found, json) = check_with(bin, data, &[]);
+    assert_eq!(codes(&found), ["warning trigger-present"], "{json}");
+    assert!(json.contains("older than the server's start"), "{json}");
+    assert_eq!(status, 0, "{json}");
+    assert!(
+        env.standby.in_recovery().must(),
+        "a stale trigger fails nothing over"
+    );
+    fs::remove_file(&env.trigger).unwrap();
+    let (status, found, json) = check_with(bin, data, &[]);
+    assert_eq!(codes(&found), Vec::<String>::new(), "{json}");
+    assert_eq!(status, 0, "{json}");
+    assert!(json.contains("the running server's"), "{json}");
+    // The store goes away while the server runs.
+    drop(s3);
+    let (status, found, json) = check_with(bin, data, &[]);
+    assert!(
+        codes(&found).contains(&"error archive-unreachable".to_string()),
+        "{json}"
+    );
+    assert_eq!(status, 1);
+    env.standby.stop("immediate").must();
+}
+
+/// A Debian cluster made by pg_createcluster; dropped (and stopped) on drop.
+struct DebianCluster {
+    major: u32,
+    name: String,
+}
+
+impl Drop for DebianCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_dropcluster")
+            .args(["--stop", &self.major.to_string(), &self.name])
+            .output();
+        // pg_dropcluster leaves the files it did not make (conf.d/).
+        let _ = fs::remove_dir_all(format!("/etc/postgresql/{}/{}", self.major, self.name));
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// docs/recipes.md's Debian recipe, followed on a real cluster: the
+/// configuration lives in /etc/postgresql/MAJOR/NAME, the data directory
+/// comes from pg_basebackup; --check reads the configuration the server
+/// reads, and the standby restores through pg_standby.
+#[test]
+fn a_debian_cluster_made_by_the_recipe_is_checked_and_runs() {
+    // A Debian cluster needs Debian's own server: the run without PG_BINDIR
+    // tests the recipe, the matrix runs of other majors (PG_BINDIR) do not.
+    if std::env::var_os("PG_BINDIR").is_some() {
+        eprintln!("the Debian recipe runs with Debian's own server, without PG_BINDIR");
+        return;
+    }
+    assert!(
+        is_root(),
+        "the Debian recipe runs as root (pg_createcluster, pg_ctlcluster)"
+    );
+    assert!(
+        Path::new("/usr/bin/pg_createcluster").exists(),
+        "pg_createcluster is missing: apt-get install postgresql (postgresql-common)"
+    );
+    let env = setup("check-debian");
+    let major = env.sb.major();
+    let debian_bin = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    assert!(
+        debian_bin.exists(),
+        "{}: apt-get install postgresql-{major}",
+        debian_bin.display()
+    );
+    let name = format!("pgstandbycheck{}", std::process::id());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = env.sb.path().join("debian").join("main");
+    env.sb.mkdir(data.parent().unwrap()).must();
+    let cluster = DebianCluster {
+        major,
+        name: name.clone(),
+    };
+    run_ok(
+        Command::new("pg_createcluster")
+            .args(["-p", &port.to_string(), "-d"])
+            .arg(&data)
+            .args([&major.to_string(), &name]),
+    );
+    let etc = PathBuf::from(format!("/etc/postgresql/{major}/{name}"));
+    // The recipe: an empty data directory, filled by pg_basebackup from
+    // the primary, as the cluster's owner.
+    run_ok(
+        Command::new("find")
+            .arg(&data)
+            .args(["-mindepth", "1", "-delete"]),
+    );
+    run_ok(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(debian_bin.join("pg_basebackup"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-h")
+            .arg(&env.primary.dir)
+            .args(["-p", &env.primary.port.to_string(), "-U", "postgres"])
+            .args(["-X", "fetch", "-c", "fast"]),
+    );
+    let trigger = env.sb.trigger_path("debian");
+    let mut settings = format!(
+        "restore_command = '{} -t {} {} %f %p %r'\nrecovery_end_command = 'rm -f {}'\n",
+        env.bin.display(),
+        trigger.display(),
+        env.sb.archive().display(),
+        trigger.display()
+    );
+    if major >= 15 {
+        settings += "recovery_prefetch = off\n";
+    }
+    fs::write(etc.join("conf.d/pg_standby.conf"), &settings).unwrap();
+    env.sb.write_file(&data.join("recovery.signal"), b"").must();
+
+    let clean = |what: &str| {
+        let (status, found, json) = check(&env.bin, &data);
+        assert!(
+            found.iter().all(|(s, _)| s == "ok"),
+            "{what}: expected no findings, got {json}"
+        );
+        assert_eq!(status, 0, "{what}: {json}");
+        // The configuration the server reads, not the copy the base backup
+        // brought (the harness's primary keeps one in its data directory).
+        assert!(
+            json.contains(&format!("{}/postgresql.conf", etc.display())),
+            "{what}: {json}"
+        );
+        assert!(json.contains("conf.d/pg_standby.conf"), "{what}: {json}");
+    };
+    clean("a Debian standby, stopped");
+
+    run_ok(Command::new("pg_ctlcluster").args([&major.to_string(), &name, "start"]));
+    let psql = |sql: &str| -> Option<String> {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(debian_bin.join("psql"))
+            .args(["-X", "-At", "-h", "/var/run/postgresql"])
+            .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    env.primary.insert_and_switch(7).must();
+    wait_until(WAIT, "the row on the Debian standby", || {
+        Ok(psql("SELECT count(*) FROM t WHERE id = 7").as_deref() == Some("1"))
+    })
+    .must();
+    assert_eq!(psql("SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+    clean("a Debian standby, running");
+    drop(cluster);
+    assert!(!etc.exists(), "{} is left", etc.display());
 }

@@ -461,11 +461,43 @@ fn unreadable_archive_file_is_fatal_after_the_bad_file_timeout() {
     let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), NAME)));
     let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
     chmod(&env.archive_file(NAME), 0o644);
+    let path = env.archive_file(NAME).display().to_string();
     done.exited(FATAL)
         .logged("it cannot be read: Permission denied")
-        .logged("unchanged for 1 s");
+        .logged("unchanged for 1 s")
+        // Who owns it, its mode, and the fix that keeps the only copy.
+        .logged(&format!("the file \"{path}\" is owned by "))
+        .logged("with mode 0000")
+        .logged(&format!("chmod u+r \"{path}\""));
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
     assert!(done.elapsed >= Duration::from_secs(1));
     assert_nothing_delivered(&env);
+    assert_archive_holds(&env, NAME, &bytes);
+}
+
+/// The common case: a segment copied in by root (rsync, a restore from
+/// backup) with mode 0600, which the server's user cannot read.
+#[test]
+fn a_segment_only_root_may_read_gets_a_chmod_or_chown_never_a_removal() {
+    if !is_root() {
+        eprintln!("needs root to make a file another user owns: covered by access::tests");
+        return;
+    }
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(NAME, &bytes);
+    hand_over(&env);
+    std::os::unix::fs::chown(env.archive_file(NAME), Some(0), Some(0)).unwrap();
+    chmod(&env.archive_file(NAME), 0o600);
+    let c = unprivileged(&env, cmd(&env, &args(&env, &quick(&[]), NAME)));
+    let done = Job::launch(&env, c).finish_within(Duration::from_secs(5));
+    let path = env.archive_file(NAME).display().to_string();
+    done.exited(FATAL)
+        .logged(&format!(
+            "the file \"{path}\" is owned by root:root with mode 0600"
+        ))
+        .logged(&format!("chmod o+r \"{path}\" (or chown nobody \"{path}\""));
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
     assert_archive_holds(&env, NAME, &bytes);
 }
 
@@ -481,7 +513,13 @@ fn unreadable_archive_directory_is_fatal_after_the_bad_file_timeout() {
     chmod(&env.archive, 0o755);
     done.exited(FATAL)
         .logged("it cannot be read: Permission denied")
-        .logged("unchanged for 1 s");
+        .logged("unchanged for 1 s")
+        .logged(&format!(
+            "the directory \"{}\" is owned by ",
+            env.archive.display()
+        ))
+        .logged("chmod u+rx");
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
     assert_nothing_delivered(&env);
     assert_archive_holds(&env, NAME, &bytes);
 }
@@ -662,15 +700,14 @@ fn shm_free() -> u64 {
 /// The 1 GiB segment of the copy-in-progress tests.
 const BIG: &str = "000000010000000000000002";
 
-/// An environment on tmpfs with room for 1 GiB segments, or `None` (after
-/// a note) where there is none.
-fn big_segment_env() -> Option<Env> {
+/// An environment on tmpfs with room for 1 GiB segments.
+fn big_segment_env() -> Env {
     let free = shm_free();
-    if free < 8 * GIB {
-        eprintln!("skipped: /dev/shm has {free} bytes free, need 8 GiB for 1 GiB segments");
-        return None;
-    }
-    Some(Env::new_in(Path::new("/dev/shm")))
+    assert!(
+        free >= 8 * GIB,
+        "/dev/shm has {free} bytes free; these tests need 8 GiB there for 1 GiB segments"
+    );
+    Env::new_in(Path::new("/dev/shm"))
 }
 
 /// Write the 1 GiB segment `BIG` of cluster `sysid` in place (truncate,
@@ -700,65 +737,60 @@ fn copy_started(job: &mut Job, pg_wal: &Path) -> bool {
 }
 
 /// A 1 GiB segment on tmpfs, so that the copy lasts long enough to signal
-/// the process while its temporary file exists. Returns `None` (after a
-/// note) where that cannot be arranged.
-fn signal_during_copy(signal: i32) -> Option<(Env, Done)> {
-    let env = big_segment_env()?;
+/// the process while its temporary file exists.
+fn signal_during_copy(signal: i32) -> (Env, Done) {
+    let env = big_segment_env();
     let path = env.archive_file(BIG);
     write_big_segment(&path, SYSID);
     let mut job = Job::launch(&env, cmd(&env, &args(&env, &quick(&[]), BIG)));
     let pg_wal = env.datadir.join("pg_wal");
     if !copy_started(&mut job, &pg_wal) {
         let done = job.finish_within(Duration::from_secs(1));
-        eprintln!(
-            "skipped: never saw the copy in progress ({}, {:?})",
-            done.status, done.elapsed
+        panic!(
+            "never saw the copy in progress ({}, {:?}); log:\n{}",
+            done.status, done.elapsed, done.log
         );
-        return None;
     }
     job.signal(signal);
     // A deadline, not a measurement: a loaded machine copies 1 GiB slowly.
     let done = job.finish_within(Duration::from_secs(60));
     assert_eq!(temp_files_in(&pg_wal), Vec::<String>::new(), "temp left");
     assert_eq!(fs::metadata(&path).unwrap().len(), GIB, "archive changed");
-    Some((env, done))
+    (env, done)
 }
 
 #[test]
 fn sigterm_during_a_copy_dies_of_sigterm_and_removes_the_temporary_file() {
-    if let Some((env, done)) = signal_during_copy(libc::SIGTERM) {
-        done.died_of(libc::SIGTERM)
-            .logged("shutdown requested (SIGTERM)");
-        assert_nothing_delivered(&env);
-    }
+    let (env, done) = signal_during_copy(libc::SIGTERM);
+    done.died_of(libc::SIGTERM)
+        .logged("shutdown requested (SIGTERM)");
+    assert_nothing_delivered(&env);
 }
 
 #[test]
 fn sigquit_during_a_copy_dies_of_sigint_and_removes_the_temporary_file() {
-    if let Some((env, done)) = signal_during_copy(libc::SIGQUIT) {
-        done.died_of(libc::SIGINT)
-            .logged("immediate shutdown requested (SIGQUIT)");
-        assert_nothing_delivered(&env);
-    }
+    let (env, done) = signal_during_copy(libc::SIGQUIT);
+    done.died_of(libc::SIGINT)
+        .logged("immediate shutdown requested (SIGQUIT)");
+    assert_nothing_delivered(&env);
 }
 
 #[test]
 fn sigusr1_during_a_copy_never_leaves_a_partial_file() {
-    if let Some((env, done)) = signal_during_copy(libc::SIGUSR1) {
-        match done.status.code() {
-            // A copy under way is finished (pg_standby 13 did not look at
-            // the flag during a copy either): complete and identical.
-            Some(0) => {
-                eprintln!("SIGUSR1 during a copy: copy finished, exit 0");
-                assert!(same_content(&env.restored(), &env.archive_file(BIG)));
-                assert_eq!(env.stray_files(), Vec::<String>::new());
-            }
-            Some(1) => {
-                eprintln!("SIGUSR1 during a copy: exit 1, nothing delivered");
-                assert_nothing_delivered(&env);
-            }
-            _ => panic!("unexpected {}; log:\n{}", done.status, done.log),
+    let (env, done) = signal_during_copy(libc::SIGUSR1);
+    match done.status.code() {
+        // A copy under way is finished (pg_standby 13 did not look at
+        // the flag during a copy either): complete and identical.
+        Some(0) => {
+            eprintln!("SIGUSR1 during a copy: copy finished, exit 0");
+            assert!(same_content(&env.restored(), &env.archive_file(BIG)));
+            assert_eq!(env.stray_files(), Vec::<String>::new());
         }
+        Some(1) => {
+            eprintln!("SIGUSR1 during a copy: exit 1, nothing delivered");
+            assert_nothing_delivered(&env);
+        }
+        _ => panic!("unexpected {}; log:\n{}", done.status, done.log),
     }
 }
 
@@ -996,7 +1028,7 @@ fn fifo_or_directory_under_a_history_name_is_fatal_at_once() {
 /// unchecked and delivered another cluster's segment with exit 0.
 #[test]
 fn segment_rewritten_in_place_during_the_copy_is_never_delivered() {
-    let Some(env) = big_segment_env() else { return };
+    let env = big_segment_env();
     let path = env.archive_file(BIG);
     write_big_segment(&path, SYSID);
     let mut job = start(&env, &[], BIG);
@@ -1058,10 +1090,7 @@ fn archive_coming_back_is_seen_without_waiting_for_the_polling_floor() {
 /// look like an archive that lacks the segment.
 #[test]
 fn archive_unmounted_during_the_wait_is_never_a_reason_to_promote() {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
-        return;
-    }
+    require_root("to mount a tmpfs");
     let env = Env::new();
     let mount = |what: &str| {
         let status = Command::new("mount")
@@ -1070,10 +1099,7 @@ fn archive_unmounted_during_the_wait_is_never_a_reason_to_promote() {
             .status();
         matches!(status, Ok(s) if s.success())
     };
-    if !mount("archive") {
-        eprintln!("skipped: cannot mount a tmpfs here");
-        return;
-    }
+    assert!(mount("archive"), "cannot mount a tmpfs on the archive");
     let trigger = env.path("trigger");
     let trigger_arg = trigger.display().to_string();
     let mut job = start(&env, &["-t", &trigger_arg, "-s", "10"], NAME);
@@ -1122,7 +1148,7 @@ fn archive_unmounted_during_the_wait_is_never_a_reason_to_promote() {
 /// Old: a SIGKILLed copy left its temporary file in pg_wal for good.
 #[test]
 fn temporary_file_of_a_killed_copy_is_removed_by_the_next_call() {
-    let Some(env) = big_segment_env() else { return };
+    let env = big_segment_env();
     write_big_segment(&env.archive_file(BIG), SYSID);
     let pg_wal = env.datadir.join("pg_wal");
     let mut job = start(&env, &[], BIG);

@@ -9,6 +9,7 @@ mod support;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -323,12 +324,9 @@ fn an_unusable_spool_directory_only_costs_the_prefetch() {
     assert_restored(&env, &name(1));
 }
 
-/// A tmpfs of `size` at `dir`, unmounted when dropped; `None` unless root.
-fn tmpfs(dir: &Path, size: &str) -> Option<Unmount> {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
-        return None;
-    }
+/// A tmpfs of `size` at `dir`, unmounted when dropped.
+fn tmpfs(dir: &Path, size: &str) -> Unmount {
+    require_root("to mount a tmpfs");
     fs::create_dir(dir).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -336,7 +334,7 @@ fn tmpfs(dir: &Path, size: &str) -> Option<Unmount> {
         .status()
         .unwrap();
     assert!(mounted.success());
-    Some(Unmount(dir.to_path_buf()))
+    Unmount(dir.to_path_buf())
 }
 
 struct Unmount(PathBuf);
@@ -352,9 +350,7 @@ fn a_spool_on_another_filesystem_is_copied_from() {
     let env = Env::new();
     archive_gz(&env, 1, 3);
     let other = env.path("other");
-    let Some(_unmount) = tmpfs(&other, "64m") else {
-        return;
-    };
+    let _unmount = tmpfs(&other, "64m");
     let spool = format!("--spool-dir={}/spool", other.display());
     restore(&env, &[&spool], &name(1)).exited(0);
     wait_until(Duration::from_secs(30), "the spool to fill", || {
@@ -375,9 +371,7 @@ fn a_full_spool_disk_falls_back_to_restoring_directly() {
     let env = Env::new();
     archive_gz(&env, 1, 4);
     let small = env.path("small");
-    let Some(_unmount) = tmpfs(&small, "4m") else {
-        return;
-    };
+    let _unmount = tmpfs(&small, "4m");
     let spool = format!("--spool-dir={}/spool", small.display());
     restore(&env, &[&spool], &name(1)).exited(0);
     wait_until(Duration::from_secs(20), "the fetcher to give up", || {
@@ -412,6 +406,82 @@ fn a_fast_failover_discards_the_spool() {
     restore(&env, &[&t], &name(2)).exited(1);
     assert!(!spool_dir(&env).exists());
     wait_fetcher_gone(&env);
+}
+
+#[test]
+fn a_fast_trigger_while_a_call_waits_on_the_spool_fails_over_fast() {
+    let env = Env::new();
+    let trigger = env.path("trigger");
+    start_spooling(&env, &trigger);
+    // A stand-in for a fetcher still writing segment 2: a child that holds
+    // the spool's lock (the call stops it on a failover), and segment 2
+    // named as in progress.
+    kill_fetcher(&env);
+    fs::remove_file(spool_dir(&env).join(name(2))).unwrap();
+    let stand_in = hold_lock(&spool_dir(&env).join("lock"));
+    fs::write(spool_dir(&env).join("current"), format!("{}\n", name(2))).unwrap();
+    wait_until(Duration::from_secs(10), "the stand-in's lock", || {
+        Ok(fetcher_pid(&env) == Some(stand_in.pid()))
+    })
+    .unwrap();
+    fs::remove_file(env.restored()).unwrap();
+    let t = format!("-t{}", trigger.display());
+    let mut job = env.spawn(&["-d", &t], &name(2), &[]);
+    job.wait_log(&format!("waiting for the fetcher to finish {}", name(2)));
+    fs::write(&trigger, "fast").unwrap();
+    // Segment 2 is in the archive: a smart failover would restore it.
+    job.finish_within(Duration::from_secs(10))
+        .exited(1)
+        .logged("trigger file says \"fast\"");
+    assert!(!env.restored().exists());
+    // The call that failed over fast made it a smart trigger for the next.
+    assert_eq!(fs::metadata(&trigger).unwrap().len(), 0);
+}
+
+/// A `sleep` that holds an exclusive flock on `path` and has written its
+/// pid there, as a fetcher does; killed and reaped when dropped.
+fn hold_lock(path: &Path) -> Reaped {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("60");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_TRUNC);
+            if fd < 0 || libc::flock(fd, libc::LOCK_EX) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut buf = [0u8; 12];
+            let mut n = libc::getpid() as u32;
+            let mut i = buf.len();
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i);
+            Ok(())
+        });
+    }
+    Reaped(cmd.spawn().unwrap())
+}
+
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -11,7 +11,8 @@ use std::fs;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use pg_standby::s3::{S3Error, Store, Timeouts};
+use pg_standby::store::Error;
+use pg_standby::store::s3::{Store, Timeouts};
 use s3_server::S3Server;
 
 const SEG: &str = "000000010000000000000001";
@@ -33,7 +34,7 @@ fn store(server: &S3Server, url: &str) -> Store {
     store_with(server, url, &[], Timeouts::default())
 }
 
-fn get(store: &Store, name: &str, limit: u64) -> Result<Vec<u8>, S3Error> {
+fn get(store: &Store, name: &str, limit: u64) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     store.get_to(name, &mut out, limit, &|| false).map(|n| {
         assert_eq!(n, out.len() as u64);
@@ -47,9 +48,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[test]
 fn present_object_head_and_get() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     fs::create_dir(bucket.join("wal")).unwrap();
     let data = pattern(1024 * 1024 + 17);
@@ -78,41 +77,38 @@ fn present_object_head_and_get() {
 
 #[test]
 fn missing_object_is_not_found() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.bucket("archive");
     let s = store(&server, "s3://archive/wal/");
     assert_eq!(s.head(SEG).unwrap(), None);
-    assert!(matches!(get(&s, SEG, 100), Err(S3Error::NotFound)));
+    assert!(matches!(get(&s, SEG, 100), Err(Error::NotFound)));
     assert!(matches!(
         get(&s, "00000002.history", 100),
-        Err(S3Error::NotFound)
+        Err(Error::NotFound)
     ));
 }
 
 #[test]
 fn missing_bucket_is_a_configuration_error() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     server.bucket("archive");
     let s = store(&server, "s3://nosuchbucket/wal");
     let head = s.head(SEG);
     assert!(
-        matches!(&head, Err(S3Error::Config(m)) if m.contains("nosuchbucket")),
+        matches!(&head, Err(Error::Config { why: m, .. }) if m.contains("nosuchbucket")),
         "{head:?}"
     );
-    assert!(matches!(get(&s, SEG, 100), Err(S3Error::Config(_))));
-    assert!(matches!(s.list(""), Err(S3Error::Config(_))));
-    assert!(matches!(s.verify(), Err(S3Error::Config(_))));
+    assert!(matches!(
+        get(&s, SEG, 100),
+        Err(Error::Config { why: _, .. })
+    ));
+    assert!(matches!(s.list(""), Err(Error::Config { why: _, .. })));
+    assert!(matches!(s.verify(), Err(Error::Config { why: _, .. })));
 }
 
 #[test]
 fn wrong_credentials_are_configuration_errors() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     fs::write(bucket.join(SEG), b"x").unwrap();
     let wrong_secret = store_with(
@@ -131,26 +127,30 @@ fn wrong_credentials_are_configuration_errors() {
         // A present and an absent name: neither may look like "not there".
         for name in [SEG, "000000010000000000000009"] {
             let r = s.head(name);
-            assert!(matches!(&r, Err(S3Error::Config(_))), "head {name}: {r:?}");
+            assert!(
+                matches!(&r, Err(Error::Config { why: _, .. })),
+                "head {name}: {r:?}"
+            );
             let r = get(s, name, 100);
-            assert!(matches!(&r, Err(S3Error::Config(_))), "get {name}: {r:?}");
+            assert!(
+                matches!(&r, Err(Error::Config { why: _, .. })),
+                "get {name}: {r:?}"
+            );
         }
         let r = s.list("");
         assert!(
-            matches!(&r, Err(S3Error::Config(m)) if m.contains("403")),
+            matches!(&r, Err(Error::Config { why: m, .. }) if m.contains("403")),
             "{r:?}"
         );
         let r = s.delete_many(&[SEG.to_string()]);
-        assert!(matches!(&r, Err(S3Error::Config(_))), "{r:?}");
+        assert!(matches!(&r, Err(Error::Config { why: _, .. })), "{r:?}");
     }
     assert!(bucket.join(SEG).exists());
 }
 
 #[test]
 fn endpoint_down_is_transient_and_quick() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     // A port nobody listens on: bound, then released.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -166,9 +166,9 @@ fn endpoint_down_is_transient_and_quick() {
     );
     let started = Instant::now();
     let r = s.head(SEG);
-    assert!(matches!(&r, Err(S3Error::Transient(_))), "{r:?}");
-    assert!(matches!(get(&s, SEG, 10), Err(S3Error::Transient(_))));
-    assert!(matches!(s.list(""), Err(S3Error::Transient(_))));
+    assert!(matches!(&r, Err(Error::Transient(_))), "{r:?}");
+    assert!(matches!(get(&s, SEG, 10), Err(Error::Transient(_))));
+    assert!(matches!(s.list(""), Err(Error::Transient(_))));
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -197,7 +197,7 @@ fn hung_endpoint_times_out_as_transient() {
     let started = Instant::now();
     let r = s.head(SEG);
     assert!(
-        matches!(&r, Err(S3Error::Transient(m)) if m.contains("timed out")),
+        matches!(&r, Err(Error::Transient(m)) if m.contains("timed out")),
         "{r:?}"
     );
     assert!(
@@ -210,9 +210,7 @@ fn hung_endpoint_times_out_as_transient() {
 
 #[test]
 fn list_follows_every_page() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     let wal = bucket.join("wal");
     fs::create_dir_all(wal.join("sub")).unwrap();
@@ -251,9 +249,7 @@ fn list_follows_every_page() {
 
 #[test]
 fn delete_many_in_batches() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     let wal = bucket.join("wal");
     fs::create_dir(&wal).unwrap();
@@ -280,16 +276,14 @@ fn delete_many_in_batches() {
 
 #[test]
 fn download_limit_and_interruption() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     let data = pattern(3 * 1024 * 1024);
     fs::write(bucket.join(SEG), &data).unwrap();
     let s = store(&server, "s3://archive");
     let r = get(&s, SEG, data.len() as u64 - 1);
     assert!(
-        matches!(r, Err(S3Error::TooLarge { size, limit }) if size == data.len() as u64 && limit == size - 1),
+        matches!(r, Err(Error::TooLarge { size, limit }) if size == data.len() as u64 && limit == size - 1),
         "{r:?}"
     );
     assert_eq!(get(&s, SEG, data.len() as u64).unwrap().len(), data.len());
@@ -301,15 +295,13 @@ fn download_limit_and_interruption() {
         calls.set(calls.get() + 1);
         calls.get() > 1
     });
-    assert!(matches!(r, Err(S3Error::Interrupted)), "{r:?}");
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
     assert!(out.len() < data.len());
 }
 
 #[test]
 fn credentials_from_a_profile_file() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+    let server = S3Server::start();
     let bucket = server.bucket("archive");
     fs::write(bucket.join(SEG), b"seg").unwrap();
     let home = tempfile::tempdir().unwrap();

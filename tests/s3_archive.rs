@@ -25,14 +25,14 @@ struct Setup {
     bucket: std::path::PathBuf,
 }
 
-fn setup() -> Option<Setup> {
-    let server = S3Server::start()?;
+fn setup() -> Setup {
+    let server = S3Server::start();
     let bucket = server.bucket("wal");
-    Some(Setup {
+    Setup {
         env: Env::new(),
         server,
         bucket,
-    })
+    }
 }
 
 impl Setup {
@@ -123,19 +123,21 @@ fn assert_delivered(env: &Env, bytes: &[u8]) {
 
 #[test]
 fn a_present_segment_is_restored() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     s.start(&[], NAME)
         .finish_within(Duration::from_secs(10))
         .exited(0)
-        .logged(&format!("restored {NAME}"));
+        .logged(&format!(
+            "restored {NAME} from s3://wal/archive/{NAME} after"
+        ));
     assert_delivered(&s.env, &bytes);
 }
 
 #[test]
 fn a_segment_arriving_later_is_seen_within_a_fraction_of_a_second() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let bytes = segment(NAME);
     let mut job = s.start(&["-s", "30"], NAME);
     job.wait_ready();
@@ -151,19 +153,26 @@ fn a_segment_arriving_later_is_seen_within_a_fraction_of_a_second() {
 
 #[test]
 fn a_compressed_segment_is_restored() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let bytes = segment(NAME);
-    s.put(&format!("{NAME}.gz"), &gzip(&bytes));
+    let packed = gzip(&bytes);
+    s.put(&format!("{NAME}.gz"), &packed);
+    // Where it came from in full, and a small file's size and ratio that read well.
+    let kib = packed.len() as f64 / 1024.0;
+    let ratio = bytes.len() as f64 / packed.len() as f64;
+    assert!(kib < 1024.0 && ratio >= 10.0, "{kib} KiB, {ratio}:1");
     s.start(&[], NAME)
         .finish_within(Duration::from_secs(10))
         .exited(0)
-        .logged(&format!("from {NAME}.gz"));
+        .logged(&format!(
+            "restored {NAME} from s3://wal/archive/{NAME}.gz ({kib:.1} KiB, {ratio:.0}:1) after"
+        ));
     assert_delivered(&s.env, &bytes);
 }
 
 #[test]
 fn a_wrong_secret_stops_recovery_and_never_promotes() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     s.put(NAME, &segment(NAME));
     let cmd = s.command("wrong-secret", &s.server.endpoint, &s.args(&[], NAME, &[]));
     Job::launch(&s.env, cmd)
@@ -175,7 +184,7 @@ fn a_wrong_secret_stops_recovery_and_never_promotes() {
 
 #[test]
 fn a_missing_bucket_stops_recovery() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let mut args = s.args(&[], NAME, &[]);
     let url = args.iter().position(|a| a.starts_with("s3://")).unwrap();
     args[url] = "s3://no-such-bucket/archive".into();
@@ -189,7 +198,7 @@ fn a_missing_bucket_stops_recovery() {
 /// smart failover then stops recovery instead of promoting.
 #[test]
 fn an_unreachable_endpoint_is_waited_out_and_never_promotes() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
@@ -211,7 +220,7 @@ fn an_unreachable_endpoint_is_waited_out_and_never_promotes() {
 
 #[test]
 fn a_missing_history_file_is_answered_at_once() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     s.put("placeholder", b"x");
     s.start(&[], "00000002.history")
         .finish_within(Duration::from_secs(5))
@@ -230,7 +239,7 @@ fn a_missing_history_file_is_answered_at_once() {
 
 #[test]
 fn a_foreign_segment_stops_recovery() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     s.put(NAME, &segment_bytes(NAME, SEG, SYSID + 1, SEG));
     s.start(&[], NAME)
         .finish_within(Duration::from_secs(10))
@@ -241,7 +250,7 @@ fn a_foreign_segment_stops_recovery() {
 
 #[test]
 fn the_trigger_is_noticed_at_once_while_polling() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let trigger = s.env.path("trigger");
     let trigger_arg = trigger.display().to_string();
     let mut job = s.start(&["-t", &trigger_arg, "-s", "30"], NAME);
@@ -255,7 +264,7 @@ fn the_trigger_is_noticed_at_once_while_polling() {
 
 #[test]
 fn cleanup_removes_older_segments_only() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     for n in ["000000010000000000000002", "000000010000000000000003"] {
         s.put(n, b"old");
     }
@@ -290,7 +299,7 @@ fn cleanup_removes_older_segments_only() {
 /// the call at once, not after the request timeout.
 #[test]
 fn sigterm_ends_a_call_stuck_in_a_request() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", hung.local_addr().unwrap());
     let mut job = Job::launch(
@@ -312,7 +321,7 @@ fn sigterm_ends_a_call_stuck_in_a_request() {
 /// what reaches `%p` is each segment exactly.
 #[test]
 fn catching_up_takes_downloaded_segments_from_the_spool() {
-    let Some(s) = setup() else { return };
+    let s = setup();
     let name = |n: u32| format!("0000000100000000{n:08X}");
     for n in 1..=5 {
         s.put(&format!("{}.gz", name(n)), &gzip(&segment(&name(n))));
@@ -328,7 +337,9 @@ fn catching_up_takes_downloaded_segments_from_the_spool() {
     })
     .unwrap();
     for n in 2..=5 {
-        restore(n).exited(0).logged("from the prefetch spool after");
+        restore(n)
+            .exited(0)
+            .logged("from the prefetch spool (fetched from s3://wal/archive) after");
         assert_delivered(&s.env, &segment(&name(n)));
     }
 }

@@ -7,6 +7,7 @@
 
 mod access;
 mod control;
+mod server;
 mod shell;
 
 use std::collections::HashSet;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use crate::archive::is_object_storage;
 use crate::cli::Cli;
 use crate::codec::{Codec, decompress_to};
 use crate::header::{LONG_HEADER_LEN, LongPageHeader, fmt_lsn};
@@ -25,6 +27,7 @@ use crate::wal::SegmentName;
 
 pub use access::Owner;
 pub use control::Control;
+pub use server::ServerEnv;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -32,6 +35,8 @@ pub enum Severity {
     Warning,
     /// Something the checker could not judge (not an error, not a warning).
     Note,
+    /// A check that was made and found nothing: what "0 errors" rests on.
+    Passed,
 }
 
 impl Severity {
@@ -40,6 +45,7 @@ impl Severity {
             Self::Error => "error",
             Self::Warning => "warning",
             Self::Note => "note",
+            Self::Passed => "ok",
         }
     }
 }
@@ -59,6 +65,16 @@ fn finding(severity: Severity, code: &'static str, message: String, fix: String)
         message,
         fix,
     }
+}
+
+/// A check passed: `code` names the check, `message` what was seen.
+fn ok(code: &'static str, message: String) -> Finding {
+    finding(Severity::Passed, code, message, String::new())
+}
+
+/// Whether the findings pushed since `before` are only checks passed.
+fn clean_since(out: &[Finding], before: usize) -> bool {
+    out[before..].iter().all(|f| f.severity == Severity::Passed)
 }
 
 /// Placeholders put where the server substitutes %f, %p and %r, so that the
@@ -101,6 +117,7 @@ pub fn to_text(datadir: &Path, findings: &[Finding]) -> String {
             Severity::Error => "ERROR",
             Severity::Warning => "WARNING",
             Severity::Note => "NOTE",
+            Severity::Passed => "ok",
         };
         let _ = writeln!(out, "{label}: {} [{}]", f.message, f.code);
         if !f.fix.is_empty() {
@@ -111,8 +128,9 @@ pub fn to_text(datadir: &Path, findings: &[Finding]) -> String {
     let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
     let _ = writeln!(
         out,
-        "{}: {errors} error(s), {warnings} warning(s){}",
+        "{}: {errors} error(s), {warnings} warning(s), {} check(s) passed{}",
         datadir.display(),
+        count(Severity::Passed),
         if errors == 0 {
             if warnings == 0 {
                 ": the setup looks right"
@@ -146,7 +164,8 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// A JSON array of `{"severity","code","message","fix"}` objects.
+/// A JSON array of `{"severity","code","message","fix"}` objects; the
+/// checks passed have severity `ok` and an empty fix.
 pub fn to_json(findings: &[Finding]) -> String {
     let items: Vec<String> = findings
         .iter()
@@ -186,6 +205,8 @@ struct Setup {
     conf_found: bool,
     mode: Mode,
     owner: Option<Owner>,
+    /// What restore_command inherits from the server, if it runs.
+    server_env: ServerEnv,
 }
 
 impl Setup {
@@ -217,6 +238,8 @@ pub fn inspect(datadir: &Path) -> Vec<Finding> {
     let Some(setup) = read_setup(datadir, &mut out) else {
         return out;
     };
+    setup_passed(&setup, &mut out);
+    check_prefetch(&setup, &mut out);
     check_restore_command(&setup, &mut out);
     out.sort_by_key(|f| f.severity);
     out
@@ -253,11 +276,25 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
 
     let mut conf = Conf::default();
     let main_conf = datadir.join("postgresql.conf");
-    let conf_found = if main_conf.exists() {
-        conf.read_file(&main_conf);
+    // How the server was last started (pg_ctl restart starts it so again):
+    // its -c settings outrank the configuration files.
+    let opts = postmaster_opts(datadir);
+    let opts_conf = opts
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "config_file")
+        .map(|(_, v)| datadir.join(v))
+        .filter(|p| p.is_file());
+    // A Debian cluster naming this data directory is started with its
+    // config_file (pg_ctlcluster passes -c config_file=...): that file
+    // wins over a postgresql.conf a base backup may have brought along.
+    let conf_found = if let Some(file) =
+        opts_conf.or_else(|| major.and_then(|m| cluster_conf(Path::new(ETC), m, datadir)))
+    {
+        conf.read_file(&file);
         true
-    } else if let Some(debian) = major.and_then(|m| cluster_conf(Path::new(ETC), m, datadir)) {
-        conf.read_file(&debian);
+    } else if main_conf.exists() {
+        conf.read_file(&main_conf);
         true
     } else {
         out.push(finding(
@@ -276,6 +313,15 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
     let auto = datadir.join("postgresql.auto.conf");
     if auto.exists() {
         conf.read_file(&auto);
+    }
+    let opts_file = datadir.join("postmaster.opts");
+    for (name, value) in opts {
+        conf.settings.push(crate::pgconf::Setting {
+            name,
+            value,
+            file: opts_file.clone(),
+            line: 1,
+        });
     }
     for p in &conf.problems {
         out.push(finding(
@@ -382,7 +428,81 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
         recovery_conf,
         mode,
         owner,
+        server_env: ServerEnv::of(datadir),
     })
+}
+
+/// What was read without a problem: the version, the configuration files,
+/// the recovery mode.
+fn setup_passed(setup: &Setup, out: &mut Vec<Finding>) {
+    if let Some(m @ 10..=18) = setup.major {
+        out.push(ok(
+            "data-directory",
+            format!(
+                "{} is a PostgreSQL {m} data directory owned by {}",
+                setup.datadir.display(),
+                setup.owner_name()
+            ),
+        ));
+    }
+    if setup.conf_found && setup.conf.problems.is_empty() {
+        let mut files: Vec<String> = Vec::new();
+        for s in &setup.conf.settings {
+            let f = s.file.display().to_string();
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+        if let Some(rc) = &setup.recovery_conf {
+            files.push(setup.datadir.join("recovery.conf").display().to_string());
+            if !rc.problems.is_empty() {
+                return;
+            }
+        }
+        out.push(ok(
+            "configuration",
+            format!("settings read from {}", files.join(", ")),
+        ));
+    }
+    let mode = match (setup.mode, setup.major.is_some_and(|m| m < 12)) {
+        (Mode::Archive, true) => "recovery.conf without standby_mode: archive recovery",
+        (Mode::Archive, false) => "recovery.signal: archive recovery",
+        (Mode::Standby, true) => "standby_mode = on in recovery.conf: standby mode",
+        (Mode::Standby, false) => "standby.signal: standby mode",
+        (Mode::None, _) => return,
+    };
+    out.push(ok("recovery-mode", mode.into()));
+}
+
+/// The `-c NAME=VALUE` and `--NAME=VALUE` settings of the command line in
+/// `datadir/postmaster.opts`, which the postmaster writes at each start
+/// (CreateOptsFile in src/backend/postmaster/postmaster.c: the program,
+/// then each argument in double quotes).
+fn postmaster_opts(datadir: &Path) -> Vec<(String, String)> {
+    let Ok(text) = fs::read_to_string(datadir.join("postmaster.opts")) else {
+        return Vec::new();
+    };
+    parse_postmaster_opts(&text)
+}
+
+fn parse_postmaster_opts(text: &str) -> Vec<(String, String)> {
+    let args: Vec<&str> = text.split('"').skip(1).step_by(2).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let setting = if args[i] == "-c" {
+            i += 1;
+            args.get(i).copied()
+        } else {
+            args[i].strip_prefix("--")
+        };
+        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
+            // The server folds - to _ in names given on the command line.
+            out.push((k.to_ascii_lowercase().replace('-', "_"), v.to_string()));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Where Debian's postgresql-common keeps each cluster's configuration.
@@ -450,12 +570,33 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
             return;
         }
     };
-    // Leading `VAR=value` assignments and `exec` are not the program.
-    let words: Vec<String> = split
-        .words
-        .into_iter()
-        .skip_while(|w| is_assignment(w) || w == "exec")
+    // Leading `VAR=value` assignments and `exec` are not the program; the
+    // assignments are part of the program's environment.
+    // So are `env`, its -i/-u NAME options and its assignments.
+    let mut lead = 0;
+    let mut in_env = false;
+    while let Some(w) = split.words.get(lead) {
+        if is_assignment(w) || w == "exec" {
+            lead += 1;
+        } else if w == "env" || w.ends_with("/env") {
+            in_env = true;
+            lead += 1;
+        } else if in_env && (w == "-u" || w == "--unset") {
+            lead += 2;
+        } else if in_env && w.starts_with('-') {
+            lead += 1;
+        } else {
+            break;
+        }
+    }
+    let lead = lead.min(split.words.len());
+    let assignments: Vec<(String, String)> = split.words[..lead]
+        .iter()
+        .filter(|w| is_assignment(w))
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace('\u{1}', "")))
         .collect();
+    let words: Vec<String> = split.words[lead..].to_vec();
     let Some(program) = words.first().cloned() else {
         out.push(finding(
             Error,
@@ -512,14 +653,281 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
         return;
     };
     let parsed = Parsed { cli: marked, words };
+    let before = out.len();
     check_placeholders(&parsed, out);
+    if clean_since(out, before) {
+        out.push(ok(
+            "restore-command",
+            format!(
+                "restore_command parsed as pg_standby would: options accepted, {} in place",
+                if parsed.cli.restart_wal_file.is_some() {
+                    "%f, %p and %r"
+                } else {
+                    "%f and %p"
+                }
+            ),
+        ));
+    }
     check_cleanup(setup, &parsed, out);
     check_trigger(setup, &cli, out);
-    check_prefetch(setup, out);
     check_spool(setup, &cli, out);
-    if let Some(archive) = &cli.archive {
-        check_archive(setup, &setup.datadir.join(archive), out);
+    let Some(archive) = &cli.archive else {
+        return;
+    };
+    match archive.to_str() {
+        Some(url) if is_object_storage(url) => {
+            check_remote_archive(setup, url, &assignments, out);
+        }
+        _ => check_local_archive(setup, &setup.datadir.join(archive), out),
     }
+    check_archiving(setup, archive, out);
+}
+
+/// The variables restore_command sees: its own leading assignments, then
+/// the running server's environment; when that cannot be read, this
+/// process's (said in a note).
+fn command_env<'a>(
+    setup: &'a Setup,
+    assignments: &'a [(String, String)],
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k: &str| {
+        assignments
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| match &setup.server_env {
+                ServerEnv::Known { .. } => setup.server_env.var(k).map(String::from),
+                ServerEnv::Unknown(_) => std::env::var(k).ok(),
+            })
+    }
+}
+
+/// Which finding an object storage failure is, and its fix.
+fn remote_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
+    use crate::store::{Error, Fatal};
+    match e {
+        Error::Config {
+            refused: Some(Fatal::NoBucket),
+            ..
+        } => (
+            "archive-bucket-missing",
+            "create the bucket, or correct BUCKET in ARCHIVELOCATION (and the endpoint or \
+             region if it lives elsewhere)",
+        ),
+        Error::Config {
+            refused: Some(Fatal::Denied),
+            ..
+        } => (
+            "archive-credentials-refused",
+            "give the server's environment a key allowed s3:ListBucket and s3:GetObject on \
+             the archive (and s3:DeleteObject with %r), and check the clock",
+        ),
+        Error::Transient(_) => (
+            "archive-unreachable",
+            "check AWS_ENDPOINT_URL (or the region), the network and any proxy between the \
+             standby and the object store",
+        ),
+        _ => (
+            "archive-remote-config",
+            "set the AWS_* variables in the server's environment (Environment= or \
+             EnvironmentFile= of its systemd service) or at the start of restore_command",
+        ),
+    }
+}
+
+/// An object storage archive: open the store as the restore does (the
+/// same parser and credential chain) and list the prefix.
+fn check_remote_archive(
+    setup: &Setup,
+    url: &str,
+    assignments: &[(String, String)],
+    out: &mut Vec<Finding>,
+) {
+    use Severity::*;
+    let env = command_env(setup, assignments);
+    let whose = match &setup.server_env {
+        ServerEnv::Known { pid, .. } => format!("the running server's environment (pid {pid})"),
+        ServerEnv::Unknown(why) => {
+            out.push(finding(
+                Note,
+                "server-environment-unknown",
+                format!(
+                    "the server's environment cannot be read ({why}): the archive {url} was \
+                     reached with this process's AWS_* variables and files; the server sees \
+                     its own (its service's Environment=, its user's ~/.aws)"
+                ),
+                "run the check while the server runs, as root or as its user".into(),
+            ));
+            "this process's environment".to_string()
+        }
+    };
+    let fail = |out: &mut Vec<Finding>, e: crate::store::Error| {
+        let (code, fix) = remote_failure(&e);
+        out.push(finding(
+            Error,
+            code,
+            format!("the archive {url}: {e} (settings from {whose})"),
+            fix.into(),
+        ));
+    };
+    if let Err(why) = crate::store::validate_url(url) {
+        out.push(finding(
+            Error,
+            "archive-url",
+            why,
+            "ARCHIVELOCATION = s3://BUCKET/PREFIX".into(),
+        ));
+        return;
+    }
+    let store = match crate::store::open_with(url, &env) {
+        Ok(s) => s,
+        Err(e) => return fail(out, e),
+    };
+    let objects = match store.list("") {
+        Ok(o) => o,
+        Err(e) => return fail(out, e),
+    };
+    let mut segments: Vec<(SegmentName, String)> = objects
+        .into_iter()
+        .filter_map(|(file, _)| {
+            let base = Codec::split_name(&file).map_or(file.as_str(), |(_, b)| b);
+            Some((SegmentName::parse(base)?, file))
+        })
+        .collect();
+    segments.sort_by_key(|(s, _)| (s.log, s.seg, s.tli));
+    let Some((_, newest)) = segments.last() else {
+        out.push(finding(
+            Warning,
+            "archive-empty",
+            format!(
+                "the archive {url} holds no WAL segment yet (listed at {} with credentials from \
+                 {}): the standby will wait for its first one",
+                store.endpoint(),
+                store.credentials_source()
+            ),
+            "check the primary's archive_command".into(),
+        ));
+        return;
+    };
+    let before = out.len();
+    if let Ok(control) = Control::read(&setup.datadir)
+        && let Some(gap) = find_gap(&segments, &control)
+    {
+        out.push(gap);
+    }
+    if clean_since(out, before) {
+        out.push(ok(
+            "archive",
+            format!(
+                "the archive {url} listed at {} with credentials from {} ({whose}): {} \
+                 segment(s), newest {newest}, none missing since the redo point",
+                store.endpoint(),
+                store.credentials_source(),
+                segments.len()
+            ),
+        ));
+    }
+}
+
+/// A standby that archives into the archive it restores from.
+fn check_archiving(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {
+    if setup.mode == Mode::None || !setup.conf_found {
+        return;
+    }
+    // archive_mode is an enum: off, on, always and the boolean aliases
+    // (archive_mode_options in guc_tables.c).
+    let mode = setup
+        .conf
+        .value("archive_mode")
+        .unwrap_or("off")
+        .trim()
+        .to_ascii_lowercase();
+    let always = mode == "always";
+    if !always && !matches!(mode.as_str(), "on" | "true" | "yes" | "1") {
+        out.push(ok(
+            "archiving",
+            format!("archive_mode = {mode}: this standby archives nothing"),
+        ));
+        return;
+    }
+    // From 15 on an archive_library replaces archive_command.
+    if let Some(lib) = setup
+        .conf
+        .value("archive_library")
+        .filter(|l| !l.is_empty())
+    {
+        out.push(finding(
+            Severity::Note,
+            "archive-library",
+            format!("archive_library = {lib}: where it archives was not checked"),
+            String::new(),
+        ));
+        return;
+    }
+    let command = setup.conf.value("archive_command").unwrap_or("");
+    let raw = archive.to_string_lossy();
+    let mut targets: Vec<String> = Vec::new();
+    if let Some(l) = raw
+        .strip_prefix("s3://")
+        .filter(|_| is_object_storage(&raw))
+    {
+        // s3://BUCKET/PREFIX, or BUCKET/PREFIX in an endpoint URL (curl).
+        targets.push(l.trim_end_matches('/').to_string());
+    } else {
+        let abs = setup.datadir.join(archive);
+        targets.push(abs.to_string_lossy().trim_end_matches('/').to_string());
+        if let Ok(c) = fs::canonicalize(&abs) {
+            targets.push(c.to_string_lossy().trim_end_matches('/').to_string());
+        }
+        if archive.is_relative() {
+            targets.push(raw.trim_end_matches('/').to_string());
+        }
+    }
+    let hit = targets
+        .iter()
+        .any(|t| !t.is_empty() && command.contains(&format!("{t}/")));
+    if !hit {
+        out.push(ok(
+            "archiving",
+            format!("archive_mode = {mode}: archive_command does not write into {raw}"),
+        ));
+        return;
+    }
+    let (message, fix) = if always {
+        (
+            format!(
+                "archive_mode = always and archive_command writes into {raw}, the archive this \
+                 standby restores from: with always, every segment it restores is archived \
+                 again (KeepFileRestoredFromArchive), into the archive its primary writes too; an \
+                 archive_command that refuses to overwrite (test ! -f) then fails for ever and \
+                 pg_wal fills up"
+            ),
+            "archive_mode = on (or off) on this standby, or an archive_command into an archive \
+             of its own",
+        )
+    } else {
+        (
+            format!(
+                "archive_mode = on and archive_command writes into {raw}, the archive this \
+                 standby restores from: nothing is archived while it is a standby, but once \
+                 promoted it archives its new timeline there, where the old primary (if it still \
+                 runs) keeps archiving and the other standbys read: they follow the new \
+                 timeline (recovery_target_timeline = latest, the default from 12) whether or \
+                 not the old primary was stopped, and a %r cleanup removes segments others \
+                 still need"
+            ),
+            "if this standby is the one to take over: stop the old primary for good before \
+             promoting, and let only one standby pass %r; else give it an archive_command into \
+             an archive of its own, or archive_mode = off until it is promoted",
+        )
+    };
+    out.push(finding(
+        Severity::Warning,
+        "archives-into-own-archive",
+        message,
+        fix.into(),
+    ));
 }
 
 fn is_assignment(w: &str) -> bool {
@@ -555,9 +963,22 @@ fn substitute(command: &str) -> String {
     out
 }
 
+/// The fix for a program the server's user cannot run: a copy where every
+/// user may run it, named by its absolute path (never loosen the modes of a
+/// copy under someone's home, such as root's ~/.cargo/bin).
+fn install_advice(name: &str, from: Option<&Path>) -> String {
+    let src = from.map_or_else(|| format!("./{name}"), |p| p.display().to_string());
+    format!(
+        "install it for every user, e.g. `install -m 0755 {src} /usr/local/bin/{name}` (or the \
+         package's /usr/bin/{name}), and give that absolute path in restore_command"
+    )
+}
+
 fn check_program(setup: &Setup, program: &str, out: &mut Vec<Finding>) {
     use Severity::*;
+    let before = out.len();
     let path = Path::new(program);
+    let mut how = String::new();
     let resolved = if path.is_absolute() {
         path.to_path_buf()
     } else if program.contains('/') {
@@ -572,26 +993,56 @@ fn check_program(setup: &Setup, program: &str, out: &mut Vec<Finding>) {
         ));
         setup.datadir.join(path)
     } else {
-        // Looked up in the server's PATH, which we cannot see; ours is a guess.
-        match std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())
-        }) {
-            Some(p) => p,
-            None => {
-                out.push(finding(
-                    Warning,
-                    "program-not-in-path",
-                    format!(
-                        "restore_command runs {program} by name, and it is not in this PATH \
-                         (the server's PATH may differ)"
-                    ),
-                    "give pg_standby's absolute path in restore_command".into(),
-                ));
-                return;
+        // sh looks the name up in the server's PATH, as the server's user.
+        let (search, source) = setup.server_env.path();
+        let runnable = |p: &Path| setup.may(p, libc::X_OK) != Some(false);
+        let (found, refused) = server::lookup(program, &search, runnable);
+        let Some(found) = found else {
+            let ours = std::env::var("PATH")
+                .ok()
+                .and_then(|p| server::lookup(program, &p, |_| true).0);
+            let mut message = format!(
+                "restore_command runs {program} by name, and {} finds no {program} it may run \
+                 in PATH={search} ({source})",
+                setup.owner_name()
+            );
+            if let Some(r) = &refused {
+                let _ = write!(
+                    message,
+                    "; {} is there but not executable by it",
+                    r.display()
+                );
             }
+            if let Some(o) = ours.as_ref().filter(|o| Some(*o) != refused.as_ref()) {
+                let _ = write!(
+                    message,
+                    "; {} is in this shell's PATH, not the server's",
+                    o.display()
+                );
+            }
+            let known = matches!(setup.server_env, ServerEnv::Known { .. });
+            out.push(finding(
+                if known { Error } else { Warning },
+                "program-not-in-path",
+                message,
+                install_advice(program, ours.as_deref().or(refused.as_deref())),
+            ));
+            return;
+        };
+        if let ServerEnv::Unknown(why) = &setup.server_env {
+            out.push(finding(
+                Note,
+                "server-environment-unknown",
+                format!(
+                    "the server's environment cannot be read ({why}): {program} was looked up in \
+                     PATH={search}, a service's default; a server started from a shell gets \
+                     that shell's PATH"
+                ),
+                "give pg_standby's absolute path in restore_command".into(),
+            ));
         }
+        how = format!(" (found in PATH, {source})");
+        found
     };
     let meta = fs::metadata(&resolved);
     if !meta.as_ref().is_ok_and(|m| m.is_file()) {
@@ -605,6 +1056,9 @@ fn check_program(setup: &Setup, program: &str, out: &mut Vec<Finding>) {
             "install pg_standby there, or correct the path in restore_command".into(),
         ));
     } else if setup.may(&resolved, libc::X_OK) == Some(false) {
+        let name = resolved
+            .file_name()
+            .map_or_else(|| "pg_standby".into(), |n| n.to_string_lossy().into_owned());
         out.push(finding(
             Error,
             "program-not-executable",
@@ -613,9 +1067,16 @@ fn check_program(setup: &Setup, program: &str, out: &mut Vec<Finding>) {
                 resolved.display(),
                 setup.owner_name()
             ),
+            install_advice(&name, Some(&resolved)),
+        ));
+    }
+    if clean_since(out, before) {
+        out.push(ok(
+            "program",
             format!(
-                "chmod a+rx {} (and make its directories searchable)",
-                resolved.display()
+                "{}{how} is executable by {}",
+                resolved.display(),
+                setup.owner_name()
             ),
         ));
     }
@@ -626,6 +1087,27 @@ fn check_placeholders(parsed: &Parsed, out: &mut Vec<Finding>) {
     let cli = &parsed.cli;
     let has = |s: &str| parsed.words.iter().any(|w| w.contains(s));
     let fix = "restore_command = 'pg_standby [OPTION]... ARCHIVEDIR %f %p %r'".to_string();
+    // A missing placeholder shifts the ones after it: their places say
+    // nothing more, so only what is missing is reported.
+    let missing: Vec<&str> = [(SENT_F, "%f"), (SENT_P, "%p")]
+        .into_iter()
+        .filter(|(sent, _)| !has(sent))
+        .map(|(_, name)| name)
+        .collect();
+    if !missing.is_empty() {
+        for name in missing {
+            out.push(finding(
+                Error,
+                "placeholder-missing",
+                format!(
+                    "{name} is missing from restore_command: pg_standby cannot know which file \
+                     to restore where"
+                ),
+                fix.clone(),
+            ));
+        }
+        return;
+    }
     for (sent, name, field, place) in [
         (SENT_F, "%f", cli.wal_file.as_deref(), "second"),
         (
@@ -635,14 +1117,7 @@ fn check_placeholders(parsed: &Parsed, out: &mut Vec<Finding>) {
             "third",
         ),
     ] {
-        if !has(sent) {
-            out.push(finding(
-                Error,
-                "placeholder-missing",
-                format!("{name} is missing from restore_command: pg_standby cannot know which file to restore where"),
-                fix.clone(),
-            ));
-        } else if field != Some(sent) {
+        if field != Some(sent) {
             out.push(finding(
                 Error,
                 "placeholder-misplaced",
@@ -707,10 +1182,13 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
     let Some(trigger) = &cli.trigger_file else {
         return;
     };
+    let before = out.len();
     let resolved = setup.datadir.join(trigger);
     if setup.mode == Mode::Standby {
         let signal = if setup.major.is_some_and(|m| m < 12) {
             "standby_mode = on in recovery.conf"
+        } else if setup.datadir.join("recovery.signal").exists() {
+            "standby.signal (next to recovery.signal, which it overrides)"
         } else {
             "standby.signal"
         };
@@ -726,6 +1204,12 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
                 "remove standby_mode from recovery.conf (archive recovery), or drop -t and \
                  promote with pg_ctl promote"
                     .into()
+            } else if setup.datadir.join("recovery.signal").exists() {
+                format!(
+                    "rm {} (recovery.signal is there too: archive recovery), or drop -t and \
+                     promote with pg_ctl promote",
+                    setup.datadir.join("standby.signal").display()
+                )
             } else {
                 "replace standby.signal by recovery.signal (archive recovery), or drop -t and \
                  promote with pg_ctl promote"
@@ -733,15 +1217,46 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
             },
         ));
     }
-    if fs::symlink_metadata(&resolved).is_ok() {
+    if let Ok(meta) = fs::symlink_metadata(&resolved) {
+        // The restore's rule (crate::trigger::staleness): a trigger last
+        // changed before the server started is left over, and ignored.
+        let running = matches!(setup.server_env, ServerEnv::Known { .. });
+        let start = crate::datadir::server_started(&setup.datadir).filter(|_| running);
+        let changed = crate::trigger::changed_at(&meta);
+        let stale = match start {
+            Some(start) => {
+                crate::trigger::staleness(changed, Some(start), std::time::SystemTime::now())
+                    .is_some()
+            }
+            // It will predate the next start.
+            None => true,
+        };
+        let (severity, message) = if stale {
+            (
+                Warning,
+                format!(
+                    "the trigger file {} already exists, older than the server's {}: pg_standby \
+                     calls it stale, logs an ERROR at each restore and does not fail over until \
+                     it is touched again",
+                    resolved.display(),
+                    if running { "start" } else { "next start" }
+                ),
+            )
+        } else {
+            (
+                Error,
+                format!(
+                    "the trigger file {} was made after the running server started: the next \
+                     restore fails over",
+                    resolved.display()
+                ),
+            )
+        };
         out.push(finding(
-            Error,
+            severity,
             "trigger-present",
-            format!(
-                "the trigger file {} already exists: the standby would fail over at its next start",
-                resolved.display()
-            ),
-            format!("rm {}", resolved.display()),
+            message,
+            format!("rm {} (unless a failover is meant)", resolved.display()),
         ));
     }
     let end = setup.recovery_setting("recovery_end_command").unwrap_or("");
@@ -758,31 +1273,91 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
             format!("recovery_end_command = 'rm -f {}'", resolved.display()),
         ));
     }
+    if clean_since(out, before) {
+        out.push(ok(
+            "trigger",
+            format!(
+                "the trigger file {} is absent, recovery_end_command removes it after a \
+                 failover, and archive recovery lets it promote",
+                resolved.display()
+            ),
+        ));
+    }
+}
+
+/// Whether a PostgreSQL `major` server reads WAL ahead during recovery
+/// with `recovery_prefetch` set to `value` (`None`: not set, the default).
+/// The setting exists from 15 on with the default `try`; it is an enum
+/// whose values are off, on, try and the aliases true, false, yes, no, 1
+/// and 0, matched without regard to case (recovery_prefetch_options in
+/// src/backend/utils/misc/guc_tables.c, config_enum_lookup_by_name).
+/// With a waiting restore_command the read-ahead asks for segment N+1 while
+/// the end of segment N is not replayed yet: the standby stops short of the
+/// newest archived commits and never becomes consistent on a fresh start.
+pub fn prefetch_reads_ahead(major: u32, value: Option<&str>) -> bool {
+    if major < 15 {
+        return false;
+    }
+    let value = value.unwrap_or("try").trim().to_ascii_lowercase();
+    !matches!(value.as_str(), "off" | "false" | "no" | "0")
+}
+
+/// For the restore, which runs in the data directory: the
+/// `[recovery-prefetch]` error, as a line to log, when the server's
+/// configuration makes it read WAL ahead; read and judged exactly as
+/// `--check` does. `None` when it does not, or cannot be known.
+///
+/// The server's replay position is not visible to restore_command (no
+/// connection; pg_control moves only at restartpoints), so a request for
+/// segment N+1 before N is replayed cannot be told from the normal
+/// sequence: the configuration is the reliable sign. Meant for the restore
+/// to log once when it starts to wait; not called from it yet.
+#[allow(dead_code)]
+pub fn prefetch_stall(datadir: &Path) -> Option<String> {
+    let mut ignored = Vec::new();
+    let setup = read_setup(datadir, &mut ignored)?;
+    let mut out = Vec::new();
+    check_prefetch(&setup, &mut out);
+    out.into_iter()
+        .find(|f| f.severity == Severity::Error)
+        .map(|f| format!("{} [{}]; fix: {}", f.message, f.code, f.fix))
 }
 
 fn check_prefetch(setup: &Setup, out: &mut Vec<Finding>) {
-    if setup.major.is_none_or(|m| m < 15) || setup.mode == Mode::None {
+    let Some(major) = setup.major else {
+        return;
+    };
+    if setup.mode == Mode::None || !setup.conf_found {
         return;
     }
     let setting = setup.conf.get("recovery_prefetch");
     let value = setting.map_or("try", |s| s.value.as_str());
-    if parse_bool(value) != Some(false) {
-        let source = setting.map_or_else(
-            || " (the default)".to_string(),
-            |s| format!(" (set in {} line {})", s.file.display(), s.line),
-        );
-        out.push(finding(
-            Severity::Warning,
-            "recovery-prefetch",
-            format!(
-                "recovery_prefetch = {value}{source}: from 15 on the server reads ahead and asks for the \
-                 next segment before replaying the current one, so with a waiting restore_command \
-                 the newest archived commits stay unreplayed until the next segment arrives \
-                 (growing lag)"
-            ),
-            "recovery_prefetch = off".into(),
-        ));
+    if !prefetch_reads_ahead(major, setting.map(|s| s.value.as_str())) {
+        if major >= 15 {
+            out.push(ok(
+                "recovery-prefetch",
+                format!("recovery_prefetch = {value}: the server does not read WAL ahead"),
+            ));
+        }
+        return;
     }
+    let source = setting.map_or_else(
+        || " (the default)".to_string(),
+        |s| format!(" (set in {} line {})", s.file.display(), s.line),
+    );
+    out.push(finding(
+        Severity::Error,
+        "recovery-prefetch",
+        format!(
+            "recovery_prefetch = {value}{source}: from 15 on the server reads WAL ahead and asks \
+             for the next segment before it has replayed the current one; pg_standby waits for \
+             that segment, so the newest archived commits stay unreplayed, and a standby started \
+             afresh never reaches a consistent state (pg_ctl -w start times out, connections \
+             are refused)"
+        ),
+        "recovery_prefetch = off (in postgresql.conf, or ALTER SYSTEM on a running server), then restart the standby"
+            .into(),
+    ));
 }
 
 /// Where pg_standby's own prefetch would spool, if it is on for this
@@ -792,7 +1367,7 @@ fn check_spool(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
     let Some(archive) = cli.archive.as_deref().and_then(Path::to_str) else {
         return;
     };
-    let remote = archive.starts_with("s3:");
+    let remote = is_object_storage(archive);
     let compressed = || {
         archived_segments(&setup.datadir.join(archive))
             .iter()
@@ -897,6 +1472,25 @@ fn read_header(path: &Path) -> Option<LongPageHeader> {
         file.read_exact(&mut buf).ok()?;
     }
     Some(LongPageHeader::parse(&buf))
+}
+
+fn check_local_archive(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {
+    let before = out.len();
+    check_archive(setup, archive, out);
+    if clean_since(out, before) {
+        let segments = archived_segments(archive);
+        let newest = segments.last().map_or("", |(_, f)| f.as_str());
+        out.push(ok(
+            "archive",
+            format!(
+                "the archive {} is readable by {}: {} segment(s), newest {newest}, of this \
+                 cluster and segment size, none missing since the redo point",
+                archive.display(),
+                setup.owner_name(),
+                segments.len()
+            ),
+        ));
+    }
 }
 
 fn check_archive(setup: &Setup, archive: &Path, out: &mut Vec<Finding>) {

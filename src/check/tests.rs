@@ -101,8 +101,21 @@ impl Fixture {
         self.append(&format!("restore_command = '{rc}'\n"), true);
     }
 
+    /// The findings, without the checks passed.
     fn findings(&self) -> Vec<Finding> {
         inspect(&self.data())
+            .into_iter()
+            .filter(|f| f.severity != Severity::Passed)
+            .collect()
+    }
+
+    /// The codes of the checks passed.
+    fn passed(&self) -> Vec<&'static str> {
+        inspect(&self.data())
+            .into_iter()
+            .filter(|f| f.severity == Severity::Passed)
+            .map(|f| f.code)
+            .collect()
     }
 
     fn codes(&self) -> Vec<&'static str> {
@@ -134,6 +147,16 @@ fn standby_mode_with_a_trigger_file() {
     let f = Fixture::new(15);
     fs::write(f.data().join("standby.signal"), "").unwrap();
     f.assert_only("trigger-in-standby-mode", Severity::Error);
+    // recovery.signal is there too: remove standby.signal, nothing to replace.
+    assert!(
+        f.findings()[0]
+            .fix
+            .starts_with(&format!("rm {}", f.data().join("standby.signal").display())),
+        "{}",
+        f.findings()[0].fix
+    );
+    fs::remove_file(f.data().join("recovery.signal")).unwrap();
+    assert!(f.findings()[0].fix.starts_with("replace standby.signal"));
 
     let f = Fixture::new(10);
     f.append("standby_mode = 'on'\n", true);
@@ -142,11 +165,73 @@ fn standby_mode_with_a_trigger_file() {
 }
 
 #[test]
+fn a_clean_run_lists_what_was_checked() {
+    for major in [10, 15] {
+        let f = Fixture::new(major);
+        let mut want = vec![
+            "data-directory",
+            "configuration",
+            "recovery-mode",
+            "program",
+            "restore-command",
+            "trigger",
+            "archive",
+            "archiving",
+        ];
+        if major >= 15 {
+            want.push("recovery-prefetch");
+        }
+        let mut got = f.passed();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{major}");
+        let all = inspect(&f.data());
+        let text = to_text(&f.data(), &all);
+        assert!(
+            text.contains("\nok: restore_command parsed as pg_standby would"),
+            "{text}"
+        );
+        assert!(text.contains("0 error(s), 0 warning(s), "), "{text}");
+        assert!(to_json(&all).contains("{\"severity\":\"ok\",\"code\":\"archive\","));
+    }
+    // A check with a finding is not listed as passed.
+    let f = Fixture::new(15);
+    fs::write(f.trigger(), "").unwrap();
+    assert!(!f.passed().contains(&"trigger"));
+}
+
+#[test]
+fn recovery_prefetch_values() {
+    for (major, value, ahead) in [
+        (14, None, false),
+        (14, Some("on"), false),
+        (15, None, true),
+        (15, Some("try"), true),
+        (16, Some("on"), true),
+        (18, Some("TRUE"), true),
+        (15, Some("off"), false),
+        (15, Some("Off"), false),
+        (17, Some("false"), false),
+        (15, Some("no"), false),
+        (15, Some("0"), false),
+        // An enum, not a boolean: no prefixes.
+        (15, Some("of"), true),
+    ] {
+        assert_eq!(
+            prefetch_reads_ahead(major, value),
+            ahead,
+            "{major} {value:?}"
+        );
+    }
+}
+
+#[test]
 fn recovery_prefetch_on_15_and_later() {
     let f = Fixture::new(16);
     f.append("recovery_prefetch = try\n", false);
-    f.assert_only("recovery-prefetch", Severity::Warning);
-    assert_eq!(exit_status(&f.findings()), 0, "a warning alone exits 0");
+    f.assert_only("recovery-prefetch", Severity::Error);
+    assert_eq!(exit_status(&f.findings()), 1, "the standby would stall");
+    assert!(f.findings()[0].fix.starts_with("recovery_prefetch = off"));
     // Unset means the default, try.
     let f = Fixture::new(15);
     let p = f.data().join("postgresql.conf");
@@ -154,7 +239,7 @@ fn recovery_prefetch_on_15_and_later() {
         .unwrap()
         .replace("recovery_prefetch = off\n", "");
     fs::write(&p, conf).unwrap();
-    f.assert_only("recovery-prefetch", Severity::Warning);
+    f.assert_only("recovery-prefetch", Severity::Error);
     // postgresql.auto.conf wins over postgresql.conf.
     fs::write(
         f.data().join("postgresql.auto.conf"),
@@ -168,7 +253,10 @@ fn recovery_prefetch_on_15_and_later() {
 fn trigger_file_present_and_not_removed() {
     let f = Fixture::new(15);
     fs::write(f.trigger(), "").unwrap();
-    f.assert_only("trigger-present", Severity::Error);
+    // No server runs: the file will predate its next start, so the
+    // restore will call it stale and not fail over.
+    f.assert_only("trigger-present", Severity::Warning);
+    assert!(f.findings()[0].message.contains("stale"));
     f.append("recovery_end_command = ''\n", true);
     let codes = f.codes();
     assert_eq!(codes, ["trigger-present", "trigger-not-removed"]);
@@ -185,7 +273,11 @@ fn placeholders() {
         ["placeholder-misplaced", "placeholder-misplaced"]
     );
     f.restore_command(&format!("{p} {a} %f"));
-    assert!(f.codes().contains(&"placeholder-missing"));
+    f.assert_only("placeholder-missing", Severity::Error);
+    // %p left out: %r moves into its place, and that is no second error.
+    f.restore_command(&format!("{p} -t {} {a} %f %r", f.trigger().display()));
+    f.assert_only("placeholder-missing", Severity::Error);
+    assert!(f.findings()[0].message.starts_with("%p is missing"));
     f.restore_command(&format!("{p} {a} %f %p /tmp/x"));
     assert!(f.codes().contains(&"placeholder-misplaced"));
     f.restore_command(&format!(
@@ -257,10 +349,36 @@ fn program_path_problems() {
 }
 
 #[test]
+fn a_program_by_name_is_looked_up_as_the_server_would() {
+    let f = Fixture::new(15);
+    let tail = format!(
+        "-t {} {} %f %p %r",
+        f.trigger().display(),
+        f.archive().display()
+    );
+    // No server runs: its PATH is assumed, never this process's.
+    let name = "pg_standby_check_test_only_here";
+    f.restore_command(&format!("{name} {tail}"));
+    let found = f.findings();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].code, "program-not-in-path");
+    assert_eq!(found[0].severity, Severity::Warning, "the PATH was assumed");
+    assert!(found[0].message.contains(server::ASSUMED_PATH));
+    assert!(found[0].message.contains("assumed"));
+    assert!(found[0].fix.contains("/usr/local/bin/"), "{}", found[0].fix);
+    assert!(!found[0].fix.contains("chmod"));
+    // In the assumed PATH (sh is there): found, with a note saying so.
+    f.restore_command(&format!("sh {tail}"));
+    assert!(f.codes().contains(&"not-pg-standby"));
+}
+
+#[test]
 fn a_program_the_owner_cannot_execute() {
     let f = Fixture::new(15);
     fs::set_permissions(f.program(), fs::Permissions::from_mode(0o644)).unwrap();
     f.assert_only("program-not-executable", Severity::Error);
+    let fix = &f.findings()[0].fix;
+    assert!(fix.contains("install -m 0755 "), "{fix}");
 }
 
 #[test]
@@ -415,7 +533,9 @@ fn output_formats() {
         text.contains("\n    fix: do it\nWARNING: w [y]\n"),
         "{text}"
     );
-    assert!(text.ends_with("/d: 1 error(s), 1 warning(s): recovery or failover would fail\n"));
+    assert!(text.ends_with(
+        "/d: 1 error(s), 1 warning(s), 0 check(s) passed: recovery or failover would fail\n"
+    ));
 }
 
 #[test]
@@ -500,4 +620,150 @@ fn the_prefetch_spool() {
     fs::write(&blocker, "").unwrap();
     f.restore_command(&rc(&format!("--spool-dir={}/spool", blocker.display())));
     f.assert_only("spool-unusable", Severity::Warning);
+}
+
+#[test]
+fn a_standby_archiving_into_its_own_archive() {
+    let f = Fixture::new(15);
+    let a = f.archive().display().to_string();
+    f.append(
+        &format!("archive_mode = on\narchive_command = 'test ! -f {a}/%f && cp %p {a}/%f'\n"),
+        false,
+    );
+    f.assert_only("archives-into-own-archive", Severity::Warning);
+    assert!(f.findings()[0].message.contains("once promoted"));
+    f.append("archive_mode = always\n", false);
+    f.assert_only("archives-into-own-archive", Severity::Warning);
+    assert!(f.findings()[0].message.contains("archived again"));
+    // Another archive, or archiving off: fine.
+    f.append(
+        &format!("archive_command = 'cp %p {a}-after-failover/%f'\n"),
+        false,
+    );
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    f.append(
+        &format!("archive_mode = off\narchive_command = 'cp %p {a}/%f'\n"),
+        false,
+    );
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn object_storage_failures_have_their_codes() {
+    use crate::store::{Error, Fatal};
+    for (e, code) in [
+        (
+            Error::refused(
+                Fatal::NoBucket,
+                "listing s3://b/p/: 404 NoSuchBucket".into(),
+            ),
+            "archive-bucket-missing",
+        ),
+        (
+            Error::refused(
+                Fatal::Denied,
+                "listing s3://b/p/: 403 SignatureDoesNotMatch".into(),
+            ),
+            "archive-credentials-refused",
+        ),
+        (
+            Error::refused(Fatal::Redirected, "listing s3://b/p/: 301".into()),
+            "archive-remote-config",
+        ),
+        (
+            Error::Transient("listing s3://b/p/: Connection refused".into()),
+            "archive-unreachable",
+        ),
+        (
+            Error::config("no region: set AWS_REGION".into()),
+            "archive-remote-config",
+        ),
+    ] {
+        assert_eq!(remote_failure(&e).0, code, "{e}");
+    }
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn a_remote_archive_is_not_a_path_in_the_data_directory() {
+    let f = Fixture::new(15);
+    // Nothing listens on port 9 of 127.0.0.1: the store is unreachable,
+    // and the archive is never looked for as DATADIR/s3:/...
+    f.restore_command(&format!(
+        "AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_ACCESS_KEY_ID=k AWS_SECRET_ACCESS_KEY=s \
+         {} -t {} s3://bucket/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    let codes = f.codes();
+    assert!(codes.contains(&"archive-unreachable"), "{codes:?}");
+    // The same through env(1), as a restore_command may set them.
+    f.restore_command(&format!(
+        "env -u AWS_PROFILE AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_ACCESS_KEY_ID=k \
+         AWS_SECRET_ACCESS_KEY=s {} -t {} s3://bucket/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    assert!(
+        f.codes().contains(&"archive-unreachable"),
+        "{:?}",
+        f.codes()
+    );
+    assert!(!codes.contains(&"archive-missing"), "{codes:?}");
+    assert!(codes.contains(&"server-environment-unknown"), "{codes:?}");
+}
+
+#[test]
+fn the_servers_own_command_line() {
+    assert_eq!(
+        parse_postmaster_opts(
+            "/usr/lib/postgresql/15/bin/postgres \"-D\" \"/var/lib/postgresql/15/main\" \"-c\" \
+             \"config_file=/etc/postgresql/15/main/postgresql.conf\" \"--recovery-prefetch=off\"\n"
+        ),
+        [
+            (
+                "config_file".to_string(),
+                "/etc/postgresql/15/main/postgresql.conf".to_string()
+            ),
+            ("recovery_prefetch".into(), "off".into()),
+        ]
+    );
+    // A setting on the command line outranks the files; its config_file is
+    // the configuration.
+    let f = Fixture::new(15);
+    let p = f.data().join("postgresql.conf");
+    let conf = fs::read_to_string(&p).unwrap();
+    fs::write(&p, conf.replace("recovery_prefetch = off\n", "")).unwrap();
+    f.assert_only("recovery-prefetch", Severity::Error);
+    let opts = f.data().join("postmaster.opts");
+    fs::write(&opts, "/bin/postgres \"-c\" \"recovery_prefetch=off\"\n").unwrap();
+    assert!(f.findings().is_empty(), "{:#?}", f.findings());
+    let elsewhere = f.root().join("elsewhere.conf");
+    fs::rename(&p, &elsewhere).unwrap();
+    f.assert_only("no-postgresql-conf", Severity::Warning);
+    fs::write(
+        &opts,
+        format!(
+            "/bin/postgres \"-c\" \"config_file={}\"\n",
+            elsewhere.display()
+        ),
+    )
+    .unwrap();
+    f.assert_only("recovery-prefetch", Severity::Error);
+}
+
+#[test]
+fn the_restore_asks_the_same_question_about_prefetch() {
+    let f = Fixture::new(15);
+    assert_eq!(prefetch_stall(&f.data()), None);
+    f.append("recovery_prefetch = try\n", false);
+    let line = prefetch_stall(&f.data()).unwrap();
+    assert!(
+        line.contains("[recovery-prefetch]; fix: recovery_prefetch = off"),
+        "{line}"
+    );
+    let f = Fixture::new(14);
+    assert_eq!(prefetch_stall(&f.data()), None);
+    assert_eq!(prefetch_stall(&f.root().join("nothing")), None);
 }

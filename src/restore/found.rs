@@ -174,27 +174,27 @@ impl Session {
         object: crate::archive::RemoteObject,
         last: &mut Option<(Identity, Look)>,
     ) -> Found {
-        use crate::s3::S3Error;
+        use crate::store::Error;
         let scratch = destination_dir(&self.config.destination);
         let (key, size, codec) = (object.key.clone(), object.size, object.codec);
         let file = match archive.download(object, scratch) {
             Ok(file) => file,
-            Err(S3Error::NotFound) => return Found::Plain(Probe::Absent),
-            Err(S3Error::Config(why)) => return Found::Plain(Probe::Misconfigured(why)),
-            Err(S3Error::Interrupted) => return Found::Interrupted,
-            Err(S3Error::Io(e)) => {
+            Err(Error::NotFound) => return Found::Plain(Probe::Absent),
+            Err(Error::Config { why, .. }) => return Found::Plain(Probe::Misconfigured(why)),
+            Err(Error::Interrupted) => return Found::Interrupted,
+            Err(Error::Io(e)) => {
                 return Found::StagingFailed(
                     anyhow::Error::new(e).context("could not write the downloaded object"),
                 );
             }
-            Err(S3Error::TooLarge { size, limit }) => {
+            Err(Error::TooLarge { size, limit }) => {
                 return Found::NotReady(Look {
                     seen: Seen::Bad(Fatal::Oversized),
                     why: format!("{key}: {size} bytes, more than any segment ({limit})"),
                     state: key.clone(),
                 });
             }
-            Err(e @ S3Error::Transient(_)) => {
+            Err(e @ Error::Transient(_)) => {
                 return Found::Plain(Probe::Unreachable(e.to_string()));
             }
         };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod ended;
 mod found;
 mod prefetching;
 mod report;
@@ -19,12 +20,14 @@ use crate::copy::{self, CopyError, Staged};
 use crate::datadir::{self, RecoveryMode};
 use crate::exit::{self, Fatal, Outcome};
 use crate::header::Accepted;
+use crate::logging;
 use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::mounts;
 use crate::open::{Identity, unchanged};
 use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
 use crate::probe::{self, CompressedEntry, Probe, ReadySegment};
 use crate::signals;
+use crate::spool;
 use crate::timeline;
 use crate::trigger::{self, Trigger};
 use crate::unpack::{self, Unpacked};
@@ -46,9 +49,16 @@ pub struct Session {
     failover_cause: String,
     failover_seen: Option<Instant>,
     last_trigger_note: Option<String>,
+    /// postmaster.pid's start time: a trigger file older than this is stale.
+    server_start: Option<std::time::SystemTime>,
     standby_trigger_warned: bool,
     /// What this call did, for `--metrics-file`.
     report: CallReport,
+    /// The segment size of what this call restored.
+    seg_size: Option<u64>,
+    /// Where a failover ended recovery, when this call is the server
+    /// asking again for the last segment it replayed (see [`ended`]).
+    asked_again_after: Option<SegmentName>,
     spool: Option<crate::spool::Spool>,
     /// When each phase of the call ended, for the `-d` trace.
     phases: Vec<(&'static str, Instant)>,
@@ -59,6 +69,7 @@ pub struct Session {
 impl Session {
     pub fn new(config: Config, cwd: PathBuf, legacy: bool) -> Self {
         let mode = RecoveryMode::detect(&cwd);
+        let server_start = datadir::server_started(&cwd);
         let budget = if config.called_by_a_tool() {
             Some(Duration::ZERO)
         } else if mode == RecoveryMode::Standby {
@@ -85,8 +96,11 @@ impl Session {
             failover_cause: String::new(),
             failover_seen: None,
             last_trigger_note: None,
+            server_start,
             standby_trigger_warned: false,
             report: CallReport::default(),
+            seg_size: None,
+            asked_again_after: None,
             spool: None,
             phases: Vec::new(),
             cleaned: false,
@@ -134,11 +148,12 @@ impl Session {
         if ended {
             self.discard_spool();
         }
+        self.mark_end_of_recovery(&outcome);
         if let Some(path) = self.config.metrics_file.clone() {
             self.report.wait_seconds =
                 self.started.elapsed().as_secs_f64() - self.report.copy_seconds;
             if let Ok(archive) = &archive {
-                self.report.newest_in_archive = archive.newest_segment(self.sysid);
+                self.report.newest_in_archive = self.newest_in_archive(archive);
             }
             self.report.outcome = match outcome {
                 Outcome::Restored => CallOutcome::Restored,
@@ -148,6 +163,55 @@ impl Session {
             metrics::record(&path, &self.report);
         }
         outcome
+    }
+
+    /// A failover that ends recovery (archive recovery, a server's call)
+    /// leaves a mark for the server's next question (see [`ended`]).
+    fn mark_end_of_recovery(&self, outcome: &Outcome) {
+        let (WalFileName::Segment(name), Outcome::NotRestored, RecoveryMode::Archive) =
+            (self.config.request, outcome, self.mode)
+        else {
+            return;
+        };
+        if !matches!(self.report.outcome, CallOutcome::Failover(_)) {
+            return;
+        }
+        if let Some(run) = spool::postmaster(&self.cwd) {
+            ended::record(&self.cwd, &run, name);
+        }
+    }
+
+    /// Whether this call is the server asking again for its last segment
+    /// after a failover; a history file (the timeline switch that follows)
+    /// or another server run clears the mark.
+    fn read_end_of_recovery_mark(&mut self) {
+        let Some(mark) = ended::read(&self.cwd) else {
+            return;
+        };
+        let run = spool::postmaster(&self.cwd);
+        match self.config.request {
+            WalFileName::Segment(name)
+                if ended::is_asked_again(Some(&mark), run.as_ref(), name) =>
+            {
+                self.asked_again_after = Some(mark.1);
+            }
+            WalFileName::Segment(_) if run.as_ref() == Some(&mark.0) => {}
+            _ => ended::remove(&self.cwd),
+        }
+    }
+
+    /// Start LSN and timeline of the archive's newest segment, for the
+    /// metrics. Its segment size is the one this call restored, else one
+    /// read from a plain segment of the archive or of pg_wal, else initdb's
+    /// default (a listing alone does not tell it).
+    fn newest_in_archive(&self, archive: &Archive) -> Option<(u64, u32)> {
+        let newest = archive.newest_segment()?;
+        let seg_size = self
+            .seg_size
+            .or_else(|| archive.segment_size(self.sysid))
+            .or_else(|| probe::archive_segment_size(&self.cwd.join("pg_wal"), self.sysid))
+            .unwrap_or(16 << 20);
+        Some((newest.start_lsn(seg_size)?, newest.tli))
     }
 
     fn run_with(&mut self, archive: &Archive) -> Outcome {
@@ -165,6 +229,7 @@ impl Session {
             }
         };
         self.log_settings();
+        self.read_end_of_recovery_mark();
         copy::sweep_leftovers(destination_dir(&self.config.destination));
         self.discard_spool_after_promotion();
         match self.config.request {
@@ -273,7 +338,9 @@ impl Session {
                             )
                         },
                     );
-                    return self.fatal(Fatal::Io, format!("{why}; {}", FIX_FILE));
+                    let fix = crate::access::unreadable_fix(&archive.path_of(&name))
+                        .unwrap_or_else(|| FIX_FILE.to_string());
+                    return self.fatal(Fatal::Io, format!("{why}; {fix}"));
                 }
             };
             let delivery = match entry.codec {
@@ -421,7 +488,7 @@ impl Session {
                             self.phase("copied and renamed");
                             let copy = copy_started.elapsed() + unpacking;
                             let compressed = from.is_some();
-                            self.log_restored(name, len, accepted, waited, copy, from);
+                            self.log_restored(archive, name, len, accepted, waited, copy, from);
                             self.note_restored(name, len, accepted.seg_size, copy);
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
@@ -536,8 +603,20 @@ impl Session {
         if let Some(signal) = signals::failover_requested() {
             self.set_failover(Failover::Fast, format!("{signal} received"));
         }
+        if let Some(at) = self.asked_again_after {
+            // Not a new failover: the one that ended recovery at `at`.
+            if self.failover == Failover::None {
+                self.set_failover(Failover::Smart, "recovery is ending".into());
+                tracing::info!(
+                    "recovery is ending: the server asks again for {name} after the failover at {at} \
+                     (it reads the end of WAL once more before it chooses a new timeline); restoring \
+                     it if the archive has it"
+                );
+            }
+            return;
+        }
         match self.check_trigger() {
-            Trigger::Fast => self.set_failover(Failover::Fast, "trigger file says \"fast\"".into()),
+            Trigger::Fast => self.fast_trigger(),
             Trigger::Smart => self.set_failover(Failover::Smart, "trigger file found".into()),
             _ => {}
         }
@@ -557,6 +636,16 @@ impl Session {
                 "smart failover: {}; restoring what the archive still holds, from {name} on",
                 self.failover_cause
             );
+        }
+    }
+
+    /// The one place a fast trigger is acted on: the call fails over fast
+    /// from now on, whatever the file says later, and the file becomes a
+    /// smart trigger for the calls that follow.
+    fn fast_trigger(&mut self) {
+        self.set_failover(Failover::Fast, "trigger file says \"fast\"".into());
+        if let Some(path) = self.config.trigger_file.as_deref() {
+            trigger::disarm_fast(path);
         }
     }
 
@@ -626,6 +715,7 @@ impl Session {
                 return Some(Outcome::NotRestored);
             }
             if self.check_trigger() == Trigger::Fast {
+                self.fast_trigger();
                 tracing::info!("fast failover: trigger file says \"fast\"; giving up the retries");
                 self.report.outcome = CallOutcome::Failover(FailoverKind::Fast);
                 return Some(Outcome::NotRestored);
@@ -654,13 +744,16 @@ impl Session {
         Outcome::Killed(signal)
     }
 
-    /// Read the trigger file, warning once per new unusable state.
+    /// Read the trigger file, warning once per new unusable state (a
+    /// stale one is an error: it looks like a request and is not taken).
     fn check_trigger(&mut self) -> Trigger {
         let Some(path) = self.config.trigger_file.as_deref() else {
             return Trigger::Absent;
         };
-        let trigger = trigger::read(path);
+        let trigger = trigger::read_for(path, self.server_start);
         let note = match &trigger {
+            // Keyed by how much it predates the start, not by its growing age.
+            Trigger::Stale(stale) => Some(format!("stale {:?}", stale.before_start)),
             Trigger::Invalid(content) => Some(format!(
                 "invalid content in trigger file \"{}\": \"{content}\" (write nothing, \"smart\" or \"fast\"); still waiting",
                 path.display()
@@ -672,7 +765,18 @@ impl Session {
             _ => None,
         };
         if note.is_some() && note != self.last_trigger_note {
-            tracing::warn!("{}", note.as_deref().unwrap_or_default());
+            match &trigger {
+                Trigger::Stale(stale) => tracing::error!(
+                    "trigger file \"{}\" is {} old, {} older than this server's start: taken as left \
+                     over from an earlier failover, not failing over; still waiting. Remove it; to fail \
+                     over now, touch it (touch \"{}\")",
+                    path.display(),
+                    logging::human_duration(stale.age),
+                    logging::human_duration(stale.before_start),
+                    path.display()
+                ),
+                _ => tracing::warn!("{}", note.as_deref().unwrap_or_default()),
+            }
         }
         self.last_trigger_note = note;
         trigger
@@ -698,7 +802,13 @@ impl Session {
 
 const FIX_FILE: &str = "remove or replace the file in the archive, then start the server";
 
+/// What to do about a file in the archive the restore refuses. One that
+/// cannot be read for lack of permission is fixed by a chmod or chown,
+/// never by removing what may be the only copy.
 fn fix_bad_file(path: &Path) -> String {
+    if let Some(fix) = crate::access::unreadable_fix(path) {
+        return fix;
+    }
     format!(
         "remove or replace \"{}\" with the right segment, then start the server (it resumes where it stopped)",
         path.display()

@@ -94,12 +94,13 @@ impl Session {
         }
         let started = Instant::now();
         let trigger = self.config.trigger_file.clone();
+        let server_start = self.server_start;
         let mut keep_waiting = || {
             signals::terminating().is_none()
                 && signals::failover_requested().is_none()
                 && trigger
                     .as_deref()
-                    .is_none_or(|t| trigger::read(t) != Trigger::Fast)
+                    .is_none_or(|t| trigger::read_for(t, server_start) != Trigger::Fast)
         };
         let taken = spool.take(
             name,
@@ -111,10 +112,17 @@ impl Session {
         match taken {
             Taken::Hit { len, accepted } => {
                 let took = started.elapsed();
+                // Object storage: where the fetcher took it from.
+                let location = self.config.archive.to_string_lossy();
+                let fetched = if crate::archive::is_object_storage(&location) {
+                    format!(" (fetched from {})", self.config.archive.display())
+                } else {
+                    String::new()
+                };
                 tracing::info!(
-                    "restored {name} from the prefetch spool after waiting {:.3} s ({} MiB moved in {:.3} s)",
+                    "restored {name} from the prefetch spool{fetched} after waiting {:.3} s ({} moved in {:.3} s)",
                     self.started.elapsed().as_secs_f64(),
-                    len >> 20,
+                    report::size(len),
                     took.as_secs_f64(),
                 );
                 self.report.spool = Some(true);

@@ -3,8 +3,10 @@
 use super::*;
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn log_restored(
         &self,
+        archive: &Archive,
         name: SegmentName,
         len: u64,
         accepted: Accepted,
@@ -17,18 +19,33 @@ impl Session {
                 "{name} has a WAL page magic no PostgreSQL 10-18 uses; restored because every other header field checks out"
             );
         }
-        let (source, verb) = from.map_or((String::new(), "copied"), |(file_name, compressed)| {
-            let source = format!(
-                " from {file_name} ({:.1} MiB, {:.1}:1)",
-                compressed as f64 / (1 << 20) as f64,
-                len as f64 / compressed.max(1) as f64
-            );
-            (source, "decompressed")
-        });
+        // Object storage: where the segment came from, in full.
+        let place = |file_name: &str| {
+            if archive.is_remote() {
+                archive.path_of(file_name).display().to_string()
+            } else {
+                file_name.to_string()
+            }
+        };
+        let (source, verb) = match from {
+            Some((file_name, compressed)) => (
+                format!(
+                    " from {} ({}, {})",
+                    place(&file_name),
+                    size(compressed),
+                    ratio(len, compressed)
+                ),
+                "decompressed",
+            ),
+            None if archive.is_remote() => {
+                (format!(" from {}", place(&name.to_string())), "copied")
+            }
+            None => (String::new(), "copied"),
+        };
         tracing::info!(
-            "restored {name}{source} after waiting {:.3} s ({} MiB {verb} in {:.3} s)",
+            "restored {name}{source} after waiting {:.3} s ({} {verb} in {:.3} s)",
             waited.as_secs_f64(),
-            len >> 20,
+            size(len),
             copy.as_secs_f64(),
         );
     }
@@ -41,6 +58,7 @@ impl Session {
         copy: Duration,
     ) {
         self.report.bytes = len;
+        self.seg_size = Some(seg_size);
         self.report.copy_seconds = copy.as_secs_f64();
         self.report.restored = name.start_lsn(seg_size).map(|lsn| (lsn, name.tli));
     }
@@ -56,8 +74,10 @@ impl Session {
         match note {
             Note::None => {}
             Note::BadFile => tracing::warn!(
-                "not restoring {name}: {why}; waiting up to {} s for a valid copy (replace the file in the archive)",
-                self.rules.bad_file_timeout.as_secs()
+                "not restoring {name}: {why}; waiting up to {} s for a valid copy ({})",
+                self.rules.bad_file_timeout.as_secs(),
+                crate::access::unreadable_fix(&archive.path_of(&name.to_string()))
+                    .unwrap_or_else(|| "replace the file in the archive".into())
             ),
             Note::Stalled => tracing::warn!(
                 "{name} has stayed incomplete for {} s: {why}; still waiting (did the archive_command die mid-copy? \
@@ -108,7 +128,7 @@ impl Session {
                 now.unchanged.as_secs()
             ),
             Reason::MaxWait => tracing::info!(
-                "fast failover: waited {} s for {name} (-w {}); {ends}",
+                "failover after -w: waited {} s for {name}, which is not in the archive (-w {}); {ends}",
                 now.waited.as_secs(),
                 self.rules.max_wait.unwrap_or_default().as_secs()
             ),
@@ -179,5 +199,50 @@ impl Session {
             ),
             _ => format!("not restoring {name}: {why}; {}", fix_bad_file(&path)),
         }
+    }
+}
+
+/// A size for the log: "512 bytes", "16.4 KiB", "16 MiB", "15.9 MiB".
+pub(super) fn size(bytes: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    match bytes {
+        0..KIB => format!("{bytes} bytes"),
+        KIB..MIB => format!("{:.1} KiB", bytes as f64 / KIB as f64),
+        _ if bytes.is_multiple_of(MIB) => format!("{} MiB", bytes / MIB),
+        _ => format!("{:.1} MiB", bytes as f64 / MIB as f64),
+    }
+}
+
+/// A compression ratio for the log: "3.2:1", "1015:1".
+pub(super) fn ratio(plain: u64, compressed: u64) -> String {
+    let r = plain as f64 / compressed.max(1) as f64;
+    if r < 10.0 {
+        format!("{r:.1}:1")
+    } else {
+        format!("{r:.0}:1")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ratio, size};
+
+    #[test]
+    fn sizes_and_ratios_read_well_at_every_scale() {
+        let table = [
+            (0, "0 bytes"),
+            (1023, "1023 bytes"),
+            (16_800, "16.4 KiB"),
+            (1 << 20, "1 MiB"),
+            (16 << 20, "16 MiB"),
+            (5_500_000, "5.2 MiB"),
+        ];
+        for (bytes, want) in table {
+            assert_eq!(size(bytes), want);
+        }
+        assert_eq!(ratio(16 << 20, 16_530), "1015:1");
+        assert_eq!(ratio(16 << 20, 5 << 20), "3.2:1");
+        assert_eq!(ratio(16 << 20, 0), "16777216:1");
     }
 }

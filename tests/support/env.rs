@@ -150,6 +150,15 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// Every process working here (a fetcher, a cleanup process the binary
+    /// handed off to) ends before the files are removed: a writer racing
+    /// the removal would leave a half-removed tree behind.
+    fn drop(&mut self) {
+        super::pg::end_processes_in(self.root.path());
+    }
+}
+
 /// Give a just-spawned process time to set up its watch and block: it
 /// reports its settings at debug level once ready, but a short pause is
 /// the simple, robust way for tests that only need "it is waiting".

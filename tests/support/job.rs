@@ -137,6 +137,16 @@ impl Job {
     }
 }
 
+impl Drop for Job {
+    /// A test that fails while its process runs still ends it.
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Done {
     #[track_caller]
     pub fn exited(&self, code: i32) -> &Self {

@@ -34,6 +34,16 @@ impl<T> Must<T> for anyhow::Result<T> {
     }
 }
 
+/// Tests that need root (a mount, a uid of their own) fail without it:
+/// a test that returned early would count as passed.
+#[track_caller]
+pub fn require_root(for_what: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({for_what}): run the tests as root, as .ci/run does"
+    );
+}
+
 /// This build's binary.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pg_standby"))

@@ -120,6 +120,52 @@ pub fn pids_running(prog: &Path) -> Vec<u32> {
     pids
 }
 
+/// Processes (other than this one) working in `dir`: their working
+/// directory is under it, or an argument names a path under it. That is
+/// how a binary's detached children (a fetcher, a cleanup process) are
+/// found once the call that started them has exited.
+pub fn pids_in(dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let needle = dir.as_os_str().as_bytes();
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me || !pid_alive(pid) {
+            continue;
+        }
+        let cwd_inside =
+            fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(dir));
+        let names_it = fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle));
+        if cwd_inside || names_it {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// End every process working in `dir` ([`pids_in`]) and wait until they
+/// are gone, so that removing `dir` races with no writer.
+pub fn end_processes_in(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = pids_in(dir);
+        if pids.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("[harness] still running in {}: {pids:?}", dir.display());
+            return;
+        }
+        for pid in pids {
+            kill9(pid);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn kill9(pid: u32) {
     let _ = Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -303,6 +349,7 @@ impl Drop for SandboxInner {
         for pid in pids_running(&self.root.join("bin")) {
             kill9(pid);
         }
+        end_processes_in(&self.root);
         if std::env::var_os("PG_HARNESS_KEEP").is_some()
             && let Some(d) = self.dir.take()
         {

@@ -8,9 +8,9 @@
 //! and sent with ureq; the credential chain, pagination and the mapping of
 //! answers onto the exit contract are ours.
 //!
-//! Errors are sorted for the exit contract: [`S3Error::NotFound`] is "not
-//! there yet"; [`S3Error::Config`] must end the call with exit 250 (a wrong
-//! key must never promote a standby); [`S3Error::Transient`] is retried by
+//! Errors are sorted for the exit contract: [`Error::NotFound`] is "not
+//! there yet"; [`Error::Config`] must end the call with exit 250 (a wrong
+//! key must never promote a standby); [`Error::Transient`] is retried by
 //! the caller's waiting loop. The client itself never retries, so that the
 //! loop stays in control of signals and the trigger file; a request is
 //! bounded by [`Timeouts`].
@@ -39,6 +39,11 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 
+use super::classify::{Answer, Fatal, Verdict, classify};
+use super::{DeleteReport, Error, ObjectStore};
+use crate::aws_credentials::{Keys, Profile, Source};
+use crate::credentials::{Expiring, Refreshing};
+
 /// How long a signed URL stays valid: only long enough for the request to
 /// start, so a leaked URL is of little use.
 const SIGNED_URL_TTL: Duration = Duration::from_secs(300);
@@ -52,54 +57,6 @@ const CHUNK: usize = 128 * 1024;
 /// How long an idle connection is kept for the next request.
 const IDLE_REUSE: Duration = Duration::from_secs(4);
 
-/// Whether an archive location names object storage. Cheap: the caller
-/// decides with this before anything else of this module is touched.
-pub fn is_url(location: &str) -> bool {
-    location.starts_with("s3:")
-}
-
-#[derive(Debug)]
-pub enum S3Error {
-    /// 404 / NoSuchKey: the object is not there (yet).
-    NotFound,
-    /// Will not get better by waiting: bad URL, missing bucket, missing or
-    /// wrong credentials, no permission, wrong region. Exit 250.
-    Config(String),
-    /// May get better by waiting: timeouts, refused connections, DNS,
-    /// 5xx, 429/503 SlowDown, a body cut short. The caller retries.
-    Transient(String),
-    /// The object is larger than the caller's limit.
-    TooLarge { size: u64, limit: u64 },
-    /// `should_stop` answered true during a download.
-    Interrupted,
-    /// Writing what was downloaded failed (local disk).
-    Io(io::Error),
-}
-
-impl fmt::Display for S3Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            S3Error::NotFound => f.write_str("not found"),
-            S3Error::Config(m) => write!(f, "object storage configuration: {m}"),
-            S3Error::Transient(m) => write!(f, "object storage unavailable: {m}"),
-            S3Error::TooLarge { size, limit } => {
-                write!(f, "object is larger than {limit} bytes ({size} or more)")
-            }
-            S3Error::Interrupted => f.write_str("download interrupted"),
-            S3Error::Io(e) => write!(f, "writing the downloaded object: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for S3Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            S3Error::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
 /// Where in object storage the archive is: `s3://BUCKET[/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -109,8 +66,8 @@ pub struct Location {
 }
 
 impl Location {
-    pub fn parse(url: &str) -> Result<Self, S3Error> {
-        let bad = |why: &str| S3Error::Config(format!("malformed archive URL \"{url}\": {why}"));
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let bad = |why: &str| Error::config(format!("malformed archive URL \"{url}\": {why}"));
         let rest = url
             .strip_prefix("s3://")
             .ok_or_else(|| bad("expected s3://BUCKET[/PREFIX]"))?;
@@ -162,7 +119,7 @@ impl fmt::Display for Location {
 }
 
 /// Per-request limits. Short, so that a hung server turns into a
-/// [`S3Error::Transient`] the waiting loop logs and retries.
+/// [`Error::Transient`] the waiting loop logs and retries.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// TCP connect plus TLS handshake.
@@ -190,11 +147,8 @@ pub struct Settings {
     pub endpoint: String,
     pub path_style: bool,
     pub region: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub session_token: Option<String>,
-    /// Where the credentials came from, for messages.
-    pub credentials_from: String,
+    /// Where the credentials come from (fetched at the first request).
+    pub credentials: Source,
     /// The proxy to the endpoint, if any.
     pub proxy: Option<String>,
 }
@@ -212,12 +166,11 @@ impl Settings {
     ///   `region`; with a custom endpoint `us-east-1` if none is set (the
     ///   default of S3-compatible servers), on AWS a missing region is an
     ///   error;
-    /// * credentials: `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+
-    ///   `AWS_SESSION_TOKEN`), else the profile (`AWS_PROFILE`, else
-    ///   `default`) in the shared credentials file
-    ///   (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`), else
-    ///   in the config file (`AWS_CONFIG_FILE`, else `~/.aws/config`).
-    pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, S3Error> {
+    /// * credentials: the chain of [`crate::aws_credentials`]; the profile
+    ///   is `AWS_PROFILE`, else `default`, in the shared credentials file
+    ///   (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`) and
+    ///   the config file (`AWS_CONFIG_FILE`, else `~/.aws/config`).
+    pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let var = |k: &str| env(k).filter(|v| !v.is_empty());
         let profile_set = var("AWS_PROFILE");
         let profile = profile_set.clone().unwrap_or_else(|| "default".into());
@@ -239,7 +192,7 @@ impl Settings {
         let config = read_ini_section(config_path.as_ref(), &config_section)?;
         let creds = read_ini_section(creds_path.as_ref(), &profile)?;
         if profile_set.is_some() && config.is_none() && creds.is_none() {
-            return Err(S3Error::Config(format!(
+            return Err(Error::config(format!(
                 "AWS_PROFILE names profile \"{profile}\", found neither in {} nor in {}",
                 show(&config_path),
                 show(&creds_path)
@@ -264,7 +217,7 @@ impl Settings {
             (Some(e), r) => (e, true, r.unwrap_or_else(|| "us-east-1".into())),
             (None, Some(r)) => (format!("https://s3.{r}.amazonaws.com"), false, r),
             (None, None) => {
-                return Err(S3Error::Config(
+                return Err(Error::config(
                     "no region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the profile), \
                      or AWS_ENDPOINT_URL for an S3-compatible server"
                         .into(),
@@ -272,58 +225,23 @@ impl Settings {
             }
         };
 
-        let key = var("AWS_ACCESS_KEY_ID");
-        let secret = var("AWS_SECRET_ACCESS_KEY");
-        let (access_key, secret_key, session_token, credentials_from) = match (key, secret) {
-            (Some(k), Some(s)) => (k, s, var("AWS_SESSION_TOKEN"), "the environment".into()),
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(S3Error::Config(
-                    "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set".into(),
-                ));
-            }
-            (None, None) => {
-                let from = |sec: &HashMap<String, String>, where_: String| match (
-                    sec.get("aws_access_key_id"),
-                    sec.get("aws_secret_access_key"),
-                ) {
-                    (Some(k), Some(s)) => Some((
-                        k.clone(),
-                        s.clone(),
-                        sec.get("aws_session_token").cloned(),
-                        where_,
-                    )),
-                    _ => None,
-                };
-                from(
-                    &creds_section,
-                    format!("profile \"{profile}\" of {}", show(&creds_path)),
-                )
-                .or_else(|| {
-                    from(
-                        &config,
-                        format!("profile \"{profile}\" of {}", show(&config_path)),
-                    )
-                })
-                .ok_or_else(|| {
-                    S3Error::Config(format!(
-                        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-                         aws_access_key_id and aws_secret_access_key in profile \"{profile}\" of {} \
-                         (single sign-on, assumed roles, credential_process and instance \
-                         metadata are not supported)",
-                        show(&creds_path)
-                    ))
-                })?
-            }
-        };
+        let credentials = crate::aws_credentials::choose(
+            &var,
+            &region,
+            &Profile {
+                name: &profile,
+                credentials: &creds_section,
+                config: &config,
+                credentials_path: show(&creds_path),
+                config_path: show(&config_path),
+            },
+        )?;
         let proxy = proxy_for(&endpoint, &var);
         Ok(Self {
             endpoint,
             path_style,
             region,
-            access_key,
-            secret_key,
-            session_token,
-            credentials_from,
+            credentials,
             proxy,
         })
     }
@@ -376,13 +294,13 @@ fn show(p: &Option<PathBuf>) -> String {
 fn read_ini_section(
     path: Option<&PathBuf>,
     section: &str,
-) -> Result<Option<HashMap<String, String>>, S3Error> {
+) -> Result<Option<HashMap<String, String>>, Error> {
     let Some(path) = path else { return Ok(None) };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(S3Error::Config(format!(
+            return Err(Error::config(format!(
                 "cannot read {}: {e}",
                 path.display()
             )));
@@ -430,20 +348,18 @@ pub struct ObjectMeta {
     pub last_modified: Option<String>,
 }
 
-/// The outcome of [`Store::delete_many`]: how many keys went, and the keys
-/// the server refused with its reason.
-#[derive(Debug, Default)]
-pub struct DeleteReport {
-    pub deleted: usize,
-    pub failed: Vec<(String, String)>,
-}
-
 /// An archive in object storage. Names given to its methods are relative
 /// to the location's prefix, like file names in a directory.
 pub struct Store {
     location: Location,
     bucket: Bucket,
-    credentials: Credentials,
+    source: Source,
+    credentials: Refreshing<Credentials>,
+    /// Whether credentials were ever fetched: a failure to refresh them
+    /// is then waited out, not taken for a configuration error.
+    had_credentials: AtomicBool,
+    /// The proxy, for STS as for the store.
+    proxy: Option<String>,
     agent: ureq::Agent,
     /// Keys per ListObjectsV2 page (1000, the S3 maximum, unless tests
     /// make it small to exercise pagination).
@@ -465,7 +381,7 @@ impl fmt::Debug for Store {
 impl Store {
     /// Parses the URL and resolves the configuration from the process
     /// environment; no request is made.
-    pub fn from_url(url: &str) -> Result<Self, S3Error> {
+    pub fn from_url(url: &str) -> Result<Self, Error> {
         Self::from_url_with(url, &|k| std::env::var(k).ok(), Timeouts::default())
     }
 
@@ -473,15 +389,15 @@ impl Store {
         url: &str,
         env: &dyn Fn(&str) -> Option<String>,
         timeouts: Timeouts,
-    ) -> Result<Self, S3Error> {
+    ) -> Result<Self, Error> {
         let location = Location::parse(url)?;
         let settings = Settings::resolve(env)?;
         Self::new(location, &settings, timeouts)
     }
 
-    pub fn new(location: Location, s: &Settings, timeouts: Timeouts) -> Result<Self, S3Error> {
+    pub fn new(location: Location, s: &Settings, timeouts: Timeouts) -> Result<Self, Error> {
         let endpoint: url::Url = s.endpoint.parse().map_err(|e| {
-            S3Error::Config(format!("endpoint URL \"{}\" is malformed: {e}", s.endpoint))
+            Error::config(format!("endpoint URL \"{}\" is malformed: {e}", s.endpoint))
         })?;
         // Virtual-hosted names with dots fail TLS host name checks on AWS.
         let style = if s.path_style || location.bucket.contains('.') {
@@ -491,19 +407,15 @@ impl Store {
         };
         let bucket = Bucket::new(endpoint, style, location.bucket.clone(), s.region.clone())
             .map_err(|e| {
-                S3Error::Config(format!(
+                Error::config(format!(
                     "endpoint \"{}\" with bucket \"{}\": {e}",
                     s.endpoint, location.bucket
                 ))
             })?;
-        let credentials = match &s.session_token {
-            Some(t) => Credentials::new_with_token(&s.access_key, &s.secret_key, t),
-            None => Credentials::new(&s.access_key, &s.secret_key),
-        };
         let proxy = match &s.proxy {
             Some(p) => Some(
                 ureq::Proxy::new(p)
-                    .map_err(|e| S3Error::Config(format!("proxy \"{p}\" is malformed: {e}")))?,
+                    .map_err(|e| Error::config(format!("proxy \"{p}\" is malformed: {e}")))?,
             ),
             None => None,
         };
@@ -527,7 +439,10 @@ impl Store {
         Ok(Self {
             location,
             bucket,
-            credentials,
+            source: s.credentials.clone(),
+            credentials: Refreshing::new(),
+            had_credentials: AtomicBool::new(false),
+            proxy: s.proxy.clone(),
             agent,
             list_page: 1000,
             bucket_checked: AtomicBool::new(false),
@@ -536,6 +451,42 @@ impl Store {
 
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// Which source supplies the credentials (never a secret).
+    pub fn credentials_source(&self) -> String {
+        self.source.describe()
+    }
+
+    /// The credentials that sign the next request: fetched at the first
+    /// request, again a little before they expire.
+    fn credentials(&self) -> Result<Credentials, Error> {
+        let signing = |k: &Keys| match &k.session_token {
+            Some(t) => Credentials::new_with_token(&k.access_key, &k.secret_key, t),
+            None => Credentials::new(&k.access_key, &k.secret_key),
+        };
+        if let Some(keys) = self.source.fixed() {
+            return Ok(signing(keys));
+        }
+        let fetched = self.credentials.get(|| {
+            self.source.fetch(self.proxy.as_deref()).map(|e| Expiring {
+                value: signing(&e.value),
+                expires: e.expires,
+            })
+        });
+        match fetched {
+            Ok(c) => {
+                if !self.had_credentials.swap(true, Ordering::Relaxed) {
+                    tracing::debug!("object storage credentials from {}", self.source.describe());
+                }
+                Ok(c)
+            }
+            // The source worked before: waited out like the store itself.
+            Err(Error::Config { why, .. }) if self.had_credentials.load(Ordering::Relaxed) => Err(
+                Error::Transient(format!("refreshing the credentials: {why}")),
+            ),
+            Err(e) => Err(e),
+        }
     }
 
     /// Keys per ListObjectsV2 request (1..=1000).
@@ -547,25 +498,25 @@ impl Store {
         format!("{}{name}", self.location.prefix)
     }
 
-    fn object_url(&self, name: &str) -> Result<String, S3Error> {
+    fn object_url(&self, name: &str) -> Result<String, Error> {
         if name.is_empty() {
-            return Err(S3Error::Config("empty object name".into()));
+            return Err(Error::config("empty object name".into()));
         }
         Ok(self
             .bucket
-            .get_object(Some(&self.credentials), &self.key(name))
+            .get_object(Some(&self.credentials()?), &self.key(name))
             .sign(SIGNED_URL_TTL)
             .to_string())
     }
 
     /// Size and version of an object; `None` if it is not there.
-    pub fn head(&self, name: &str) -> Result<Option<ObjectMeta>, S3Error> {
+    pub fn head(&self, name: &str) -> Result<Option<ObjectMeta>, Error> {
         if name.is_empty() {
-            return Err(S3Error::Config("empty object name".into()));
+            return Err(Error::config("empty object name".into()));
         }
         let url = self
             .bucket
-            .head_object(Some(&self.credentials), &self.key(name))
+            .head_object(Some(&self.credentials()?), &self.key(name))
             .sign(SIGNED_URL_TTL);
         let what = || format!("HEAD {}", self.describe(name));
         let resp = self
@@ -573,7 +524,7 @@ impl Store {
             .head(url.as_str())
             .call()
             .map_err(|e| transport(e, &what()))?;
-        match check(resp, &what()) {
+        match self.check(resp, &what()) {
             Ok(resp) => {
                 let h = |n: &str| {
                     resp.headers()
@@ -584,7 +535,7 @@ impl Store {
                 let size = h("content-length")
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| {
-                        S3Error::Transient(format!("{}: no Content-Length in the answer", what()))
+                        Error::Transient(format!("{}: no Content-Length in the answer", what()))
                     })?;
                 Ok(Some(ObjectMeta {
                     size,
@@ -592,7 +543,7 @@ impl Store {
                     last_modified: h("last-modified"),
                 }))
             }
-            Err(S3Error::NotFound) => {
+            Err(Error::NotFound) => {
                 self.bucket_exists()?;
                 Ok(None)
             }
@@ -610,7 +561,7 @@ impl Store {
         dst: &mut dyn Write,
         limit: u64,
         should_stop: &dyn Fn() -> bool,
-    ) -> Result<u64, S3Error> {
+    ) -> Result<u64, Error> {
         let url = self.object_url(name)?;
         let what = || format!("GET {}", self.describe(name));
         let resp = self
@@ -618,11 +569,11 @@ impl Store {
             .get(&url)
             .call()
             .map_err(|e| transport(e, &what()))?;
-        let resp = match check(resp, &what()) {
+        let resp = match self.check(resp, &what()) {
             Ok(r) => r,
-            Err(S3Error::NotFound) => {
+            Err(Error::NotFound) => {
                 self.bucket_exists()?;
-                return Err(S3Error::NotFound);
+                return Err(Error::NotFound);
             }
             Err(e) => return Err(e),
         };
@@ -634,39 +585,39 @@ impl Store {
         if let Some(size) = expected
             && size > limit
         {
-            return Err(S3Error::TooLarge { size, limit });
+            return Err(Error::TooLarge { size, limit });
         }
         let mut body = resp.into_body().into_reader();
         let mut buf = vec![0u8; CHUNK];
         let mut done: u64 = 0;
         loop {
             if should_stop() {
-                return Err(S3Error::Interrupted);
+                return Err(Error::Interrupted);
             }
             let n = match body.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(S3Error::Transient(format!(
+                    return Err(Error::Transient(format!(
                         "{}: reading the body after {done} bytes: {e}",
                         what()
                     )));
                 }
             };
             if done + n as u64 > limit {
-                return Err(S3Error::TooLarge {
+                return Err(Error::TooLarge {
                     size: done + n as u64,
                     limit,
                 });
             }
-            dst.write_all(&buf[..n]).map_err(S3Error::Io)?;
+            dst.write_all(&buf[..n]).map_err(Error::Io)?;
             done += n as u64;
         }
         if let Some(size) = expected
             && size != done
         {
-            return Err(S3Error::Transient(format!(
+            return Err(Error::Transient(format!(
                 "{}: body cut short at {done} of {size} bytes",
                 what()
             )));
@@ -676,13 +627,13 @@ impl Store {
 
     /// Uploads an object (tests and benchmarks; the archive side of a
     /// deployment writes with its own tools).
-    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), S3Error> {
+    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
         if name.is_empty() {
-            return Err(S3Error::Config("empty object name".into()));
+            return Err(Error::config("empty object name".into()));
         }
         let url = self
             .bucket
-            .put_object(Some(&self.credentials), &self.key(name))
+            .put_object(Some(&self.credentials()?), &self.key(name))
             .sign(SIGNED_URL_TTL);
         let what = format!("PUT {}", self.describe(name));
         let resp = self
@@ -690,13 +641,13 @@ impl Store {
             .put(url.as_str())
             .send(data)
             .map_err(|e| transport(e, &what))?;
-        check(resp, &what).map(drop)
+        self.check(resp, &what).map(drop)
     }
 
     /// Names (relative to the prefix) and sizes of the objects whose name
     /// starts with `name_prefix`, like the files of a directory: keys in
     /// deeper "subdirectories" are not listed. Follows every page.
-    pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+    pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let prefix = self.key(name_prefix);
         let what = format!("listing {}{name_prefix}", self.location);
         let mut out = Vec::new();
@@ -712,7 +663,7 @@ impl Store {
             if let Some(t) = &token {
                 query.push(("continuation-token", t.as_str()));
             }
-            let url = self.sign_bucket(Method::Get, query);
+            let url = self.sign_bucket(Method::Get, query)?;
             let resp = self
                 .agent
                 .get(url.as_str())
@@ -721,7 +672,7 @@ impl Store {
             let resp = self.check_bucket_request(resp, &what)?;
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             let page = parse_list_page(&text)
-                .ok_or_else(|| S3Error::Transient(format!("{what}: unreadable answer")))?;
+                .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))?;
             for (key, size) in page.objects {
                 if let Some(name) = key.strip_prefix(&self.location.prefix)
                     && !name.is_empty()
@@ -744,12 +695,12 @@ impl Store {
         &self,
         resp: ureq::http::Response<ureq::Body>,
         what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
-        check(resp, what).map_err(|e| match e {
-            S3Error::NotFound => S3Error::Config(format!(
-                "{what}: bucket \"{}\" not found",
-                self.location.bucket
-            )),
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        self.check(resp, what).map_err(|e| match e {
+            Error::NotFound => Error::refused(
+                Fatal::NoBucket,
+                format!("{what}: bucket \"{}\" not found", self.location.bucket),
+            ),
             e => e,
         })
     }
@@ -757,12 +708,12 @@ impl Store {
     /// Deletes objects in batches of 1000 (DeleteObjects). Keys the server
     /// refuses are reported in [`DeleteReport::failed`]; an error stops at
     /// the batch that failed (earlier batches are gone).
-    pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, S3Error> {
+    pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
         let mut report = DeleteReport::default();
         for batch in names.chunks(DELETE_BATCH) {
             let body = delete_body(batch.iter().map(|n| self.key(n)));
             let md5 = base64(&Md5::digest(body.as_bytes()));
-            let url = self.sign_bucket(Method::Post, vec![("delete", "1")]);
+            let url = self.sign_bucket(Method::Post, vec![("delete", "1")])?;
             let what = format!("deleting {} objects under {}", batch.len(), self.location);
             let resp = self
                 .agent
@@ -774,7 +725,7 @@ impl Store {
             let resp = self.check_bucket_request(resp, &what)?;
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             let failed: Vec<(String, String)> = parse_delete_errors(&text)
-                .ok_or_else(|| S3Error::Transient(format!("{what}: unreadable answer")))?
+                .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))?
                 .into_iter()
                 .map(|(key, why)| {
                     let name = key
@@ -792,7 +743,7 @@ impl Store {
 
     /// Checks that the bucket is there and readable with these credentials
     /// (one ListObjectsV2 of at most one key under the prefix).
-    pub fn verify(&self) -> Result<(), S3Error> {
+    pub fn verify(&self) -> Result<(), Error> {
         let url = self.sign_bucket(
             Method::Get,
             vec![
@@ -800,52 +751,123 @@ impl Store {
                 ("max-keys", "1"),
                 ("prefix", self.location.prefix.as_str()),
             ],
-        );
+        )?;
         let what = format!("checking bucket \"{}\"", self.location.bucket);
         let resp = self
             .agent
             .get(url.as_str())
             .call()
             .map_err(|e| transport(e, &what))?;
-        match check(resp, &what) {
+        match self.check(resp, &what) {
             Ok(_) => {
                 self.bucket_checked.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Err(S3Error::NotFound) => Err(S3Error::Config(format!(
-                "bucket \"{}\" not found at {}",
-                self.location.bucket,
-                self.bucket.base_url()
-            ))),
+            Err(Error::NotFound) => Err(Error::refused(
+                Fatal::NoBucket,
+                format!(
+                    "bucket \"{}\" not found at {}",
+                    self.location.bucket,
+                    self.bucket.base_url()
+                ),
+            )),
             Err(e) => Err(e),
         }
     }
 
     /// A pre-signed URL for a request on the bucket itself; `query` is
     /// sorted by name, as the SigV4 canonical request wants it.
-    fn sign_bucket(&self, method: Method, query: Vec<(&str, &str)>) -> String {
+    fn sign_bucket(&self, method: Method, query: Vec<(&str, &str)>) -> Result<String, Error> {
         let mut query = query;
         query.sort_unstable();
-        rusty_s3::signing::sign(
+        let credentials = self.credentials()?;
+        Ok(rusty_s3::signing::sign(
             &jiff::Timestamp::now(),
             method,
             self.bucket.base_url().clone(),
-            self.credentials.key(),
-            self.credentials.secret(),
-            self.credentials.token(),
+            credentials.key(),
+            credentials.secret(),
+            credentials.token(),
             self.bucket.region(),
             SIGNED_URL_TTL.as_secs(),
             query.into_iter(),
             std::iter::empty(),
         )
-        .to_string()
+        .to_string())
     }
 
-    fn bucket_exists(&self) -> Result<(), S3Error> {
+    fn bucket_exists(&self) -> Result<(), Error> {
         if self.bucket_checked.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.verify()
+    }
+
+    /// Sorts an HTTP answer onto the contract ([`classify`]): Ok for the
+    /// answer asked for.
+    fn check(
+        &self,
+        resp: ureq::http::Response<ureq::Body>,
+        what: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = resp.status().as_u16();
+        let content_type = header("content-type");
+        let retry_after = header("retry-after");
+        let quick = Answer {
+            status,
+            code: None,
+            retry_after: None,
+            content_type: content_type.as_deref(),
+        };
+        if classify(&quick) == Verdict::Ok {
+            return Ok(resp);
+        }
+        let reason = resp.status().canonical_reason().unwrap_or("").to_string();
+        // HEAD answers have no body; others carry <Error><Code>…</Code>.
+        let body = read_text(resp, ERROR_BODY_LIMIT, what).unwrap_or_default();
+        let code = xml_field(&body, "Code");
+        let message = xml_field(&body, "Message");
+        let detail = match (&code, &message) {
+            (Some(c), Some(m)) => format!("{status} {c}: {m}"),
+            (Some(c), None) => format!("{status} {c}"),
+            _ if (200..300).contains(&status) => {
+                format!(
+                    "{status} with a {} page",
+                    content_type.as_deref().unwrap_or("?")
+                )
+            }
+            _ => format!("{status} {reason}"),
+        };
+        let answer = Answer {
+            code: code.as_deref(),
+            retry_after: retry_after.as_deref(),
+            ..quick
+        };
+        Err(match classify(&answer) {
+            Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
+            Verdict::Absent => Error::NotFound,
+            Verdict::Wait { .. } => Error::Transient(format!("{what}: {detail}")),
+            Verdict::Refresh => {
+                self.credentials.invalidate();
+                if self.source.fixed().is_some() {
+                    Error::refused(
+                        Fatal::Denied,
+                        format!("{what}: {detail}: the session token has expired (renew it)"),
+                    )
+                } else {
+                    Error::Transient(format!("{what}: {detail}: fetching new credentials"))
+                }
+            }
+            Verdict::Fatal(kind) => {
+                Error::refused(kind, format!("{what}: {detail} ({})", kind.hint()))
+            }
+        })
     }
 
     fn describe(&self, name: &str) -> String {
@@ -853,57 +875,56 @@ impl Store {
     }
 }
 
-/// Sorts a failed request (no HTTP answer) onto the contract.
-fn transport(e: ureq::Error, what: &str) -> S3Error {
-    use ureq::Error as E;
-    match e {
-        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
-            S3Error::Config(format!("{what}: {e}"))
-        }
-        // A certificate the TLS stack refuses will not change by waiting.
-        E::Tls(_) | E::Rustls(_) | E::Pem(_) => S3Error::Config(format!("{what}: TLS: {e}")),
-        E::Timeout(t) => S3Error::Transient(format!("{what}: timed out ({t:?})")),
-        E::HostNotFound => S3Error::Transient(format!("{what}: host not found (DNS)")),
-        // Refused connections, resets, cut bodies, garbled answers: the
-        // server may be restarting.
-        other => S3Error::Transient(format!("{what}: {other}")),
+impl ObjectStore for Store {
+    fn location(&self) -> String {
+        self.location.to_string()
+    }
+
+    fn credentials_source(&self) -> String {
+        Store::credentials_source(self)
+    }
+
+    fn endpoint(&self) -> String {
+        self.bucket.base_url().to_string()
+    }
+
+    fn get_to(
+        &self,
+        name: &str,
+        dst: &mut dyn Write,
+        limit: u64,
+        should_stop: &dyn Fn() -> bool,
+    ) -> Result<u64, Error> {
+        Store::get_to(self, name, dst, limit, should_stop)
+    }
+
+    fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
+        Store::list(self, name_prefix)
+    }
+
+    fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
+        Store::delete_many(self, names)
+    }
+
+    fn verify(&self) -> Result<(), Error> {
+        Store::verify(self)
     }
 }
 
-/// Sorts an HTTP answer onto the contract: Ok for 2xx.
-fn check(
-    resp: ureq::http::Response<ureq::Body>,
-    what: &str,
-) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        return Ok(resp);
-    }
-    let reason = resp.status().canonical_reason().unwrap_or("").to_string();
-    // HEAD answers have no body; others carry <Error><Code>…</Code>.
-    let body = read_text(resp, ERROR_BODY_LIMIT, what).unwrap_or_default();
-    let code = xml_field(&body, "Code");
-    let message = xml_field(&body, "Message");
-    let detail = match (&code, &message) {
-        (Some(c), Some(m)) => format!("{status} {c}: {m}"),
-        (Some(c), None) => format!("{status} {c}"),
-        _ => format!("{status} {reason}"),
-    };
-    let code = code.as_deref().unwrap_or("");
-    match (status, code) {
-        (404, "NoSuchBucket") => Err(S3Error::Config(format!("{what}: {detail}"))),
-        (404, _) => Err(S3Error::NotFound),
-        // S3 answers 400 RequestTimeout when the client sends too slowly.
-        (400, "RequestTimeout") => Err(S3Error::Transient(format!("{what}: {detail}"))),
-        (401 | 403, _) => Err(S3Error::Config(format!(
-            "{what}: {detail} (check the credentials, the clock and the permissions: \
-             without s3:ListBucket a missing key answers 403)"
-        ))),
-        (301 | 302 | 307 | 308, _) => Err(S3Error::Config(format!(
-            "{what}: {detail}: redirected (wrong region or endpoint?)"
-        ))),
-        (408 | 429, _) | (500..=599, _) => Err(S3Error::Transient(format!("{what}: {detail}"))),
-        _ => Err(S3Error::Config(format!("{what}: {detail}"))),
+/// Sorts a failed request (no HTTP answer) onto the contract.
+fn transport(e: ureq::Error, what: &str) -> Error {
+    use ureq::Error as E;
+    match e {
+        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
+            Error::config(format!("{what}: {e}"))
+        }
+        // A certificate the TLS stack refuses will not change by waiting.
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) => Error::config(format!("{what}: TLS: {e}")),
+        E::Timeout(t) => Error::Transient(format!("{what}: timed out ({t:?})")),
+        E::HostNotFound => Error::Transient(format!("{what}: host not found (DNS)")),
+        // Refused connections, resets, cut bodies, garbled answers: the
+        // server may be restarting.
+        other => Error::Transient(format!("{what}: {other}")),
     }
 }
 
@@ -911,12 +932,12 @@ fn read_text(
     resp: ureq::http::Response<ureq::Body>,
     limit: u64,
     what: &str,
-) -> Result<String, S3Error> {
+) -> Result<String, Error> {
     resp.into_body()
         .with_config()
         .limit(limit)
         .read_to_string()
-        .map_err(|e| S3Error::Transient(format!("{what}: reading the answer: {e}")))
+        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))
 }
 
 struct ListPage {
@@ -1018,7 +1039,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// The text of the first `<tag>…</tag>` (S3 error documents are flat).
-fn xml_field(body: &str, tag: &str) -> Option<String> {
+pub(crate) fn xml_field(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = body.find(&open)? + open.len();
     let end = body[start..].find(&format!("</{tag}>"))? + start;
@@ -1067,11 +1088,14 @@ mod tests {
             "s3://bu:cket",
         ] {
             assert!(
-                matches!(Location::parse(bad), Err(S3Error::Config(_))),
+                matches!(Location::parse(bad), Err(Error::Config { why: _, .. })),
                 "{bad} accepted"
             );
         }
-        assert!(is_url("s3://x") && !is_url("/var/lib/archive"));
+        assert!(
+            crate::archive::is_object_storage("s3://x")
+                && !crate::archive::is_object_storage("/var/lib/archive")
+        );
     }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -1080,6 +1104,16 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    /// The fixed keys the settings chose (access key, secret, token).
+    fn keys(s: &Settings) -> (&str, &str, Option<&str>) {
+        let k = s.credentials.fixed().expect("fixed keys");
+        (
+            k.access_key.as_str(),
+            k.secret_key.as_str(),
+            k.session_token.as_deref(),
+        )
     }
 
     #[test]
@@ -1094,7 +1128,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.endpoint, "https://s3.eu-west-3.amazonaws.com");
         assert!(!s.path_style);
-        assert_eq!(s.session_token.as_deref(), Some("TOK"));
+        assert_eq!(keys(&s).2, Some("TOK"));
 
         let s = Settings::resolve(&env_of(&[
             ("AWS_ACCESS_KEY_ID", "AK"),
@@ -1112,11 +1146,15 @@ mod tests {
             ("AWS_ACCESS_KEY_ID", "AK"),
             ("AWS_SECRET_ACCESS_KEY", "SK"),
         ]));
-        assert!(matches!(no_region, Err(S3Error::Config(m)) if m.contains("region")));
+        assert!(matches!(no_region, Err(Error::Config { why: m, .. }) if m.contains("region")));
         let half = Settings::resolve(&env_of(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_REGION", "x")]));
-        assert!(matches!(half, Err(S3Error::Config(_))));
-        let none = Settings::resolve(&env_of(&[("AWS_REGION", "x"), ("HOME", "/nonexistent")]));
-        assert!(matches!(none, Err(S3Error::Config(m)) if m.contains("no credentials")));
+        assert!(matches!(half, Err(Error::Config { why: _, .. })));
+        let none = Settings::resolve(&env_of(&[
+            ("AWS_REGION", "x"),
+            ("HOME", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]));
+        assert!(matches!(none, Err(Error::Config { why: m, .. }) if m.contains("no credentials")));
     }
 
     #[test]
@@ -1162,19 +1200,9 @@ mod tests {
         .unwrap();
         let home = dir.path().to_str().unwrap();
         let s = Settings::resolve(&env_of(&[("HOME", home)])).unwrap();
-        assert_eq!(
-            (s.access_key.as_str(), s.region.as_str()),
-            ("DK", "us-west-2")
-        );
+        assert_eq!((keys(&s).0, s.region.as_str()), ("DK", "us-west-2"));
         let s = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "archive")])).unwrap();
-        assert_eq!(
-            (
-                s.access_key.as_str(),
-                s.secret_key.as_str(),
-                s.session_token.as_deref()
-            ),
-            ("AK", "AS", Some("AT"))
-        );
+        assert_eq!(keys(&s), ("AK", "AS", Some("AT")));
         assert_eq!(
             (s.endpoint.as_str(), s.region.as_str()),
             ("http://minio:9000", "eu-central-1")
@@ -1189,15 +1217,15 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
         ]))
         .unwrap();
-        assert_eq!((s.access_key.as_str(), s.session_token), ("EK", None));
+        assert_eq!(keys(&s), ("EK", "ES", None));
         assert_eq!(
             (s.endpoint.as_str(), s.region.as_str()),
             ("http://127.0.0.1:1", "ap-south-1")
         );
         let s = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "cfgonly")])).unwrap();
-        assert_eq!(s.access_key, "CK");
+        assert_eq!(keys(&s).0, "CK");
         let missing = Settings::resolve(&env_of(&[("HOME", home), ("AWS_PROFILE", "nope")]));
-        assert!(matches!(missing, Err(S3Error::Config(m)) if m.contains("nope")));
+        assert!(matches!(missing, Err(Error::Config { why: m, .. }) if m.contains("nope")));
         // Files named by the variables instead of HOME.
         let s = Settings::resolve(&env_of(&[
             ("AWS_CONFIG_FILE", aws.join("config").to_str().unwrap()),
@@ -1207,7 +1235,7 @@ mod tests {
             ),
         ]))
         .unwrap();
-        assert_eq!(s.access_key, "DK");
+        assert_eq!(keys(&s).0, "DK");
     }
 
     /// The waiting loop may run a request on a helper thread to stay
@@ -1216,7 +1244,7 @@ mod tests {
     fn store_crosses_threads() {
         fn check<T: Send + Sync>() {}
         check::<Store>();
-        check::<S3Error>();
+        check::<Error>();
     }
 
     #[test]
