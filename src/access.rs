@@ -120,6 +120,11 @@ fn may(path: &Path, mode: libc::c_int) -> bool {
 }
 
 fn user_name(uid: u32) -> Option<String> {
+    user_by_uid(uid).map(|(name, _)| name)
+}
+
+/// The name and primary group of a user id, from the password database.
+pub fn user_by_uid(uid: u32) -> Option<(String, u32)> {
     let mut buf = vec![0 as libc::c_char; 16384];
     // SAFETY: a zeroed passwd is a valid out-parameter for getpwuid_r.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
@@ -130,11 +135,10 @@ fn user_name(uid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: on success pw_name points to a NUL-terminated string in buf.
-    Some(
-        unsafe { CStr::from_ptr(pw.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    let name = unsafe { CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned();
+    Some((name, pw.pw_gid))
 }
 
 fn group_name(gid: u32) -> Option<String> {

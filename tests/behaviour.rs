@@ -814,3 +814,31 @@ fn a_waiting_call_cleans_up_before_its_segment_arrives() {
     assert!(!done.log.contains("cleanup handed off"), "{}", done.log);
     assert!(env.restored().exists());
 }
+
+/// A server that reads WAL ahead (recovery_prefetch left at its default
+/// on 15 and later) asks for segments before it has replayed the one
+/// before, and recovery stalls: a call that has to wait says why in the
+/// server's log; with recovery_prefetch = off it says nothing of it.
+#[test]
+fn a_waiting_call_names_recovery_prefetch_when_the_server_reads_ahead() {
+    for (conf, warned) in [("", true), ("recovery_prefetch = off\n", false)] {
+        let env = Env::new();
+        fs::write(env.datadir.join("PG_VERSION"), "15\n").unwrap();
+        fs::write(
+            env.datadir.join("postgresql.conf"),
+            format!("restore_command = 'pg_standby {} %f %p'\n{conf}", env.archive.display()),
+        )
+        .unwrap();
+        let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
+        run.wait_log("wake-ups in place");
+        env.archive_atomically(S1, &segment(S1));
+        let done = run.finish_within(Duration::from_secs(10));
+        done.exited(0);
+        assert_eq!(
+            done.log.contains("recovery_prefetch"),
+            warned,
+            "{conf:?}:\n{}",
+            done.log
+        );
+    }
+}

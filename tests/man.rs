@@ -103,7 +103,7 @@ fn the_page_has_every_section_of_a_manual_page() {
 fn the_page_documents_every_environment_variable_read() {
     let page = page();
     let env_section = &page[page.find(".SH ENVIRONMENT").unwrap()..page.find(".SH FILES").unwrap()];
-    let code: String = ["src/s3.rs", "src/aws_credentials.rs"]
+    let code: String = ["src/store/s3.rs", "src/aws_credentials.rs"]
         .iter()
         .map(|f| {
             let source = std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR")))

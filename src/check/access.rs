@@ -23,7 +23,7 @@ impl Owner {
     pub fn of(path: &Path) -> std::io::Result<Self> {
         let meta = std::fs::metadata(path)?;
         let uid = meta.uid();
-        let (name, gid) = match user_by_uid(uid) {
+        let (name, gid) = match crate::access::user_by_uid(uid) {
             Some((name, gid)) => (Some(name), gid),
             None => (None, meta.gid()),
         };
@@ -142,23 +142,6 @@ impl Owner {
         }
         allowed(&abs, want)
     }
-}
-
-fn user_by_uid(uid: u32) -> Option<(String, u32)> {
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: a zeroed passwd is a valid out-parameter for getpwuid_r.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the sizes given.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name points to a NUL-terminated string in buf.
-    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
-        .to_string_lossy()
-        .into_owned();
-    Some((name, pw.pw_gid))
 }
 
 fn group_list(name: &str, gid: u32) -> Option<Vec<u32>> {

@@ -1310,9 +1310,8 @@ pub fn prefetch_reads_ahead(major: u32, value: Option<&str>) -> bool {
 /// The server's replay position is not visible to restore_command (no
 /// connection; pg_control moves only at restartpoints), so a request for
 /// segment N+1 before N is replayed cannot be told from the normal
-/// sequence: the configuration is the reliable sign. Meant for the restore
-/// to log once when it starts to wait; not called from it yet.
-#[allow(dead_code)]
+/// sequence: the configuration is the reliable sign. The restore logs it
+/// when a call starts to wait.
 pub fn prefetch_stall(datadir: &Path) -> Option<String> {
     let mut ignored = Vec::new();
     let setup = read_setup(datadir, &mut ignored)?;

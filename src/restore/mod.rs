@@ -530,6 +530,12 @@ impl Session {
                         let keeping = self.config.restart.is_none() && self.config.keep_files > 0;
                         let seg_size = keeping.then(|| archive.segment_size(self.sysid)).flatten();
                         self.cleaned = self.clean_archive(archive, name, seg_size);
+                        // A server that reads WAL ahead asks for segments
+                        // before it has replayed the one before: say so
+                        // where the operator looks when recovery stalls.
+                        if let Some(stall) = crate::check::prefetch_stall(Path::new(".")) {
+                            tracing::warn!("{stall}");
+                        }
                         // Watch, then look again at once: a file that landed
                         // between the first look and the watch is not missed.
                         self.waiter();
