@@ -1,7 +1,9 @@
 //! The manual page and the bash completion (examples/man.rs) against the
 //! parser they are generated from: every option the parser accepts is
 //! documented, every AWS_* variable the object-storage client reads is in
-//! ENVIRONMENT, and the page has the sections a manual page needs.
+//! ENVIRONMENT, and the page has the sections a manual page needs. Its
+//! formatting is checked where it is installed: scripts/test-package runs
+//! `man --warnings` and lintian on the packaged page.
 
 #[path = "../examples/man.rs"]
 #[allow(dead_code)] // its main() is the example's
@@ -130,33 +132,6 @@ fn the_page_documents_every_environment_variable_read() {
         );
     }
     assert!(env_section.contains("PGDATA"));
-}
-
-/// groff (man's formatter) reads the page without a warning, when it is
-/// installed; scripts/test-package checks the installed page with lintian.
-#[test]
-fn groff_formats_the_page_without_warnings() {
-    let Ok(mut child) = Command::new("groff")
-        .args(["-man", "-Tutf8", "-wmac", "-z"]) // the warnings of `man --warnings`, which lintian runs
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("NOTE: groff is not installed: the page's formatting is not checked here");
-        return;
-    };
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&man::man_page())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "groff failed: {out:?}");
-    let warnings = String::from_utf8_lossy(&out.stderr);
-    assert!(warnings.trim().is_empty(), "groff warns:\n{warnings}");
 }
 
 #[test]
