@@ -1,4 +1,4 @@
-//! Benchmarks against what users would run instead (issue 5).
+//! Benchmarks against what users would run instead.
 //!
 //! `cargo build --release && cargo run --release --example bench -- <scenario>`
 //! with scenario one of: latency, failover, catchup, percall, idle, busy,
@@ -1547,7 +1547,7 @@ fn catch_up_table(progs: &[(String, String, bool)], totals: &[Vec<f64>], base: u
     }
 }
 
-/// Compressed archives (issue 10): one call restoring a real 16 MiB segment
+/// Compressed archives: one call restoring a real 16 MiB segment
 /// from `.gz` and `.zst` against the command a user would write, then a
 /// standby catching up through full segments from a gzip archive against
 /// the documented `gunzip` restore_command and against `cp` from a plain
@@ -1752,7 +1752,7 @@ fn compressed(p: &Progs) -> Result<()> {
 
 // -------------------------------------------------------------- s3
 
-/// Object storage (issue 11): arrival latency (upload by the primary's
+/// Object storage: arrival latency (upload by the primary's
 /// archive_command → row visible) and catch-up, for pg_standby reading
 /// `s3://` and for a plain polling loop with curl (a GET every 100 ms), the
 /// loop a user would write. Both go through a counting proxy in front of

@@ -1,5 +1,5 @@
 //! Decompression time of one compressed segment: `pg_standby::codec` vs
-//! the command-line tool a restore_command would run (issue 10).
+//! the command-line tool a restore_command would run.
 //!
 //! `cargo run --release --example codec_bench -- [RUNS] FILE.gz FILE.zst ...`
 //!

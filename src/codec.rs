@@ -1,4 +1,4 @@
-//! Decompressing archived segments (issue 10): gzip, zstd, lz4 (frame
+//! Decompressing archived segments: gzip, zstd, lz4 (frame
 //! format), bzip2, xz and WAL-G's legacy .lzma, each behind a Cargo feature.
 //!
 //! Why this shape:

@@ -973,7 +973,7 @@ fn empty_unreadable_trigger_file_is_a_smart_failover() {
 }
 
 // ---------------------------------------------------------------------------
-// An operator's bad day (issue 8): faults that used to hang, promote or
+// An operator's bad day: faults that used to hang, promote or
 // deliver the wrong data.
 
 fn mkfifo(path: &Path) {

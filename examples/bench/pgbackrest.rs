@@ -1,5 +1,5 @@
 //! pgBackRest (Debian's package, 2.45) as the peer for catching up with
-//! prefetch (issue 12): its `archive-get` with `archive-async=y` from a
+//! prefetch: its `archive-get` with `archive-async=y` from a
 //! posix repository that pgBackRest itself filled with `archive-push`,
 //! gzip-compressed like our archive. Skipped, with a note, when the
 //! `pgbackrest` command is not installed (`apt-get install pgbackrest`).

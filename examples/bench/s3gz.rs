@@ -1,4 +1,4 @@
-//! Prefetch (issue 12) from object storage: a standby catching up through
+//! Prefetch from object storage: a standby catching up through
 //! segments of rows stored as gzip objects in s3s-fs, against the same
 //! segments from a local gzip archive, each with prefetch on (the default)
 //! and off. The primary archives every segment to both at once, so every

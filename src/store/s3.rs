@@ -1,4 +1,4 @@
-//! Object storage as the archive (issue 11): `s3://BUCKET[/PREFIX]` on AWS
+//! Object storage as the archive: `s3://BUCKET[/PREFIX]` on AWS
 //! S3 or any S3-compatible server, through a small blocking client.
 //!
 //! Nothing here runs unless the archive location is an `s3://` URL: no
