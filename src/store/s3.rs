@@ -1,12 +1,14 @@
-//! Object storage as the archive: `s3://BUCKET[/PREFIX]` on AWS
-//! S3 or any S3-compatible server, through a small blocking client.
+//! The S3 store behind the [`super::ObjectStore`] boundary:
+//! `s3://BUCKET[/PREFIX]` on AWS S3 or any S3-compatible server, through a
+//! small blocking client.
 //!
 //! Nothing here runs unless the archive location is an `s3://` URL: no
 //! runtime, no TLS set-up, no configuration files are read before
 //! [`Store::from_url`] (TLS itself is set up on the first `https`
 //! connection). Requests are signed by rusty-s3 (SigV4, pre-signed URLs)
-//! and sent with ureq; the credential chain, pagination and the mapping of
-//! answers onto the exit contract are ours.
+//! and sent with ureq; the credential chain ([`crate::aws_credentials`])
+//! and pagination are ours, and every answer is read by
+//! [`super::classify::classify`].
 //!
 //! Errors are sorted for the exit contract: [`Error::NotFound`] is "not
 //! there yet"; [`Error::Config`] must end the call with exit 250 (a wrong
