@@ -54,7 +54,30 @@ fn hand(lifetime: Duration) -> Hand {
 }
 
 /// Every secret a test's servers hand out or are given.
-const SECRETS: [&str; 3] = [SECRET_KEY, "session-1", "web-identity-token"];
+const SECRETS: [&str; 6] = [
+    SECRET_KEY,
+    "session-1",
+    "session-2",
+    "web-identity-token",
+    "pod-identity-token",
+    "source-secret",
+];
+
+/// Every output of every call a test made: no secret in any of them, at
+/// `-d` (every call here runs with it).
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for entry in fs::read_dir(self.env.root.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                no_secrets(&fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+}
 
 impl Setup {
     fn put(&self, name: &str, bytes: &[u8]) {
@@ -506,4 +529,21 @@ fn a_role_assumed_with_a_source_profile() {
     );
     assert!(!done.log.contains("source-secret"));
     assert!(sts.issued() >= 1);
+}
+
+/// A metadata service that accepts the connection and never answers:
+/// the call ends within a bound, exit 250, naming the sources tried.
+#[test]
+fn a_metadata_service_that_never_answers_is_given_up_on_quickly() {
+    let s = setup();
+    s.put(NAME, &segment(NAME));
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let done = s
+        .start(&[], &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)])
+        .finish_within(Duration::from_secs(15));
+    done.exited(FATAL)
+        .within(Duration::from_secs(6))
+        .logged("no credentials found; tried, in order");
+    drop(hung);
 }
