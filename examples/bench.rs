@@ -2,7 +2,7 @@
 //!
 //! `cargo build --release && cargo run --release --example bench -- <scenario>`
 //! with scenario one of: latency, failover, catchup, percall, idle, busy,
-//! cleanup, bigseg, compressed, s3, s3gz, poller, all.
+//! cleanup, bigseg, compressed, s3, s3call, s3gz, poller, all.
 //!
 //! * The binary under test: `$PG_STANDBY_BIN`, else `target/release/pg_standby`.
 //! * The original pg_standby 13 is compared when `$PG_STANDBY_13` names its
@@ -65,6 +65,7 @@ fn main() -> Result<()> {
             "bigseg" => bigseg(&progs),
             "compressed" => compressed(&progs),
             "s3" => object_storage(&progs),
+            "s3call" => s3_call(&progs),
             "s3gz" => s3gz::s3_gzip_catch_up(&progs),
             "poller" => poller::poller(&progs),
             other => bail!(
@@ -91,6 +92,7 @@ fn main() -> Result<()> {
             "bigseg",
             "compressed",
             "s3",
+            "s3call",
             "s3gz",
             "poller",
         ] {
@@ -1757,6 +1759,71 @@ fn compressed(p: &Progs) -> Result<()> {
 /// `s3://` and for a plain polling loop with curl (a GET every 100 ms), the
 /// loop a user would write. Both go through a counting proxy in front of
 /// s3s-fs, so the requests each one made are counted.
+/// One call restoring a present object with keys in the environment: what
+/// choosing a credential source costs the first request, against `curl`
+/// fetching the same object and an earlier build ($PG_STANDBY_BASE).
+fn s3_call(p: &Progs) -> Result<()> {
+    let runs = env_num("S3CALL_RUNS", 30);
+    let server = s3_server::S3Server::start();
+    let bucket = server.bucket("wal");
+    let seg = seg_name(5);
+    fs::create_dir_all(bucket.join("a"))?;
+    fs::write(
+        bucket.join("a").join(&seg),
+        segment_bytes(&seg, 16 * MIB, SYSID, 16 * MIB),
+    )?;
+    let sc = Scratch::new("s3call", SYSID)?;
+    let keys = [
+        format!("AWS_ENDPOINT_URL={}", server.endpoint),
+        format!("AWS_ACCESS_KEY_ID={}", s3_server::ACCESS_KEY),
+        format!("AWS_SECRET_ACCESS_KEY={}", s3_server::SECRET_KEY),
+        format!("AWS_REGION={}", s3_server::REGION),
+    ];
+    let call = |bin: &Path| -> Vec<String> {
+        let mut v = vec!["env".to_string()];
+        v.extend(keys.iter().cloned());
+        v.extend([
+            bin.display().to_string(),
+            "--prefetch=0".into(),
+            "s3://wal/a".into(),
+            seg.clone(),
+            "pg_wal/RECOVERYXLOG".into(),
+        ]);
+        v
+    };
+    let mut cmds = vec![
+        (
+            "curl --aws-sigv4 (GET to pg_wal/RECOVERYXLOG)".to_string(),
+            vec![
+                "curl".into(),
+                "-sSf".into(),
+                "--aws-sigv4".into(),
+                format!("aws:amz:{}:s3", s3_server::REGION),
+                "--user".into(),
+                format!("{}:{}", s3_server::ACCESS_KEY, s3_server::SECRET_KEY),
+                "-H".into(),
+                "x-amz-content-sha256:UNSIGNED-PAYLOAD".into(),
+                "-o".into(),
+                "pg_wal/RECOVERYXLOG".into(),
+                format!("{}/wal/a/{seg}", server.endpoint),
+            ],
+        ),
+        ("ours, keys in the environment".to_string(), call(&p.ours)),
+    ];
+    if let Some(base) = std::env::var_os("PG_STANDBY_BASE") {
+        cmds.push((
+            "ours, earlier build ($PG_STANDBY_BASE)".to_string(),
+            call(Path::new(&base)),
+        ));
+    }
+    say(&format!(
+        "### Object storage, one call: a present 16 MiB object, keys in the environment ({runs} rounds, programs alternated)\n\n\
+         s3s-fs on 127.0.0.1; `--prefetch=0` (no fetcher); the host has no metadata service.\n"
+    ));
+    alternate(&sc.data, &cmds, runs)?;
+    Ok(())
+}
+
 fn object_storage(p: &Progs) -> Result<()> {
     let samples = env_num("S3_SAMPLES", 20);
     let server = s3_server::S3Server::start();
