@@ -35,6 +35,30 @@ use crate::waiter::Waiter;
 use crate::wal::{SegmentName, WalFileName};
 use found::{Delivery, Found};
 
+/// What asked for the failover under way, for the log and the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    None,
+    /// SIGUSR1 or SIGINT.
+    Signal(&'static str),
+    FastTrigger,
+    SmartTrigger,
+    /// The server's request after the failover that ended recovery.
+    RecoveryEnding,
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::None => f.write_str("no failover"),
+            Cause::Signal(name) => write!(f, "{name} received"),
+            Cause::FastTrigger => f.write_str("trigger file says \"fast\""),
+            Cause::SmartTrigger => f.write_str("trigger file found"),
+            Cause::RecoveryEnding => f.write_str("recovery is ending"),
+        }
+    }
+}
+
 pub struct Session {
     config: Config,
     cwd: PathBuf,
@@ -46,7 +70,7 @@ pub struct Session {
     started: Instant,
     failover: Failover,
     /// What asked for the failover, and when it was first seen.
-    failover_cause: String,
+    failover_cause: Cause,
     failover_seen: Option<Instant>,
     last_trigger_note: Option<String>,
     /// postmaster.pid's start time: a trigger file older than this is stale.
@@ -93,7 +117,7 @@ impl Session {
             waiter: None,
             started: Instant::now(),
             failover: Failover::None,
-            failover_cause: String::new(),
+            failover_cause: Cause::None,
             failover_seen: None,
             last_trigger_note: None,
             server_start,
@@ -618,12 +642,12 @@ impl Session {
     fn update_failover(&mut self, name: SegmentName) {
         let before = self.failover;
         if let Some(signal) = signals::failover_requested() {
-            self.set_failover(Failover::Fast, format!("{signal} received"));
+            self.set_failover(Failover::Fast, Cause::Signal(signal));
         }
         if let Some(at) = self.asked_again_after {
             // Not a new failover: the one that ended recovery at `at`.
             if self.failover == Failover::None {
-                self.set_failover(Failover::Smart, "recovery is ending".into());
+                self.set_failover(Failover::Smart, Cause::RecoveryEnding);
                 tracing::info!(
                     "recovery is ending: the server asks again for {name} after the failover at {at} \
                      (it reads the end of WAL once more before it chooses a new timeline); restoring \
@@ -634,7 +658,7 @@ impl Session {
         }
         match self.check_trigger() {
             Trigger::Fast => self.fast_trigger(),
-            Trigger::Smart => self.set_failover(Failover::Smart, "trigger file found".into()),
+            Trigger::Smart => self.set_failover(Failover::Smart, Cause::SmartTrigger),
             _ => {}
         }
         if self.failover == before {
@@ -660,13 +684,13 @@ impl Session {
     /// from now on, whatever the file says later, and the file becomes a
     /// smart trigger for the calls that follow.
     fn fast_trigger(&mut self) {
-        self.set_failover(Failover::Fast, "trigger file says \"fast\"".into());
+        self.set_failover(Failover::Fast, Cause::FastTrigger);
         if let Some(path) = self.config.trigger_file.as_deref() {
             trigger::disarm_fast(path);
         }
     }
 
-    fn set_failover(&mut self, to: Failover, cause: String) {
+    fn set_failover(&mut self, to: Failover, cause: Cause) {
         if to > self.failover {
             self.failover = to;
             self.failover_cause = cause;

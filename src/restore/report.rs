@@ -147,7 +147,7 @@ impl Session {
     pub(super) fn outcome_of(&self, reason: Reason) -> CallOutcome {
         let failover = |kind| CallOutcome::Failover(kind);
         match reason {
-            Reason::FastFailover if self.failover_cause.contains("received") => {
+            Reason::FastFailover if matches!(self.failover_cause, Cause::Signal(_)) => {
                 failover(FailoverKind::Signal)
             }
             Reason::FastFailover => failover(FailoverKind::Fast),
