@@ -409,3 +409,41 @@ fn every_metric_written_is_documented() {
         }
     }
 }
+
+/// A failover asked for by a signal is counted as one, and a fast trigger
+/// as fast: the outcome follows the cause, not the log's wording.
+#[test]
+fn a_signal_and_a_fast_trigger_are_counted_apart() {
+    let env = Env::new();
+    let prom = env.path("pg_standby.prom");
+    let prom_arg = prom.display().to_string();
+    let mut job = env.spawn(&["-d", "--metrics-file", &prom_arg], S5, &[]);
+    job.wait_ready();
+    job.signal(libc::SIGUSR1);
+    job.finish_within(std::time::Duration::from_secs(10))
+        .exited(1);
+    let trigger = env.path("trigger");
+    fs::write(&trigger, "fast").unwrap();
+    let out = env.run(
+        &[
+            "--metrics-file",
+            &prom_arg,
+            "-t",
+            &trigger.display().to_string(),
+        ],
+        S5,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = fs::read_to_string(&prom).unwrap();
+    for (kind, n) in [("signal", 1.0), ("fast", 1.0), ("smart", 0.0)] {
+        assert_eq!(
+            value(
+                &text,
+                &format!("pg_standby_failovers_total{{kind=\"{kind}\"}}")
+            ),
+            Some(n),
+            "{kind}: {text}"
+        );
+    }
+}
