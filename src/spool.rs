@@ -470,6 +470,31 @@ fn remove(path: &Path) {
     let _ = fs::remove_file(path);
 }
 
+/// Segments to fetch ahead: what the user said, else 8 where there is
+/// something to hide (decompression, a download) in a server's call,
+/// else none: a plain local archive is copied as fast as a spool would be.
+pub fn depth(explicit: Option<u32>, server_call: bool, remote: bool, compressed: bool) -> u32 {
+    match explicit {
+        Some(n) => n,
+        None if server_call && (remote || compressed) => DEFAULT_DEPTH,
+        None => 0,
+    }
+}
+
+/// Whether `dir` is `datadir` or beneath it, symbolic links resolved as
+/// far as they exist.
+pub fn inside(dir: &Path, datadir: &Path) -> bool {
+    let resolve = |p: &Path| {
+        p.ancestors()
+            .find_map(|a| {
+                let real = a.canonicalize().ok()?;
+                Some(real.join(p.strip_prefix(a).ok()?))
+            })
+            .unwrap_or_else(|| p.to_path_buf())
+    };
+    resolve(dir).starts_with(resolve(datadir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,5 +673,51 @@ mod tests {
             ))
         );
         assert_eq!(default_dir(Path::new("/")), None);
+    }
+
+    #[test]
+    fn when_prefetch_is_on() {
+        // (explicit, server call, remote, compressed) -> depth
+        let table = [
+            (None, true, false, false, 0),
+            (None, true, false, true, 8),
+            (None, true, true, false, 8),
+            (None, false, true, true, 0),
+            (Some(0), true, true, true, 0),
+            (Some(3), false, false, false, 3),
+            (Some(3), true, false, true, 3),
+        ];
+        for (explicit, server, remote, compressed, want) in table {
+            assert_eq!(
+                depth(explicit, server, remote, compressed),
+                want,
+                "{explicit:?} {server} {remote} {compressed}"
+            );
+        }
+    }
+
+    /// Inside the data directory, as the restore and --check both judge it:
+    /// symbolic links resolved, a name that only starts alike is outside.
+    #[test]
+    fn what_is_inside_the_data_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        fs::create_dir_all(data.join("pg_wal")).unwrap();
+        fs::create_dir(root.path().join("data2")).unwrap();
+        std::os::unix::fs::symlink(&data, root.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("data2"), data.join("out")).unwrap();
+        // (spool directory relative to root, inside?)
+        let table = [
+            ("data/spool", true),
+            ("data/pg_wal/spool", true),
+            ("data/not-yet/spool", true),
+            ("link/spool", true),
+            ("data.pg_standby-spool", false),
+            ("data2/spool", false),
+            ("data/out/spool", false),
+        ];
+        for (dir, want) in table {
+            assert_eq!(inside(&root.path().join(dir), &data), want, "{dir}");
+        }
     }
 }

@@ -1372,10 +1372,8 @@ fn check_spool(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
             .iter()
             .any(|(_, file)| file.contains('.'))
     };
-    let on = match cli.prefetch {
-        Some(n) => n > 0,
-        None => remote || compressed(),
-    };
+    // The restore's rule, for the server's calls (the caller here).
+    let on = crate::spool::depth(cli.prefetch, true, remote, !remote && compressed()) > 0;
     let Some(spool) = cli
         .spool_dir
         .as_ref()
@@ -1387,12 +1385,13 @@ fn check_spool(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
     if !on {
         return;
     }
-    if spool.starts_with(&setup.datadir) {
+    if crate::spool::inside(&spool, &setup.datadir) {
         out.push(finding(
             Warning,
             "spool-in-datadir",
             format!(
-                "--spool-dir {} is inside the data directory: pg_standby turns prefetch off there                  (pg_rewind and base backups would copy it)",
+                "--spool-dir {} is inside the data directory: pg_standby turns prefetch off there \
+                 (pg_rewind and base backups would copy it)",
                 spool.display()
             ),
             "--spool-dir=DIR outside the data directory".into(),
@@ -1409,12 +1408,14 @@ fn check_spool(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
             Warning,
             "spool-unusable",
             format!(
-                "{} cannot make the prefetch spool {}: catching up from this archive will                  decompress or download each segment while the server waits",
+                "{} cannot make the prefetch spool {}: catching up from this archive will \
+                 decompress or download each segment while the server waits",
                 setup.owner_name(),
                 spool.display()
             ),
             format!(
-                "--spool-dir=DIR on a directory {} can write, outside the data directory (or                  --prefetch=0)",
+                "--spool-dir=DIR on a directory {} can write, outside the data directory (or \
+                 --prefetch=0)",
                 setup.owner_name()
             ),
         ));

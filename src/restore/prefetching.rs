@@ -7,36 +7,6 @@ use super::*;
 use crate::prefetch;
 use crate::spool::{self, Spool, Stamp, Taken};
 
-/// Segments to fetch ahead: what the user said, else 8 where there is
-/// something to hide (decompression, a download) in a server's call,
-/// else none: a plain local archive is copied as fast as a spool would be.
-pub(super) fn depth(
-    explicit: Option<u32>,
-    server_call: bool,
-    remote: bool,
-    compressed: bool,
-) -> u32 {
-    match explicit {
-        Some(n) => n,
-        None if server_call && (remote || compressed) => spool::DEFAULT_DEPTH,
-        None => 0,
-    }
-}
-
-/// Whether `dir` is `datadir` or beneath it, symbolic links resolved as
-/// far as they exist.
-fn inside(dir: &Path, datadir: &Path) -> bool {
-    let resolve = |p: &Path| {
-        p.ancestors()
-            .find_map(|a| {
-                let real = a.canonicalize().ok()?;
-                Some(real.join(p.strip_prefix(a).ok()?))
-            })
-            .unwrap_or_else(|| p.to_path_buf())
-    };
-    resolve(dir).starts_with(resolve(datadir))
-}
-
 impl Session {
     /// Where this call's spool is, if prefetch may be used at all: never
     /// for a tool such as pg_rewind, nor for a file answered at once.
@@ -53,7 +23,7 @@ impl Session {
             .spool_dir
             .clone()
             .or_else(|| spool::default_dir(&self.cwd))?;
-        if inside(&dir, &self.cwd) {
+        if spool::inside(&dir, &self.cwd) {
             tracing::warn!(
                 "prefetch off: --spool-dir \"{}\" is inside the data directory, where pg_rewind and \
                  base backups would copy it; choose a directory outside it",
@@ -155,7 +125,7 @@ impl Session {
             return;
         }
         let server_call = self.mode != RecoveryMode::Unknown;
-        let depth = depth(
+        let depth = spool::depth(
             self.config.prefetch,
             server_call,
             archive.is_remote(),
@@ -213,32 +183,6 @@ impl Session {
             .or_else(|| spool::default_dir(&self.cwd));
         if let Some(spool) = dir.map(Spool::new).filter(Spool::exists) {
             spool.discard();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::depth;
-
-    #[test]
-    fn when_prefetch_is_on() {
-        // (explicit, server call, remote, compressed) -> depth
-        let table = [
-            (None, true, false, false, 0),
-            (None, true, false, true, 8),
-            (None, true, true, false, 8),
-            (None, false, true, true, 0),
-            (Some(0), true, true, true, 0),
-            (Some(3), false, false, false, 3),
-            (Some(3), true, false, true, 3),
-        ];
-        for (explicit, server, remote, compressed, want) in table {
-            assert_eq!(
-                depth(explicit, server, remote, compressed),
-                want,
-                "{explicit:?} {server} {remote} {compressed}"
-            );
         }
     }
 }
