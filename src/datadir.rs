@@ -6,6 +6,8 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::pgconf::{Conf, parse_bool};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryMode {
     /// `standby.signal`, or `standby_mode = on` in recovery.conf: exit 1 only
@@ -20,19 +22,35 @@ pub enum RecoveryMode {
 
 impl RecoveryMode {
     pub fn detect(datadir: &Path) -> Self {
-        // recovery.conf exists only on 10 and 11 (12+ refuses to start with
-        // one), where signal files mean nothing: it decides alone.
-        if let Ok(conf) = fs::read_to_string(datadir.join("recovery.conf")) {
-            return if standby_mode_on(&conf) {
+        let path = datadir.join("recovery.conf");
+        let recovery_conf = path.exists().then(|| {
+            let mut conf = Conf::default();
+            conf.read_file(&path);
+            conf
+        });
+        Self::of(
+            recovery_conf.as_ref(),
+            datadir.join("standby.signal").exists(),
+            datadir.join("recovery.signal").exists(),
+        )
+    }
+
+    /// The mode the server recovers in. recovery.conf exists only on 10
+    /// and 11 (12+ refuses to start with one), where signal files mean
+    /// nothing: it decides alone, by `standby_mode` read as the server
+    /// reads a boolean. From 12 the server gives standby.signal precedence
+    /// when both exist (xlogrecovery.c, readRecoverySignalFile).
+    pub fn of(recovery_conf: Option<&Conf>, standby_signal: bool, recovery_signal: bool) -> Self {
+        if let Some(conf) = recovery_conf {
+            return if conf.value("standby_mode").and_then(parse_bool) == Some(true) {
                 Self::Standby
             } else {
                 Self::Archive
             };
         }
-        // The server gives standby.signal precedence when both exist.
-        if datadir.join("standby.signal").exists() {
+        if standby_signal {
             Self::Standby
-        } else if datadir.join("recovery.signal").exists() {
+        } else if recovery_signal {
             Self::Archive
         } else {
             Self::Unknown
@@ -46,24 +64,6 @@ impl RecoveryMode {
             Self::Unknown => "no recovery signal file in the working directory",
         }
     }
-}
-
-/// The last `standby_mode` setting in a recovery.conf, read as the server's
-/// boolean parser would.
-fn standby_mode_on(conf: &str) -> bool {
-    let mut on = false;
-    for line in conf.lines() {
-        let line = line.split('#').next().unwrap_or_default().trim();
-        let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(' ')) else {
-            continue;
-        };
-        if key.trim() != "standby_mode" {
-            continue;
-        }
-        let value = value.trim().trim_matches('\'').to_ascii_lowercase();
-        on = matches!(value.as_str(), "on" | "true" | "yes" | "1" | "t" | "y");
-    }
-    on
 }
 
 /// When the server running in `datadir` started: postmaster.pid's start
@@ -87,15 +87,32 @@ pub fn system_identifier(datadir: &Path) -> io::Result<u64> {
 mod tests {
     use super::*;
 
+    /// standby_mode in recovery.conf, read as the server reads it (its
+    /// lexer, its boolean parser, the last setting wins).
     #[test]
     fn reads_standby_mode_from_recovery_conf() {
-        assert!(standby_mode_on("standby_mode = 'on'\n"));
-        assert!(standby_mode_on("standby_mode=on"));
-        assert!(standby_mode_on("standby_mode = true # comment"));
-        assert!(!standby_mode_on("standby_mode = 'off'"));
-        assert!(!standby_mode_on("# standby_mode = 'on'"));
-        assert!(!standby_mode_on("restore_command = 'x'"));
-        assert!(!standby_mode_on("standby_mode = on\nstandby_mode = off\n"));
+        let table = [
+            ("standby_mode = 'on'\n", true),
+            ("standby_mode=on", true),
+            ("standby_mode = true # comment", true),
+            ("standby_mode = 'tru'", true),
+            ("standby_mode = Y", true),
+            ("standby_mode = 'off'", false),
+            ("# standby_mode = 'on'", false),
+            ("restore_command = 'x'", false),
+            ("standby_mode = on\nstandby_mode = off\n", false),
+            ("standby_mode = 'o'", false),
+        ];
+        for (text, standby) in table {
+            let mut conf = Conf::default();
+            conf.read_str(Path::new("recovery.conf"), text);
+            let want = if standby {
+                RecoveryMode::Standby
+            } else {
+                RecoveryMode::Archive
+            };
+            assert_eq!(RecoveryMode::of(Some(&conf), false, true), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -21,8 +21,9 @@ use clap::Parser;
 use crate::archive::is_object_storage;
 use crate::cli::Cli;
 use crate::codec::{Codec, decompress_to};
+use crate::datadir::RecoveryMode;
 use crate::header::{LONG_HEADER_LEN, LongPageHeader, fmt_lsn};
-use crate::pgconf::{Conf, parse_bool};
+use crate::pgconf::Conf;
 use crate::wal::SegmentName;
 
 pub use access::Owner;
@@ -358,21 +359,16 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
             ));
         }
     }
-    let mode = if pre12 {
-        match &recovery_conf {
-            Some(rc) if rc.value("standby_mode").and_then(parse_bool) == Some(true) => {
-                Mode::Standby
-            }
-            Some(_) => Mode::Archive,
-            None => Mode::None,
-        }
-    } else if datadir.join("standby.signal").exists() {
-        // The server gives standby.signal precedence (xlogrecovery.c).
-        Mode::Standby
-    } else if datadir.join("recovery.signal").exists() {
-        Mode::Archive
-    } else {
-        Mode::None
+    // The restore's rule; 10 and 11 read no signal file, and 12+ no
+    // recovery.conf (refused above).
+    let mode = match RecoveryMode::of(
+        if pre12 { recovery_conf.as_ref() } else { None },
+        !pre12 && datadir.join("standby.signal").exists(),
+        !pre12 && datadir.join("recovery.signal").exists(),
+    ) {
+        RecoveryMode::Standby => Mode::Standby,
+        RecoveryMode::Archive => Mode::Archive,
+        RecoveryMode::Unknown => Mode::None,
     };
     if mode == Mode::None {
         out.push(if pre12 {
