@@ -125,6 +125,13 @@ pub fn backoff(first: Duration, n: u32, max: Duration) -> Duration {
     Duration::try_from_secs_f64(first.as_secs_f64() * factor).map_or(max, |d| d.min(max))
 }
 
+/// Whether a call is failing over, smart or by `-w`: a silent primary is a
+/// failover like the trigger's, which finishes what is in flight and never
+/// skips past what it cannot read. A fast failover is decided before this.
+pub fn failing_over(failover: Failover, max_wait: Option<Duration>, waited: Duration) -> bool {
+    failover == Failover::Smart || max_wait.is_some_and(|w| waited >= w)
+}
+
 pub fn next_step(rules: &Rules, now: &Observation) -> Step {
     if now.failover == Failover::Fast {
         return Step::NotRestored(Reason::FastFailover);
@@ -132,9 +139,7 @@ pub fn next_step(rules: &Rules, now: &Observation) -> Step {
     let at_once = rules.budget == Some(Duration::ZERO);
     let max_wait_over = rules.max_wait.is_some_and(|w| now.waited >= w);
     let budget_over = rules.budget.is_some_and(|b| now.waited >= b);
-    // A silent primary (-w) is a failover like the trigger's: it finishes
-    // what is in flight and never skips past what it cannot read.
-    let failing_over = now.failover == Failover::Smart || max_wait_over;
+    let failing_over = failing_over(now.failover, rules.max_wait, now.waited);
     let wait = |note| Step::Wait {
         timeout: wait_timeout(rules, now, failing_over),
         note,
@@ -226,6 +231,26 @@ mod tests {
     type Row = (&'static str, Rules, Observation, fn(Step) -> bool);
 
     /// One row per line of docs/safety.md that the waiting logic decides.
+    #[test]
+    fn who_is_failing_over() {
+        let s = Duration::from_secs;
+        // (failover, -w, waited, failing over?)
+        let table = [
+            (Failover::None, None, s(1000), false),
+            (Failover::Smart, None, s(0), true),
+            (Failover::None, Some(s(10)), s(9), false),
+            (Failover::None, Some(s(10)), s(10), true),
+            (Failover::Smart, Some(s(10)), s(0), true),
+        ];
+        for (failover, max_wait, waited, want) in table {
+            assert_eq!(
+                failing_over(failover, max_wait, waited),
+                want,
+                "{failover:?} {max_wait:?} {waited:?}"
+            );
+        }
+    }
+
     #[test]
     fn decision_table() {
         let w = |secs| Some(secs * S);

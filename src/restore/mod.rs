@@ -635,7 +635,7 @@ impl Session {
 
     /// A smart failover, or `-w` (a failover for a silent primary).
     fn failing_over(&self, waited: Duration) -> bool {
-        self.failover == Failover::Smart || self.rules.max_wait.is_some_and(|w| waited >= w)
+        policy::failing_over(self.failover, self.rules.max_wait, waited)
     }
 
     /// Read the signals and the trigger file; a failover only escalates.
