@@ -47,6 +47,16 @@ impl fmt::Debug for Keys {
     }
 }
 
+/// A secret that prints redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
 /// The source the chain chose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -76,7 +86,7 @@ pub enum Source {
     /// The ECS or EKS Pod Identity agent's endpoint.
     Container {
         url: String,
-        token: Option<String>,
+        token: Option<Secret>,
         token_file: Option<PathBuf>,
     },
     /// The EC2 instance metadata service. `tried` says why the sources
@@ -172,7 +182,7 @@ pub fn choose(
         container_url_allowed(&url)?;
         return Ok(Source::Container {
             url,
-            token: var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+            token: var("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(Secret),
             token_file: var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
         });
     }
@@ -359,7 +369,7 @@ fn credential_source(
                 container_url_allowed(&url)?;
                 Ok(Source::Container {
                     url,
-                    token: var("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+                    token: var("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(Secret),
                     token_file: var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
                 })
             }
@@ -475,7 +485,11 @@ impl Source {
                 url,
                 token,
                 token_file,
-            } => container(url, token.as_deref(), token_file.as_ref()),
+            } => container(
+                url,
+                token.as_ref().map(|t| t.0.as_str()),
+                token_file.as_ref(),
+            ),
             Source::InstanceMetadata { endpoint, tried } => instance_metadata(endpoint, tried),
         }
     }
@@ -755,57 +769,67 @@ fn form_encode(v: &str) -> String {
 const PROCESS_LIMIT: Duration = Duration::from_secs(30);
 
 fn process(command: &str, from: &str) -> Result<Expiring<Keys>, Error> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
     let what = format!("credential_process of {from}");
-    // The SDKs run it through the shell on Unix.
+    // The SDKs run it through the shell on Unix. A group of its own: at the
+    // deadline the whole group goes, helpers it left running included
+    // (they would hold its output open).
     let mut child = Command::new("/bin/sh")
         .args(["-c", command])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| Error::config(format!("{what}: cannot run /bin/sh: {e}")))?;
     let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
+    let (done, output) = mpsc::sync_channel(1);
+    std::thread::spawn(move || {
         let mut out = Vec::new();
         let _ = (&mut stdout).take(ANSWER_LIMIT).read_to_end(&mut out);
-        out
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut err = Vec::new();
-        let _ = (&mut stderr).take(4096).read_to_end(&mut err);
-        err
+        let _ = done.send(out);
     });
     let deadline = std::time::Instant::now() + PROCESS_LIMIT;
+    let timed_out = |child: &mut std::process::Child| {
+        // SAFETY: signalling the process group this function created.
+        unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = child.wait();
+        Error::Transient(format!(
+            "{what}: did not finish within {} s",
+            PROCESS_LIMIT.as_secs()
+        ))
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::Transient(format!(
-                    "{what}: did not finish within {} s",
-                    PROCESS_LIMIT.as_secs()
-                )));
-            }
+            _ => return Err(timed_out(&mut child)),
         }
     };
-    let out = reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
+    // Whatever it left running in its group would keep its output open.
+    // SAFETY: signalling the process group this function created.
+    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+    let Ok(out) = output.recv_timeout(Duration::from_secs(1)) else {
+        return Err(Error::Transient(format!(
+            "{what}: its output stayed open after it exited"
+        )));
+    };
     if !status.success() {
-        // Its own words (first line), which are the operator's best clue;
-        // a process that prints secrets on failure is beyond help here.
-        let first = String::from_utf8_lossy(&err)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect::<String>();
-        return Err(Error::config(format!("{what}: {status}: {first}")));
+        // Its stderr is not ours to log: helpers print tokens and URLs
+        // with tokens in them.
+        let why = format!(
+            "{what}: {status} (its own output is not logged: run it by hand as the server's \
+             user to see why)"
+        );
+        // Not found or not executable will not get better by waiting; a
+        // helper's own failure (its vault unreachable) may.
+        return Err(match status.code() {
+            Some(126 | 127) => Error::config(why),
+            _ => Error::Transient(why),
+        });
     }
     let text = String::from_utf8(out)
         .map_err(|_| Error::config(format!("{what}: its output is not UTF-8")))?;
@@ -844,6 +868,23 @@ fn container(
     keys_from_json(&body, "Token", &what)
 }
 
+/// Whether a request failed before anything answered: refused, no route,
+/// no connection within the connect timeout.
+fn nothing_listens(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(t) => *t == ureq::Timeout::Connect,
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable
+                | std::io::ErrorKind::AddrNotAvailable
+        ),
+        _ => false,
+    }
+}
+
 /// IMDSv2 session tokens asked for: 6 hours, the maximum.
 const IMDS_TOKEN_TTL: &str = "21600";
 
@@ -857,14 +898,18 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
         .header("X-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL)
         .send(&[][..])
     {
-        // Nothing listens there: no instance role to fall back on.
-        Err(e) => {
+        // Nothing listens there (a laptop, bare metal): no instance role
+        // to fall back on.
+        Err(e) if nothing_listens(&e) => {
             let mut tried = tried.to_vec();
             tried.push(format!(
-                "instance metadata: {endpoint} did not answer ({e})"
+                "instance metadata: nothing answers at {endpoint} ({e})"
             ));
             return Err(no_credentials(&tried));
         }
+        // Something listens but did not answer in time: a metadata service
+        // under load is waited out like the store.
+        Err(e) => return Err(Error::Transient(format!("{what}: {e}"))),
         Ok(resp) => {
             let (status, body) = answer(Ok(resp), &what)?;
             if status != 200 {
@@ -1181,7 +1226,17 @@ mod tests {
             },
             from: "the environment (AWS_ACCESS_KEY_ID)".into(),
         };
-        for text in [format!("{s:?}"), s.describe()] {
+        let c = Source::Container {
+            url: "http://127.0.0.1:1/creds".into(),
+            token: Some(Secret("AKIDSECRETLOOKING".into())),
+            token_file: None,
+        };
+        for text in [
+            format!("{s:?}"),
+            s.describe(),
+            format!("{c:?}"),
+            c.describe(),
+        ] {
             for secret in ["s3cr3t", "tok3n", "AKIDSECRETLOOKING"] {
                 assert!(!text.contains(secret), "{text}");
             }

@@ -237,3 +237,24 @@ fn a_smart_failover_during_throttling_never_promotes() {
         .logged("not failing over without it");
     assert!(!s.env.restored().exists());
 }
+
+/// A store whose listing shows the segment while reading it answers 404
+/// (an index out of step with the data): during a smart failover the call
+/// neither spins without a pause nor fails over past the listed segment.
+#[test]
+fn a_listed_segment_that_cannot_be_read_never_promotes() {
+    let s = setup();
+    s.put(NAME, &segment(NAME));
+    s.proxy.always(Action::ByRequest {
+        get: Box::new(status(404, "NoSuchKey", None)),
+        other: Box::new(Action::Pass),
+    });
+    let trigger = s.env.path("trigger");
+    fs::write(&trigger, "").unwrap();
+    let done = s
+        .start(&["-t", &trigger.display().to_string()])
+        .finish_within(Duration::from_secs(15));
+    done.exited(FATAL).logged("is listed in the archive");
+    assert!(s.proxy.count() < 50, "{} requests", s.proxy.count());
+    assert!(!s.env.restored().exists());
+}

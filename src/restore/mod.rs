@@ -187,7 +187,11 @@ impl Session {
         if let Some(path) = self.config.metrics_file.clone() {
             self.report.wait_seconds =
                 self.started.elapsed().as_secs_f64() - self.report.copy_seconds;
-            if let Ok(archive) = &archive {
+            // Not on the way out of a shutdown: a listing of object
+            // storage could hold the process past it.
+            if let Ok(archive) = &archive
+                && !matches!(outcome, Outcome::Killed(_))
+            {
                 self.report.newest_in_archive = self.newest_in_archive(archive);
             }
             self.report.outcome = match outcome {
@@ -426,6 +430,7 @@ impl Session {
             return outcome;
         }
         let mut stuck = Stuck::new();
+        let mut relooked = false;
         let mut never_exists_checked = false;
         let mut failures = 0;
         let mut noted = None;
@@ -479,7 +484,22 @@ impl Session {
                 && self.failing_over(waited)
                 && !matches!(archive.segment(&name, self.sysid, &scratch), Probe::Absent)
             {
-                continue;
+                if !relooked {
+                    relooked = true;
+                    continue;
+                }
+                // Twice: a store whose listing and downloads disagree. Never
+                // a failover past a segment the archive says it has, and no
+                // loop without a pause either.
+                return self.fatal(
+                    Fatal::Archive,
+                    format!(
+                        "{name} is listed in the archive \"{}\" but cannot be found when read; not \
+                         failing over past it: check the archive (an object store whose listing \
+                         and reads disagree), then start the server",
+                        archive.dir().display()
+                    ),
+                );
             }
             let why = look.why.as_str();
             let now = Observation {

@@ -79,6 +79,13 @@ const BUSY: [&str; 6] = [
     "ServiceUnavailable",
 ];
 
+/// Codes of a store redirecting to where the bucket really is.
+const REDIRECTS: [&str; 3] = [
+    "PermanentRedirect",
+    "TemporaryRedirect",
+    "AuthorizationHeaderMalformed",
+];
+
 /// Longest `Retry-After` honoured: beyond it the caller's own schedule
 /// (the trigger is looked at regardless).
 pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(60);
@@ -109,7 +116,13 @@ pub fn classify(a: &Answer<'_>) -> Verdict {
         // GCS answers a missing object and a missing bucket alike; the
         // caller tells them apart by looking at the bucket once.
         404 => Verdict::Absent,
-        301 | 302 | 303 | 307 | 308 => Verdict::Fatal(Fatal::Redirected),
+        // The store's own redirect (wrong region or endpoint) will not
+        // change; one from something in the way, without the store's
+        // code, is asked again.
+        301 | 302 | 303 | 307 | 308 if REDIRECTS.contains(&code) => {
+            Verdict::Fatal(Fatal::Redirected)
+        }
+        301 | 302 | 303 | 307 | 308 => Verdict::Wait { retry_after },
         400 if code == "ExpiredToken" => Verdict::Refresh,
         401 | 403 if EXPIRED.contains(&code) => Verdict::Refresh,
         401 | 403 => Verdict::Fatal(Fatal::Denied),
@@ -170,6 +183,8 @@ mod tests {
             // Redirects.
             (301, "PermanentRedirect", "", "", Fatal(Redirected)),
             (307, "TemporaryRedirect", "", "", Fatal(Redirected)),
+            (302, "", "", "text/html", Wait { retry_after: None }),
+            (301, "", "", "", Wait { retry_after: None }),
             // Busy or failing: wait, as long as the store asks (capped).
             (
                 503,

@@ -49,6 +49,12 @@ pub enum Action {
     Hang,
     /// Forward, and flip one bit of the body byte at this offset.
     FlipByte(usize),
+    /// `get` for a GET of an object (no query string), `other` for the
+    /// rest (listings, HEADs, deletes).
+    ByRequest {
+        get: Box<Action>,
+        other: Box<Action>,
+    },
 }
 
 /// One request as the proxy saw it.
@@ -232,6 +238,18 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
     let mut parts = req.start.split(' ');
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
+    let action = match action {
+        Action::ByRequest { get, other } => {
+            // Signed URLs carry a query string: a GET of an object is one
+            // whose query has no list-type.
+            if method == "GET" && !target.contains("list-type") {
+                *get
+            } else {
+                *other
+            }
+        }
+        a => a,
+    };
     s.seen.lock().unwrap().push(Seen {
         method: method.clone(),
         target,
