@@ -4,7 +4,33 @@
 //!
 //! The program is [`main`]; the library exposes only what tests and tools
 //! need besides it: WAL file names ([`wal`]), the segment header check
-//! ([`header`]) and the `-k` cleanup arithmetic ([`cutoff_keeping`]).
+//! ([`header`]), the object stores ([`store`]) and the `-k` cleanup
+//! arithmetic ([`cutoff_keeping`]).
+//!
+//! A map of the modules, by what the program is made of:
+//!
+//! * The call: `cli` parses, `config` validates, `restore` runs one call
+//!   (`restore::found` looks, `restore::report` logs the outcome,
+//!   `restore::prefetching` uses the spool, `restore::ended` marks the end
+//!   of recovery), `exit` builds the one exit message and status.
+//! * The decisions, pure and table-tested: `policy` (what to do next, the
+//!   back-off, who is failing over), `trigger` (what the trigger file says,
+//!   whether it is stale), `store::classify` (what a store's answer means),
+//!   `spool::next_to_fetch`, `cleanup::cutoff_keeping`.
+//! * The archive: `archive` (a directory or object storage, one boundary),
+//!   `store` (object stores: `store::s3`), `aws_credentials` and
+//!   `credentials` (where keys come from, refreshed), `codec` and `unpack`
+//!   (compressed segments), `probe` and `header` (is this the segment
+//!   asked for), `copy` (into place, atomically), `cleanup` (`%r`/`-k`).
+//! * WAL names: `wal`, `timeline`.
+//! * Prefetch: `prefetch` (the fetcher process), `spool` (its directory).
+//! * The server around us: `datadir` (recovery mode, start time, system
+//!   identifier), `pgconf` (postgresql.conf as the server reads it).
+//! * `--check`: `check` (and its `access`, `control`, `server`, `shell`).
+//! * The system: `open` (opening files others control), `flock`,
+//!   `mounts`, `signals`, `waiter` (inotify and signal wake-ups), `access`
+//!   (advice for files we may not read), `json`.
+//! * What an operator sees: `logging` (stderr, never fatal), `metrics`.
 
 mod access;
 mod archive;
