@@ -6,7 +6,7 @@
 //! runtime, no TLS set-up, no configuration files are read before
 //! [`Store::from_url`] (TLS itself is set up on the first `https`
 //! connection). Requests are signed by rusty-s3 (SigV4, pre-signed URLs)
-//! and sent with ureq; the credential chain ((`aws_credentials`))
+//! and sent with ureq; the credential chain (`aws_credentials`)
 //! and pagination are ours, and every answer is read by
 //! [`super::classify::classify`].
 //!
@@ -168,7 +168,7 @@ impl Settings {
     ///   `region`; with a custom endpoint `us-east-1` if none is set (the
     ///   default of S3-compatible servers), on AWS a missing region is an
     ///   error;
-    /// * credentials: the chain of (`aws_credentials`); the profile
+    /// * credentials: the chain of `aws_credentials`; the profile
     ///   is `AWS_PROFILE`, else `default`, in the shared credentials file
     ///   (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`) and
     ///   the config file (`AWS_CONFIG_FILE`, else `~/.aws/config`).
