@@ -18,7 +18,7 @@
 //!   whether it is stale), `store::classify` (what a store's answer means),
 //!   `spool::next_to_fetch`, `cleanup::cutoff_keeping`.
 //! * The archive: `archive` (a directory or object storage, one boundary),
-//!   `store` (object stores: `store::s3`), `aws_credentials` and
+//!   `store` (object stores: `store::s3`, `store::gcs`), `aws_credentials` and
 //!   `credentials` (where keys come from, refreshed), `codec` and `unpack`
 //!   (compressed segments), `probe` and `header` (is this the segment
 //!   asked for), `copy` (into place, atomically), `cleanup` (`%r`/`-k`).
@@ -42,7 +42,7 @@ mod cli;
 pub mod codec;
 mod config;
 mod copy;
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 mod credentials;
 mod datadir;
 mod exit;
@@ -50,7 +50,7 @@ mod flock;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 mod json;
 mod logging;
 mod metrics;
