@@ -54,6 +54,11 @@ impl Setup {
 
     /// A call through the proxy, waiting with `-s 1`.
     fn start(&self, opts: &[&str]) -> Job {
+        self.start_with(opts, &[])
+    }
+
+    /// A call through the proxy with `extra` after %p (%r).
+    fn start_with(&self, opts: &[&str], extra: &[&str]) -> Job {
         let mut args: Vec<String> = ["-d", "-s", "1", "--bad-file-timeout", "2"]
             .iter()
             .chain(opts)
@@ -64,6 +69,7 @@ impl Setup {
             NAME.into(),
             "pg_wal/RECOVERYXLOG".into(),
         ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(binary());
         cmd.current_dir(&self.env.datadir)
             .args(&args)
@@ -257,4 +263,48 @@ fn a_listed_segment_that_cannot_be_read_never_promotes() {
     done.exited(FATAL).logged("is listed in the archive");
     assert!(s.proxy.count() < 50, "{} requests", s.proxy.count());
     assert!(!s.env.restored().exists());
+}
+
+/// A server without DeleteObjects (Cloud Storage's XML API with HMAC keys
+/// answered `501 NotImplemented`): the `%r` cleanup deletes one object per
+/// request instead, and removes what it would have removed in a batch.
+#[test]
+fn cleanup_without_batch_delete_deletes_one_by_one() {
+    let s = setup();
+    for n in ["000000010000000000000002", "000000010000000000000003"] {
+        s.put(n, b"old");
+    }
+    s.put("00000002.history", b"keep");
+    s.put(NAME, &segment(NAME));
+    s.proxy.always(Action::ForMethod {
+        method: "POST",
+        then: Box::new(status(501, "NotImplemented", None)),
+    });
+    let job = s.start_with(&[], &["000000010000000000000004"]);
+    let log = job.log_file();
+    job.finish_within(Duration::from_secs(10)).exited(0);
+    // The removal runs apart, after the call has settled its exit status.
+    wait_until(Duration::from_secs(10), "the cleanup", || {
+        Ok(fs::read_to_string(&log)?.contains("archive cleanup: removed 2 segment(s)"))
+    })
+    .unwrap();
+    let mut left: Vec<String> = fs::read_dir(s.server.root().join("wal/archive"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, [NAME, "00000002.history"]);
+    let methods = s.methods();
+    let post = methods
+        .iter()
+        .position(|m| m == "POST")
+        .expect("a batch delete");
+    assert_eq!(
+        methods[post + 1..]
+            .iter()
+            .filter(|m| *m == "DELETE")
+            .count(),
+        2,
+        "{methods:?}"
+    );
 }

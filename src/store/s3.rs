@@ -382,6 +382,8 @@ pub struct Store {
     /// HEAD cannot tell a missing object from a missing bucket (both are a
     /// bodiless 404): the first 404 checks the bucket once.
     bucket_checked: AtomicBool,
+    /// The server has no DeleteObjects: delete one key per request.
+    one_by_one: AtomicBool,
 }
 
 impl fmt::Debug for Store {
@@ -461,6 +463,7 @@ impl Store {
             agent,
             list_page: 1000,
             bucket_checked: AtomicBool::new(false),
+            one_by_one: AtomicBool::new(false),
         })
     }
 
@@ -722,10 +725,18 @@ impl Store {
 
     /// Deletes objects in batches of 1000 (DeleteObjects). Keys the server
     /// refuses are reported in [`DeleteReport::failed`]; an error stops at
-    /// the batch that failed (earlier batches are gone).
+    /// the batch that failed (earlier batches are gone). A server without
+    /// DeleteObjects gets one DeleteObject per key instead, from then on:
+    /// Cloud Storage's XML API answered it `NotImplemented` until it gained
+    /// multi-object delete (<https://cloud.google.com/storage/docs/xml-api/post-bucket>),
+    /// and some S3-compatible servers still do.
     pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
         let mut report = DeleteReport::default();
         for batch in names.chunks(DELETE_BATCH) {
+            if self.one_by_one.load(Ordering::Relaxed) {
+                self.delete_each(batch, &mut report)?;
+                continue;
+            }
             let body = delete_body(batch.iter().map(|n| self.key(n)));
             let md5 = base64(&Md5::digest(body.as_bytes()));
             let url = self.sign_bucket(Method::Post, vec![("delete", "1")])?;
@@ -737,7 +748,22 @@ impl Store {
                 .header("Content-Type", "application/xml")
                 .send(body.as_bytes())
                 .map_err(|e| transport(e, &what))?;
-            let resp = self.check_bucket_request(resp, &what)?;
+            let status = resp.status().as_u16();
+            let resp = match self.check_bucket_request(resp, &what) {
+                Ok(resp) => resp,
+                // 501, or 400 with the NotImplemented code (Cloud Storage's
+                // answer).
+                Err(Error::Config {
+                    why,
+                    refused: Some(Fatal::Rejected),
+                }) if status == 501 || why.contains(" NotImplemented") => {
+                    tracing::debug!("{why}: deleting one object per request");
+                    self.one_by_one.store(true, Ordering::Relaxed);
+                    self.delete_each(batch, &mut report)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             let failed: Vec<(String, String)> = parse_delete_errors(&text)
                 .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))?
@@ -754,6 +780,33 @@ impl Store {
             report.failed.extend(failed);
         }
         Ok(report)
+    }
+
+    /// One DeleteObject per name: a key already gone counts as deleted (as
+    /// in DeleteObjects), a refusal is reported for its name, a failure to
+    /// reach the store stops the deletion.
+    fn delete_each(&self, names: &[String], report: &mut DeleteReport) -> Result<(), Error> {
+        for name in names {
+            if name.is_empty() {
+                continue;
+            }
+            let url = self
+                .bucket
+                .delete_object(Some(&self.credentials()?), &self.key(name))
+                .sign(SIGNED_URL_TTL);
+            let what = format!("DELETE {}", self.describe(name));
+            let resp = self
+                .agent
+                .delete(url.as_str())
+                .call()
+                .map_err(|e| transport(e, &what))?;
+            match self.check(resp, &what) {
+                Ok(_) | Err(Error::NotFound) => report.deleted += 1,
+                Err(Error::Config { why, .. }) => report.failed.push((name.clone(), why)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Checks that the bucket is there and readable with these credentials

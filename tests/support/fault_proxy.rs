@@ -57,6 +57,12 @@ pub enum Action {
         get: Box<Action>,
         other: Box<Action>,
     },
+    /// `then` for requests of this method (`POST`: S3's batch delete),
+    /// Pass for the rest.
+    ForMethod {
+        method: &'static str,
+        then: Box<Action>,
+    },
 }
 
 /// One request as the proxy saw it.
@@ -250,6 +256,8 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
                 *other
             }
         }
+        Action::ForMethod { method: m, then } if m == method => *then,
+        Action::ForMethod { .. } => Action::Pass,
         a => a,
     };
     s.seen.lock().unwrap().push(Seen {
