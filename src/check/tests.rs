@@ -649,7 +649,7 @@ fn a_standby_archiving_into_its_own_archive() {
     assert!(f.findings().is_empty(), "{:#?}", f.findings());
 }
 
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 #[test]
 fn object_storage_failures_have_their_codes() {
     use crate::store::{Error, Fatal};
@@ -681,8 +681,17 @@ fn object_storage_failures_have_their_codes() {
             "archive-remote-config",
         ),
     ] {
-        assert_eq!(remote_failure(&e).0, code, "{e}");
+        assert_eq!(remote_failure(&e, "s3://b/p").0, code, "{e}");
     }
+    // The same codes for Cloud Storage, with its own fixes.
+    let denied = Error::refused(Fatal::Denied, "listing gs://b/p/: 403 forbidden".into());
+    let (code, fix) = remote_failure(&denied, "gs://b/p");
+    assert_eq!(code, "archive-credentials-refused");
+    assert!(fix.contains("storage.objects.list"), "{fix}");
+    let none = Error::config("no Google Cloud credentials found".into());
+    let (code, fix) = remote_failure(&none, "gs://b/p");
+    assert_eq!(code, "archive-remote-config");
+    assert!(fix.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{fix}");
 }
 
 #[cfg(feature = "s3")]
