@@ -395,7 +395,8 @@ fn a_service_account_token_reaches_the_store() {
     .unwrap();
     // The first request is refused as with a revoked token.
     s.proxy.then([status(401, "authError", None)]);
-    let args = s.args("gs://wal/archive", &[], NAME, &[]);
+    // No fetcher: its process would fetch a token of its own.
+    let args = s.args("gs://wal/archive", &["--prefetch=0"], NAME, &[]);
     let mut cmd = s.command(&s.proxy.endpoint, &args);
     cmd.env("GOOGLE_APPLICATION_CREDENTIALS", &key_file);
     let done = Job::launch(&s.env, cmd).finish_within(Duration::from_secs(15));
