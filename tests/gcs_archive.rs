@@ -465,3 +465,67 @@ fn no_credentials_names_every_source() {
         .logged("application_default_credentials.json: not found")
         .logged("NO_GCE_CHECK");
 }
+
+/// The client alone against the emulator: listings follow every page
+/// (and leave out deeper names), a download stops at its limit, deletes
+/// report what went.
+#[test]
+fn the_client_lists_every_page_downloads_within_limits_and_deletes() {
+    use pg_standby::store::gcs::{Store, Timeouts};
+    use pg_standby::store::{Error, ObjectStore};
+    let s = setup();
+    for n in 1..=5 {
+        s.put(&format!("0000000100000000000000{n:02}"), &[n as u8; 10]);
+    }
+    s.put("sub/deeper", b"x");
+    let host = host(&s.proxy.endpoint).to_string();
+    let env = move |k: &str| (k == "STORAGE_EMULATOR_HOST").then(|| host.clone());
+    let mut store = Store::from_url_with("gs://wal/archive", &env, Timeouts::default()).unwrap();
+    store.set_list_page(2);
+    let mut names = store.list("0000").unwrap();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(names.iter().all(|(_, size)| *size == 10), "{names:?}");
+    let pages = s
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.target.contains("pageToken="))
+        .count();
+    assert_eq!(pages, 2, "{:?}", s.proxy.seen());
+    assert_eq!(
+        store.list("").unwrap().len(),
+        5,
+        "deeper names are not listed"
+    );
+
+    let mut out = Vec::new();
+    let n = store
+        .get_to("000000010000000000000003", &mut out, 10, &|| false)
+        .unwrap();
+    assert_eq!((n, out), (10, vec![3u8; 10]));
+    let too_large = store.get_to("000000010000000000000003", &mut Vec::new(), 9, &|| false);
+    assert!(
+        matches!(too_large, Err(Error::TooLarge { .. })),
+        "{too_large:?}"
+    );
+    let missing = store.get_to("000000010000000000000009", &mut Vec::new(), 10, &|| false);
+    assert!(matches!(missing, Err(Error::NotFound)), "{missing:?}");
+
+    let gone: Vec<String> = [
+        "000000010000000000000001",
+        "000000010000000000000002",
+        "nothing",
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .collect();
+    let report = store.delete_many(&gone).unwrap();
+    assert_eq!((report.deleted, report.failed.len()), (3, 0));
+    assert_eq!(store.list("0000").unwrap().len(), 3);
+    store.verify().unwrap();
+    assert_eq!(
+        store.credentials_source(),
+        "none (STORAGE_EMULATOR_HOST, an emulator)"
+    );
+}
