@@ -1485,6 +1485,65 @@ mod tests {
     }
 
     #[test]
+    fn token_endpoint_answers() {
+        let answer = |status: u16, body: &str| {
+            let resp = ureq::http::Response::builder()
+                .status(status)
+                .body(ureq::Body::builder().data(body.as_bytes().to_vec()))
+                .unwrap();
+            token_answer(
+                Ok(resp),
+                "token request",
+                "GOOGLE_APPLICATION_CREDENTIALS=/k.json",
+            )
+        };
+        let t = answer(
+            200,
+            r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.value, Secret("ya29.x".into()));
+        let left = t
+            .expires
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!(left > Duration::from_secs(3590) && left <= Duration::from_secs(3599));
+        // Refused: configuration, naming the source, quoting only error
+        // and error_description.
+        let refused = answer(
+            400,
+            r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature.","x":"secret"}"#,
+        );
+        let Err(Error::Config {
+            why,
+            refused: Some(Fatal::Denied),
+        }) = refused
+        else {
+            panic!("{:?}", refused.err())
+        };
+        assert!(
+            why.contains("400 invalid_grant: Invalid JWT Signature."),
+            "{why}"
+        );
+        assert!(
+            why.contains("GOOGLE_APPLICATION_CREDENTIALS=/k.json"),
+            "{why}"
+        );
+        assert!(!why.contains("secret"), "{why}");
+        assert!(matches!(answer(503, "busy"), Err(Error::Transient(_))));
+        assert!(matches!(answer(429, "{}"), Err(Error::Transient(_))));
+        // A 200 without a token is not one; a token whose answer says not
+        // how long it lasts is kept only a few minutes.
+        assert!(matches!(answer(200, "{}"), Err(Error::Config { .. })));
+        assert!(matches!(answer(200, "<html>"), Err(Error::Transient(_))));
+        let short = answer(200, r#"{"access_token":"t"}"#).unwrap();
+        assert!(short.expires.unwrap() < SystemTime::now() + Duration::from_secs(301));
+        // Tokens print redacted.
+        assert_eq!(format!("{:?}", Secret("ya29.x".into())), "Secret(redacted)");
+    }
+
+    #[test]
     fn store_crosses_threads() {
         fn check<T: Send + Sync>() {}
         check::<Store>();
