@@ -529,3 +529,38 @@ fn the_client_lists_every_page_downloads_within_limits_and_deletes() {
         "none (STORAGE_EMULATOR_HOST, an emulator)"
     );
 }
+
+/// gcloud's user credentials (`authorized_user`, as `gcloud auth
+/// application-default login` writes them) named by
+/// GOOGLE_APPLICATION_CREDENTIALS: the refresh token is exchanged and the
+/// access token reaches the store. (The same file in `$CLOUDSDK_CONFIG` is
+/// the next source; with STORAGE_EMULATOR_HOST only the variable is read,
+/// so that order is tested in `store::gcs`'s unit tests.)
+#[test]
+fn gclouds_user_credentials_are_exchanged_for_a_token() {
+    let s = setup();
+    let bytes = segment(NAME);
+    s.put(NAME, &bytes);
+    let (_, public) = gcs_token::key_pair(&s.env.path(""), "unused");
+    let tokens = TokenServer::start(&public);
+    let user = s.env.path("user.json");
+    fs::write(&user, gcs_token::authorized_user_json(&tokens.uri)).unwrap();
+    let args = s.args("gs://wal/archive", &["--prefetch=0"], NAME, &[]);
+    let mut cmd = s.command(&s.proxy.endpoint, &args);
+    cmd.env("GOOGLE_APPLICATION_CREDENTIALS", &user);
+    let done = Job::launch(&s.env, cmd).finish_within(Duration::from_secs(15));
+    done.exited(0).logged(&format!("restored {NAME}"));
+    assert!(!done.log.contains(gcs_token::REFRESH_TOKEN), "{}", done.log);
+    assert_delivered(&s.env, &bytes);
+    assert_eq!(tokens.refused(), Vec::<String>::new());
+    assert_eq!(tokens.issued(), [format!("{TOKEN_PREFIX}1")]);
+    let want = format!("Bearer {TOKEN_PREFIX}1");
+    assert!(
+        s.proxy
+            .seen()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(want.as_str())),
+        "{:?}",
+        s.proxy.seen()
+    );
+}

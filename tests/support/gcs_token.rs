@@ -5,7 +5,9 @@
 //! (`openssl dgst -sha256 -verify`) and its claims (iss, scope, aud, an
 //! hour from iat to exp, iat now), and answers an access token as Google
 //! does: `{"access_token":..,"expires_in":3600,"token_type":"Bearer"}`,
-//! or 400 `invalid_grant` for anything else. std and openssl only.
+//! or 400 `invalid_grant` for anything else. It also takes gcloud's user
+//! credentials (`grant_type=refresh_token` with [`REFRESH_TOKEN`],
+//! [`CLIENT_ID`] and [`CLIENT_SECRET`]). std and openssl only.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,6 +21,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 pub const EMAIL: &str = "standby@pg-standby-test.iam.gserviceaccount.com";
+/// The user credentials the endpoint accepts.
+pub const CLIENT_ID: &str = "test-client.apps.googleusercontent.com";
+pub const CLIENT_SECRET: &str = "test-client-secret";
+pub const REFRESH_TOKEN: &str = "1//test-refresh-token";
+
+/// gcloud's `application_default_credentials.json` for a user, whose
+/// token requests go to `token_uri`.
+pub fn authorized_user_json(token_uri: &str) -> String {
+    format!(
+        "{{\"type\":\"authorized_user\",\"client_id\":\"{CLIENT_ID}\",\
+         \"client_secret\":\"{CLIENT_SECRET}\",\"refresh_token\":\"{REFRESH_TOKEN}\",\
+         \"token_uri\":\"{token_uri}\"}}"
+    )
+}
+
 /// Tokens handed out are this, then a count.
 pub const TOKEN_PREFIX: &str = "ya29.test-token-";
 
@@ -191,8 +208,25 @@ fn check_grant(s: &Shared, form: &str) -> Result<String, String> {
     let field = |k: &str| {
         form.split('&')
             .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .map(|v| v.replace("%3A", ":").replace("%3a", ":"))
+            .map(|v| {
+                v.replace("%3A", ":")
+                    .replace("%2F", "/")
+                    .replace("%3a", ":")
+                    .replace("%2f", "/")
+            })
     };
+    if field("grant_type").as_deref() == Some("refresh_token") {
+        if field("refresh_token").as_deref() != Some(REFRESH_TOKEN)
+            || field("client_id").as_deref() != Some(CLIENT_ID)
+            || field("client_secret").as_deref() != Some(CLIENT_SECRET)
+        {
+            return Err("Token has been expired or revoked.".into());
+        }
+        let mut issued = s.issued.lock().unwrap();
+        let token = format!("{TOKEN_PREFIX}{}", issued.len() + 1);
+        issued.push(token.clone());
+        return Ok(token);
+    }
     if field("grant_type").as_deref() != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
         return Err("Invalid grant_type.".into());
     }
