@@ -719,7 +719,7 @@ fn remote_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
             "give the server's environment a key allowed s3:ListBucket and s3:GetObject on \
              the archive (and s3:DeleteObject with %r), and check the clock",
         ),
-        Error::Transient(_) => (
+        Error::Transient(_) | Error::Throttled { .. } => (
             "archive-unreachable",
             "check AWS_ENDPOINT_URL (or the region), the network and any proxy between the \
              standby and the object store",

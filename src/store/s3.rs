@@ -867,7 +867,7 @@ impl Store {
         Err(match classify(&answer) {
             Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
             Verdict::Absent => Error::NotFound,
-            Verdict::Wait { .. } => Error::Transient(format!("{what}: {detail}")),
+            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
             Verdict::Refresh => {
                 self.credentials.invalidate();
                 if self.source.fixed().is_some() {
