@@ -465,6 +465,9 @@ impl Remote {
             ) => {
                 return Probe::unreachable(&e);
             }
+            Err(e @ Error::Corrupt(_)) => {
+                tracing::warn!("not restoring {plain}: {e}; downloading it again");
+            }
             // Too large, or pg_wal cannot take it: the download is tried
             // again for the verdict.
             Err(Error::TooLarge { .. } | Error::Io(_)) => {}

@@ -428,3 +428,53 @@ fn a_smart_trigger_ends_a_hung_request_within_the_bound() {
     assert_eq!(s.proxy.count(), 1, "{:?}", s.methods());
     assert!(!s.env.restored().exists());
 }
+
+/// One bit changed on the way, past the page header (where no header
+/// check can see it): the body does not match the store's checksum (here
+/// the ETag, the MD5 of a single-part upload), so it is never delivered;
+/// the next download is.
+#[test]
+fn a_byte_changed_on_the_way_is_never_delivered() {
+    let s = setup();
+    let bytes = segment(NAME);
+    s.put(NAME, &bytes);
+    s.proxy.then([Action::FlipByte(5_000_000)]);
+    let done = s.start(&[]).finish_within(Duration::from_secs(30));
+    done.exited(0)
+        .logged("does not match")
+        .logged(&format!("restored {NAME}"));
+    assert_delivered(&s.env, &bytes);
+    let gets = s.methods().iter().filter(|m| *m == "GET").count();
+    assert!(gets >= 2, "{:?}", s.methods());
+}
+
+/// A body changed on every download: a bad file, given up after the
+/// bad-file timeout; never delivered, never a promotion.
+#[test]
+fn a_body_changed_on_every_download_stops_recovery() {
+    let s = setup();
+    s.put(NAME, &segment(NAME));
+    s.proxy.always(Action::ByRequest {
+        get: Box::new(Action::FlipByte(5_000_000)),
+        other: Box::new(Action::Pass),
+    });
+    s.start(&[])
+        .finish_within(Duration::from_secs(30))
+        .exited(FATAL)
+        .logged("changed on the way");
+    assert!(!s.env.restored().exists());
+    assert_eq!(s.env.stray_files(), Vec::<String>::new());
+}
+
+/// A store that gives no checksum at all still serves the archive.
+#[test]
+fn a_store_that_gives_no_checksum_still_works() {
+    let s = setup();
+    let bytes = segment(NAME);
+    s.put(NAME, &bytes);
+    s.proxy.always(Action::NoChecksums);
+    s.start(&[])
+        .finish_within(Duration::from_secs(30))
+        .exited(0);
+    assert_delivered(&s.env, &bytes);
+}

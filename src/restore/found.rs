@@ -187,6 +187,13 @@ impl Session {
                     anyhow::Error::new(e).context("could not write the downloaded object"),
                 );
             }
+            Err(Error::Corrupt(why)) => {
+                return Found::NotReady(Look {
+                    seen: Seen::Bad(Fatal::BadSegment),
+                    why,
+                    state: key.clone(),
+                });
+            }
             Err(Error::TooLarge { size, limit }) => {
                 return Found::NotReady(Look {
                     seen: Seen::Bad(Fatal::Oversized),

@@ -11,6 +11,8 @@
 //! Names given to a store are relative to the archive's prefix, like file
 //! names in a directory.
 
+#[cfg(feature = "remote")]
+pub mod body;
 pub mod classify;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -144,6 +146,9 @@ pub enum Error {
     /// The store is busy and said when to ask again (`Retry-After`):
     /// [`Error::Transient`] with the store's own pace.
     Throttled { why: String, retry_after: Duration },
+    /// The body does not match the checksum the store gives for it:
+    /// changed on the way. A bad file: never delivered, fetched again.
+    Corrupt(String),
     /// The object is larger than the caller's limit.
     TooLarge { size: u64, limit: u64 },
     /// `should_stop` answered true during a download.
@@ -205,6 +210,7 @@ impl fmt::Display for Error {
             Error::TooLarge { size, limit } => {
                 write!(f, "object is larger than {limit} bytes ({size} or more)")
             }
+            Error::Corrupt(m) => f.write_str(m),
             Error::Interrupted => f.write_str("download interrupted"),
             Error::Abandoned => f.write_str("request given up for the failover"),
             Error::Io(e) => write!(f, "writing the downloaded object: {e}"),
