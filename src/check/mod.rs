@@ -730,12 +730,12 @@ fn remote_failure(e: &crate::store::Error, url: &str) -> (&'static str, &'static
             "give the server's environment a key allowed s3:ListBucket and s3:GetObject on \
              the archive (and s3:DeleteObject with %r), and check the clock",
         ),
-        Error::Transient(_) if gcs => (
+        Error::Transient(_) | Error::Throttled { .. } if gcs => (
             "archive-unreachable",
             "check STORAGE_EMULATOR_HOST if set, the network and any proxy between the \
              standby and Cloud Storage (and the token endpoint)",
         ),
-        Error::Transient(_) => (
+        Error::Transient(_) | Error::Throttled { .. } => (
             "archive-unreachable",
             "check AWS_ENDPOINT_URL (or the region), the network and any proxy between the \
              standby and the object store",

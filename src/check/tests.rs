@@ -649,7 +649,7 @@ fn a_standby_archiving_into_its_own_archive() {
     assert!(f.findings().is_empty(), "{:#?}", f.findings());
 }
 
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 #[test]
 fn object_storage_failures_have_their_codes() {
     use crate::store::{Error, Fatal};

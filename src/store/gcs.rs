@@ -31,12 +31,13 @@
 //! (Storage Object User). The scope asked for is `devstorage.read_write`.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::credentials::{Expiring, Refreshing};
@@ -61,7 +62,6 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
 /// `maxResults` of objects.list: at most 1000 per page.
 const LIST_PAGE: usize = 1000;
-const CHUNK: usize = 128 * 1024;
 /// How long an idle connection is kept for the next request.
 const IDLE_REUSE: Duration = Duration::from_secs(4);
 
@@ -753,50 +753,31 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let expected: Option<u64> = resp
+        let length = resp
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        if let Some(size) = expected
-            && size > limit
-        {
-            return Err(Error::TooLarge { size, limit });
-        }
+        // The object's CRC32C and MD5, checked on the whole body
+        // (https://cloud.google.com/storage/docs/hashes-etags).
+        let hashes: Vec<String> = resp
+            .headers()
+            .get_all("x-goog-hash")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let checksums = Checksum::from_goog_hash(&hashes);
         let mut body = resp.into_body().into_reader();
-        let mut buf = vec![0u8; CHUNK];
-        let mut done: u64 = 0;
-        loop {
-            if should_stop() {
-                return Err(Error::Interrupted);
-            }
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Transient(format!(
-                        "{what}: reading the body after {done} bytes: {e}"
-                    )));
-                }
-            };
-            if done + n as u64 > limit {
-                return Err(Error::TooLarge {
-                    size: done + n as u64,
-                    limit,
-                });
-            }
-            dst.write_all(&buf[..n]).map_err(Error::Io)?;
-            done += n as u64;
-        }
-        if let Some(size) = expected
-            && size != done
-        {
-            return Err(Error::Transient(format!(
-                "{what}: body cut short at {done} of {size} bytes"
-            )));
-        }
-        Ok(done)
+        body::copy(
+            &mut body,
+            dst,
+            limit,
+            length,
+            &checksums,
+            should_stop,
+            &what,
+        )
     }
 
     /// Names (relative to the prefix) and sizes of the objects whose name
@@ -970,7 +951,7 @@ impl Store {
         Err(match classify(&answer) {
             Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
             Verdict::Absent => Error::NotFound,
-            Verdict::Wait { .. } => Error::Transient(format!("{what}: {detail}")),
+            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
             // No GCS answer is sorted so (a 401 is retried once in `send`
             // with a new token); should one be, fetch a new token next time.
             Verdict::Refresh => {

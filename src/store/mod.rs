@@ -11,6 +11,8 @@
 //! Names given to a store are relative to the archive's prefix, like file
 //! names in a directory.
 
+#[cfg(feature = "remote")]
+pub mod body;
 pub mod classify;
 #[cfg(feature = "gcs")]
 pub mod gcs;
@@ -19,6 +21,7 @@ pub mod s3;
 
 use std::fmt;
 use std::io::{self, Write};
+use std::time::Duration;
 
 pub use classify::Fatal;
 
@@ -160,10 +163,18 @@ pub enum Error {
     /// May get better by waiting: timeouts, refused connections, DNS,
     /// 5xx, throttling, a body cut short. The caller retries.
     Transient(String),
+    /// The store is busy and said when to ask again (`Retry-After`):
+    /// [`Error::Transient`] with the store's own pace.
+    Throttled { why: String, retry_after: Duration },
+    /// The body does not match the checksum the store gives for it:
+    /// changed on the way. A bad file: never delivered, fetched again.
+    Corrupt(String),
     /// The object is larger than the caller's limit.
     TooLarge { size: u64, limit: u64 },
     /// `should_stop` answered true during a download.
     Interrupted,
+    /// Given up by the caller for a failover decided while it ran.
+    Abandoned,
     /// Writing what was downloaded failed (local disk).
     Io(io::Error),
 }
@@ -172,6 +183,28 @@ impl Error {
     /// A configuration error of our own making (not the store's answer).
     pub fn config(why: String) -> Self {
         Error::Config { why, refused: None }
+    }
+
+    /// The error of an answer [`classify::classify`] says to wait for:
+    /// the store's `Retry-After` kept, where it sent one.
+    pub fn wait(why: String, retry_after: Option<Duration>) -> Self {
+        match retry_after {
+            Some(retry_after) => Error::Throttled { why, retry_after },
+            None => Error::Transient(why),
+        }
+    }
+
+    /// Whether waiting may help (the caller asks again later).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient(_) | Error::Throttled { .. })
+    }
+
+    /// How long the store asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// The store refused: waiting will not help.
@@ -189,10 +222,17 @@ impl fmt::Display for Error {
             Error::NotFound => f.write_str("not found"),
             Error::Config { why, .. } => write!(f, "object storage configuration: {why}"),
             Error::Transient(m) => write!(f, "object storage unavailable: {m}"),
+            Error::Throttled { why, retry_after } => write!(
+                f,
+                "object storage unavailable: {why} (asks to retry after {} s)",
+                retry_after.as_secs()
+            ),
             Error::TooLarge { size, limit } => {
                 write!(f, "object is larger than {limit} bytes ({size} or more)")
             }
+            Error::Corrupt(m) => f.write_str(m),
             Error::Interrupted => f.write_str("download interrupted"),
+            Error::Abandoned => f.write_str("request given up for the failover"),
             Error::Io(e) => write!(f, "writing the downloaded object: {e}"),
         }
     }

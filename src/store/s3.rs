@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,6 +41,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 
+use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::aws_credentials::{Keys, Profile, Source};
@@ -55,7 +56,7 @@ const DELETE_BATCH: usize = 1000;
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// ListObjectsV2 pages are at most 1000 keys of at most 1 KiB each.
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
-const CHUNK: usize = 128 * 1024;
+
 /// How long an idle connection is kept for the next request.
 const IDLE_REUSE: Duration = Duration::from_secs(4);
 
@@ -595,52 +596,24 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let expected: Option<u64> = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        if let Some(size) = expected
-            && size > limit
-        {
-            return Err(Error::TooLarge { size, limit });
-        }
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let length = header("content-length").and_then(|v| v.parse().ok());
+        let checksums = Checksum::from_s3(&header);
         let mut body = resp.into_body().into_reader();
-        let mut buf = vec![0u8; CHUNK];
-        let mut done: u64 = 0;
-        loop {
-            if should_stop() {
-                return Err(Error::Interrupted);
-            }
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Transient(format!(
-                        "{}: reading the body after {done} bytes: {e}",
-                        what()
-                    )));
-                }
-            };
-            if done + n as u64 > limit {
-                return Err(Error::TooLarge {
-                    size: done + n as u64,
-                    limit,
-                });
-            }
-            dst.write_all(&buf[..n]).map_err(Error::Io)?;
-            done += n as u64;
-        }
-        if let Some(size) = expected
-            && size != done
-        {
-            return Err(Error::Transient(format!(
-                "{}: body cut short at {done} of {size} bytes",
-                what()
-            )));
-        }
-        Ok(done)
+        body::copy(
+            &mut body,
+            dst,
+            limit,
+            length,
+            &checksums,
+            should_stop,
+            &what(),
+        )
     }
 
     /// Uploads an object (tests and benchmarks; the archive side of a
@@ -920,7 +893,7 @@ impl Store {
         Err(match classify(&answer) {
             Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
             Verdict::Absent => Error::NotFound,
-            Verdict::Wait { .. } => Error::Transient(format!("{what}: {detail}")),
+            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
             Verdict::Refresh => {
                 self.credentials.invalidate();
                 if self.source.fixed().is_some() {

@@ -51,6 +51,10 @@ pub enum Action {
     Hang,
     /// Forward, and flip one bit of the body byte at this offset.
     FlipByte(usize),
+    /// Forward without the headers in which stores give a checksum of the
+    /// object (ETag, x-amz-checksum-*, x-goog-hash, Content-MD5): a store
+    /// that gives none.
+    NoChecksums,
     /// `get` for a GET of an object, `other` for the rest (listings,
     /// HEADs, deletes).
     ByRequest {
@@ -344,6 +348,16 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
         None => {
             up_reader.read_to_end(&mut resp_body)?;
         }
+    }
+    let mut resp = resp;
+    if matches!(action, Action::NoChecksums) {
+        resp.headers.retain(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            !(k == "etag"
+                || k.starts_with("x-amz-checksum-")
+                || k == "x-goog-hash"
+                || k == "content-md5")
+        });
     }
     let head = resp.closing();
     match action {
