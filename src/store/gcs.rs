@@ -1524,6 +1524,84 @@ mod tests {
         assert_eq!(format!("{:?}", Secret("ya29.x".into())), "Secret(redacted)");
     }
 
+    /// A one-request metadata server on loopback: answers `body` with
+    /// `status` if the request carries `Metadata-Flavor: Google`, else 403
+    /// as the real one does. Returns its `host:port` and the request seen.
+    fn metadata_server(
+        status: u16,
+        body: &'static str,
+    ) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let flavored = head
+                .to_ascii_lowercase()
+                .contains("metadata-flavor: google");
+            let status = if flavored { status } else { 403 };
+            let mut conn = conn;
+            write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nMetadata-Flavor: Google\r\nContent-Type: \
+                 application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            head
+        });
+        (host, server)
+    }
+
+    #[test]
+    fn the_metadata_server() {
+        let tried = vec!["GOOGLE_APPLICATION_CREDENTIALS: not set".to_string()];
+        let (host, server) = metadata_server(
+            200,
+            r#"{"access_token":"ya29.m","expires_in":3599,"token_type":"Bearer"}"#,
+        );
+        let t = metadata_token(&host, &tried).unwrap();
+        assert_eq!(t.value, Secret("ya29.m".into()));
+        let head = server.join().unwrap();
+        assert!(
+            head.starts_with(
+                "GET /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.1"
+            ),
+            "{head}"
+        );
+        // No service account on the machine.
+        let (host, server) = metadata_server(404, "");
+        let r = metadata_token(&host, &tried);
+        assert!(
+            matches!(&r, Err(Error::Config { why, .. }) if why.contains("no service account")),
+            "{:?}",
+            r.err()
+        );
+        server.join().unwrap();
+        // Nothing listens: no credentials, every source named.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let r = metadata_token(&host, &tried);
+        let Err(Error::Config { why, .. }) = &r else {
+            panic!("{:?}", r.err())
+        };
+        assert!(
+            why.contains("GOOGLE_APPLICATION_CREDENTIALS: not set"),
+            "{why}"
+        );
+        assert!(why.contains("nothing answers"), "{why}");
+    }
+
     #[test]
     fn store_crosses_threads() {
         fn check<T: Send + Sync>() {}
