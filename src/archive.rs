@@ -2,7 +2,7 @@
 //! name there, in which form, is it complete, open it, remove what
 //! precedes a cutoff", so the waiting logic never touches paths itself.
 //! An archive is a local (or mounted) directory, or object storage
-//! (`s3://BUCKET/PREFIX`), whose objects are downloaded into unnamed
+//! (`s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX`), whose objects are downloaded into unnamed
 //! temporary files beside `%p` and from there handled as local files.
 
 use std::fs::{self, File};
