@@ -724,6 +724,36 @@ fn a_remote_archive_is_not_a_path_in_the_data_directory() {
     assert!(codes.contains(&"server-environment-unknown"), "{codes:?}");
 }
 
+#[cfg(feature = "gcs")]
+#[test]
+fn a_cloud_storage_archive_is_checked_with_the_commands_variables() {
+    let f = Fixture::new(15);
+    // An emulator address where nothing listens: unreachable, with the
+    // Cloud Storage fix.
+    f.restore_command(&format!(
+        "STORAGE_EMULATOR_HOST=127.0.0.1:9 {} -t {} gs://bucket/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    let found = f.findings();
+    let unreachable = found
+        .iter()
+        .find(|x| x.code == "archive-unreachable")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        format!("{unreachable:?}").contains("STORAGE_EMULATOR_HOST"),
+        "{unreachable:?}"
+    );
+    assert!(!f.codes().contains(&"archive-missing"), "{:?}", f.codes());
+    // A malformed bucket name.
+    f.restore_command(&format!(
+        "{} -t {} gs://B/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    assert!(f.codes().contains(&"archive-url"), "{:?}", f.codes());
+}
+
 #[test]
 fn the_servers_own_command_line() {
     assert_eq!(
