@@ -500,7 +500,10 @@ fn token_answer(
             408 | 429 | 500..=599 => Error::Transient(format!("{what}: {detail}")),
             400 | 401 | 403 => Error::refused(
                 Fatal::Denied,
-                format!("{what}: refused, {detail}: check the credentials of {from}"),
+                format!(
+                    "{what}: refused, {detail}: check the credentials of {from} (and the \
+                     clock: Google refuses a JWT whose times are off)"
+                ),
             ),
             _ => Error::config(format!("{what}: {detail}")),
         });
