@@ -2,9 +2,11 @@
 //! binary, against a real emulator (fake-gcs-server on 127.0.0.1): the
 //! same guarantees as S3 (a 404 waits, a missing bucket stops recovery, an
 //! unreachable endpoint is waited out and never promotes), the fault rows
-//! through the fault-injecting proxy, and the service account token path:
-//! a JWT signed with a fresh RSA key, checked by a local token endpoint,
-//! whose access token then reaches the store as `Authorization: Bearer`.
+//! through the fault-injecting proxy (a byte changed on the way is caught by
+//! the store's `x-goog-hash`), the token paths (a service account's JWT
+//! signed with a fresh RSA key and checked by a local token endpoint, and
+//! gcloud's refresh token), whose access token must reach the store as
+//! `Authorization: Bearer`, and the client alone (pages, limits, deletes).
 
 mod support;
 
