@@ -82,7 +82,7 @@ use clap::error::ErrorKind;
 pub use cleanup::cutoff_keeping;
 
 use cli::Cli;
-use config::Config;
+use config::Mode;
 use exit::{Fatal, Outcome};
 use restore::Session;
 
@@ -136,39 +136,22 @@ pub fn main() -> ExitCode {
         }
     };
     logging::set_debug(cli.debug);
-    if let Some(spool) = cli.prefetch_worker {
-        return prefetch::worker(spool);
-    }
-    if let Some(cutoff) = &cli.cleanup_before {
-        return cleanup::detached(cutoff, cli.archive.as_deref(), cli.dry_run);
-    }
-    if cli.check {
-        return ExitCode::from(check::main(&cli));
-    }
-    let outcome = run(cli);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let outcome = match Mode::from_cli(cli, &cwd) {
+        Ok(Mode::PrefetchWorker(spool)) => return prefetch::worker(spool),
+        Ok(Mode::Cleanup {
+            cutoff,
+            archive,
+            dry_run,
+        }) => return cleanup::detached(&cutoff, archive.as_deref(), dry_run),
+        Ok(Mode::Check(cli)) => return ExitCode::from(check::main(&cli)),
+        Ok(Mode::Restore(config)) => Session::new(*config, cwd, legacy).run(),
+        Err(e) => usage_error(format!("{e:#}"), legacy),
+    };
     if let Outcome::Killed(signal) = outcome {
         signals::die_by(signal);
     }
     outcome.exit_code(legacy)
-}
-
-fn run(cli: Cli) -> Outcome {
-    let legacy = cli.legacy_exit_codes;
-    if cli.pgdata.is_some() || cli.json {
-        return usage_error("-D and --json only go with --check", legacy);
-    }
-    if cli.link {
-        tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
-    }
-    if !cli.extra.is_empty() {
-        tracing::warn!("ignoring extra arguments: {}", cli.extra.join(" "));
-    }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let config = match Config::from_cli(cli, &cwd) {
-        Ok(c) => c,
-        Err(e) => return usage_error(format!("{e:#}"), legacy),
-    };
-    Session::new(config, cwd, legacy).run()
 }
 
 /// A bad command line: one ERROR line and a hint, as PostgreSQL's tools
