@@ -380,8 +380,6 @@ fn a_store_that_gives_no_checksum_still_works(kind: Kind) {
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     s.proxy.always(Action::NoChecksums);
-    s.call(&[])
-        .finish_within(Duration::from_secs(30))
-        .exited(0);
+    s.call(&[]).finish_within(Duration::from_secs(30)).exited(0);
     assert_delivered(&s.env, &bytes);
 }
