@@ -202,19 +202,25 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
     for (name, age) in &plan.expired {
         tracing::warn!(
             "archive cleanup: standby \"{name}\" has not updated its entry for {} (more than \
-             --standby-expiry): it no longer holds cleanup back. If it is gone for good, remove its \
-             file \"{}/{}\" from the archive",
+             --standby-expiry): it no longer holds cleanup back. If it is gone for good, remove \
+             \"{}\"",
             human_duration(*age),
-            registry::DIR,
-            Entry::file_name(me.system_identifier, name)
+            archive
+                .path_of(&format!(
+                    "{}/{}",
+                    registry::DIR,
+                    Entry::file_name(me.system_identifier, name)
+                ))
+                .display()
         );
     }
     for (file, why) in &plan.unreadable {
         tracing::warn!(
-            "archive cleanup skipped: the entry \"{}/{file}\" in the archive cannot be read \
-             ({why}), and it may be a standby of this cluster: nothing is removed until it is \
-             fixed or removed",
-            registry::DIR
+            "archive cleanup skipped: the standby entry \"{}\" cannot be read ({why}), and it \
+             may be a standby of this cluster: nothing is removed until it is fixed or removed",
+            archive
+                .path_of(&format!("{}/{file}", registry::DIR))
+                .display()
         );
     }
     let Some(cutoff) = plan.cutoff else { return };
