@@ -132,6 +132,26 @@ fn a_lagging_standby_keeps_what_it_needs_until_it_catches_up() {
             .iter()
             .any(|t| t.contains(&format!(":{}", b.display())))
     );
+    // The registry as an operator sees it, from the archive alone.
+    let report = check(&archive, &[]);
+    assert!(
+        report.contains("ok: 2 standby(s) registered in the archive"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("needs {} on (written ", seg(7))),
+        "{report}"
+    );
+}
+
+/// `pg_standby --check ARCHIVELOCATION`: the registry, on stdout.
+fn check(archive: &str, opts: &[&str]) -> String {
+    let out = Command::new(binary())
+        .args(["--check", archive])
+        .args(opts)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -186,6 +206,12 @@ fn a_standby_gone_past_the_expiry_no_longer_holds_cleanup_back() {
         log.contains(&format!("remove \"{}\"", entry.display())),
         "{log}"
     );
+    let report = check(&archive, &["--standby-expiry", "24"]);
+    assert!(
+        report.contains("WARNING: standby \"reporting\""),
+        "{report}"
+    );
+    assert!(report.contains("[registry-entry-expired]"), "{report}");
     // Within the default expiry, the same entry holds it back.
     fill(&env, 1..=6);
     call(&a, &archive, &[], 8, 7, &[]);
