@@ -105,7 +105,17 @@ fn a_lagging_standby_keeps_what_it_needs_until_it_catches_up() {
     call(&b, &archive, &[], 3, 2, &[]);
     assert_eq!(left(&env), (2..=8).collect::<Vec<_>>());
     // A is ahead: its %r is 7, but B still needs 2 on.
-    let out = call(&a, &archive, &[], 8, 7, &[]);
+    let metrics = env.path("a.prom");
+    let metrics_arg = metrics.display().to_string();
+    let out = call(&a, &archive, &["--metrics-file", &metrics_arg], 8, 7, &[]);
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("pg_standby_registry_standbys 2\n"), "{prom}");
+    assert!(prom.contains("pg_standby_registry_expired 0\n"), "{prom}");
+    // Segment 2's start: 2 × 16 MiB.
+    assert!(
+        prom.contains("pg_standby_archive_oldest_kept_lsn 33554432\n"),
+        "{prom}"
+    );
     assert_eq!(left(&env), (2..=8).collect::<Vec<_>>());
     assert!(log(&out).contains("which standby"), "{}", log(&out));
     assert_eq!(entries(&env.archive).len(), 2);
