@@ -30,6 +30,8 @@ mod pg;
 mod pgbackrest;
 #[path = "bench/poller.rs"]
 mod poller;
+#[path = "bench/registry.rs"]
+mod registry;
 #[path = "../tests/support/s3_server.rs"]
 mod s3_server;
 #[path = "bench/s3gz.rs"]
@@ -72,9 +74,10 @@ fn main() -> Result<()> {
             "s3call" => s3_call(&progs),
             "s3gz" => s3gz::s3_gzip_catch_up(&progs),
             "slowdown" => slowdown::slowdown(&progs),
+            "registry" => registry::registry(&progs),
             "poller" => poller::poller(&progs),
             other => bail!(
-                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, slowdown, poller, all"
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, slowdown, registry, poller, all"
             ),
         };
         say(&format!(
@@ -100,6 +103,7 @@ fn main() -> Result<()> {
             "s3call",
             "s3gz",
             "slowdown",
+            "registry",
             "poller",
         ] {
             if let Err(e) = run(s) {

@@ -217,6 +217,21 @@ impl Archive {
         }
     }
 
+    /// One registry entry, if it is there and reads as one.
+    pub fn entry(&self, file_name: &str) -> Option<registry::Entry> {
+        let text = match self {
+            Self::Local(l) => fs::read_to_string(l.dir.join(registry::DIR).join(file_name)).ok()?,
+            #[cfg(feature = "remote")]
+            Self::Remote(r) => {
+                let mut body = Vec::new();
+                let key = format!("{}/{file_name}", registry::DIR);
+                r.store.get_to(&key, &mut body, 64 * 1024, &|| false).ok()?;
+                String::from_utf8(body).ok()?
+            }
+        };
+        registry::Entry::parse(&text).ok()
+    }
+
     /// Every registry entry in the archive, read or not.
     pub fn registry(&self) -> io::Result<Vec<registry::Found>> {
         // An entry is a few hundred bytes; anything much larger is not one.

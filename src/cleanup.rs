@@ -185,6 +185,18 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
     let now = registry::now();
     let me = &reg.me;
     let file_name = Entry::file_name(me.system_identifier, &me.name);
+    // The same position as the last cleanup, recently published: that
+    // cleanup removed what could go, and what the others' moves free is
+    // removed by their own cleanups. One read instead of a write, a listing
+    // and a read per standby (on a store, a request each).
+    if !dry_run
+        && let Some(last) = archive.entry(&file_name)
+        && last.restart == cutoff
+        && now.saturating_sub(last.written) < registry::REFRESH.as_secs()
+    {
+        tracing::debug!("archive cleanup: nothing new since the last one, up to {cutoff}");
+        return;
+    }
     let entry = Entry {
         name: me.name.clone(),
         system_identifier: me.system_identifier,

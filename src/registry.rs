@@ -25,6 +25,12 @@ use crate::wal::SegmentName;
 /// Where the entries live, relative to the archive.
 pub const DIR: &str = ".pg_standby/standbys";
 
+/// How often an unchanged position is written again: an entry keeps its
+/// standby's segments only until `--standby-expiry` (at least an hour), so
+/// a standby whose `%r` stays put (an idle primary) writes it at least
+/// this often.
+pub const REFRESH: Duration = Duration::from_secs(15 * 60);
+
 /// One standby's published position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

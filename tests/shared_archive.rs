@@ -223,9 +223,9 @@ fn a_standby_gone_past_the_expiry_no_longer_holds_cleanup_back() {
     );
     assert!(report.contains("[registry-entry-expired]"), "{report}");
     // Within the default expiry, the same entry holds it back.
-    fill(&env, 1..=6);
-    call(&a, &archive, &[], 8, 7, &[]);
-    assert_eq!(left(&env), (2..=8).collect::<Vec<_>>());
+    fill(&env, 1..=9);
+    call(&a, &archive, &[], 9, 8, &[]);
+    assert_eq!(left(&env), (2..=9).collect::<Vec<_>>());
 }
 
 #[test]
@@ -240,10 +240,34 @@ fn an_unreadable_entry_of_this_cluster_stops_the_cleanup() {
     let out = call(&env.datadir, &archive, &[], 8, 7, &[]);
     assert_eq!(left(&env), (1..=8).collect::<Vec<_>>());
     assert!(log(&out).contains("cannot be read"), "{}", log(&out));
-    // Another cluster's, even unreadable, changes nothing.
+    // Another cluster's, even unreadable, changes nothing: the next
+    // cleanup (the next restart point) removes what can go.
     fs::rename(&bad, dir.join("42-0000000000000000.standby")).unwrap();
+    fill(&env, 9..=9);
+    call(&env.datadir, &archive, &[], 9, 8, &[]);
+    assert_eq!(left(&env), vec![8, 9]);
+}
+
+/// A cleanup with the same `%r` as the last one, published minutes ago,
+/// reads its own entry and stops: on a store, one request instead of a
+/// write, a listing and a read per standby.
+#[test]
+fn an_unchanged_position_is_not_published_again() {
+    let env = Env::new();
+    let archive = env.archive.display().to_string();
+    fill(&env, 1..=8);
     call(&env.datadir, &archive, &[], 8, 7, &[]);
-    assert_eq!(left(&env), vec![7, 8]);
+    let entry = entries(&env.archive).pop().unwrap();
+    let written = fs::read_to_string(&entry).unwrap();
+    fill(&env, 1..=2);
+    let out = call(&env.datadir, &archive, &[], 8, 7, &[]);
+    assert!(
+        log(&out).contains("nothing new since the last one"),
+        "{}",
+        log(&out)
+    );
+    assert_eq!(fs::read_to_string(&entry).unwrap(), written);
+    assert_eq!(left(&env), vec![1, 2, 7, 8]);
 }
 
 #[test]
