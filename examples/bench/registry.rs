@@ -80,7 +80,10 @@ fn cleanup_cmds(
     };
     let mut cmds = Vec::new();
     if let Some(base) = base {
-        cmds.push(("previous build (no registry)".to_string(), cmd(base, 1, &[])));
+        cmds.push((
+            "previous build (no registry)".to_string(),
+            cmd(base, 1, &[]),
+        ));
     }
     // Two rows of one standby whose position alternates: each of their
     // runs writes its entry and reads the others'.
