@@ -7,7 +7,7 @@
 
 use std::fs::{self, File};
 use std::io;
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -16,14 +16,14 @@ use crate::cleanup::{self, Summary};
 use crate::codec::Codec;
 use crate::open::{self, Identity};
 use crate::probe::{self, CompressedEntry, Probe};
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 use crate::store::{Error, ObjectStore};
 use crate::timeline;
 use crate::wal::SegmentName;
 
 pub enum Archive {
     Local(LocalDir),
-    #[cfg(feature = "s3")]
+    #[cfg(feature = "object-store")]
     Remote(Box<Remote>),
 }
 
@@ -58,12 +58,12 @@ impl Archive {
     /// "not available".
     pub fn open(location: &Path) -> Result<Self, String> {
         if let Some(url) = location.to_str().filter(|l| is_object_storage(l)) {
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             return Remote::open(url).map(|r| Self::Remote(Box::new(r)));
-            #[cfg(not(feature = "s3"))]
+            #[cfg(not(feature = "object-store"))]
             return Err(format!(
                 "archive location \"{url}\" is object storage, and this pg_standby was built \
-                 without the s3 feature"
+                 without any object storage (features s3, azure)"
             ));
         }
         LocalDir::open(location).map(Self::Local)
@@ -73,7 +73,7 @@ impl Archive {
     pub fn dir(&self) -> &Path {
         match self {
             Self::Local(l) => &l.dir,
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(r) => &r.url,
         }
     }
@@ -91,7 +91,7 @@ impl Archive {
         let _ = scratch; // only object storage downloads
         match self {
             Self::Local(l) => l.segment(name, sysid),
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(r) => r.segment(name, scratch),
         }
     }
@@ -103,7 +103,7 @@ impl Archive {
         let _ = scratch; // only object storage downloads
         match self {
             Self::Local(l) => l.file(name),
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(r) => r.file(name, scratch),
         }
     }
@@ -111,7 +111,7 @@ impl Archive {
     /// The fetcher looks at many segments in one process: each look at a
     /// new one is a call's first.
     pub fn new_call(&self) {
-        #[cfg(feature = "s3")]
+        #[cfg(feature = "object-store")]
         if let Self::Remote(r) = self {
             r.looked.set(false);
         }
@@ -120,7 +120,7 @@ impl Archive {
     pub fn gone(&self) -> Option<String> {
         match self {
             Self::Local(l) => l.gone(),
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(_) => None,
         }
     }
@@ -129,7 +129,7 @@ impl Archive {
         match self {
             Self::Local(l) => l.in_flight(name),
             // An upload appears whole or not at all.
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(_) => None,
         }
     }
@@ -139,7 +139,7 @@ impl Archive {
     pub fn newest_segment(&self) -> Option<SegmentName> {
         let names = match self {
             Self::Local(l) => l.file_names(),
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(r) => r.segment_names().ok()?,
         };
         names
@@ -151,7 +151,7 @@ impl Archive {
     pub fn history(&self, tli: u32) -> Option<String> {
         match self {
             Self::Local(l) => l.history(tli),
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(r) => r.small_text(&format!("{tli:08X}.history")),
         }
     }
@@ -160,7 +160,7 @@ impl Archive {
         match self {
             Self::Local(l) => l.segment_size(sysid),
             // Only the standby's own pg_wal tells, without a download.
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(_) => None,
         }
     }
@@ -168,13 +168,13 @@ impl Archive {
     pub fn remove_before(&self, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
         match self {
             Self::Local(l) => l.remove_before(cutoff, dry_run),
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "object-store")]
             Self::Remote(r) => r.remove_before(cutoff, dry_run),
         }
     }
 
     /// Download a remote object into an unnamed file in `scratch`.
-    #[cfg(feature = "s3")]
+    #[cfg(feature = "object-store")]
     pub fn download(&self, object: RemoteObject, scratch: &Path) -> Result<File, Error> {
         if let Some(file) = object.fetched {
             return Ok(file);
@@ -338,7 +338,7 @@ impl LocalDir {
 
 /// A segment's object in object storage, not yet downloaded.
 #[derive(Debug)]
-#[cfg_attr(not(feature = "s3"), allow(dead_code))]
+#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
 pub struct RemoteObject {
     /// Its name under the prefix: the segment's, maybe with a suffix.
     pub key: String,
@@ -348,7 +348,7 @@ pub struct RemoteObject {
     pub fetched: Option<File>,
 }
 
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 pub struct Remote {
     store: std::sync::Arc<dyn ObjectStore>,
     url: PathBuf,
@@ -359,7 +359,7 @@ pub struct Remote {
     last_form: std::cell::Cell<Option<Option<Codec>>>,
 }
 
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 impl Remote {
     fn open(url: &str) -> Result<Self, String> {
         let store = crate::store::open(url)
@@ -589,10 +589,10 @@ pub fn segment_of(file_name: &str) -> Option<SegmentName> {
 }
 
 /// Larger than any segment in any form: compressed data never grows.
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 const MAX_OBJECT: u64 = (1 << 30) + (1 << 20);
 /// How often a shutdown is looked for while a request is under way.
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 const REQUEST_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A directory on another device than its parent is a mount point.

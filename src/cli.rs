@@ -544,6 +544,7 @@ mod tests {
         let stores = lines.next().unwrap();
         assert!(stores.starts_with("stores: directory"), "{stores}");
         assert_eq!(stores.contains("s3"), cfg!(feature = "s3"));
+        assert_eq!(stores.contains("azure"), cfg!(feature = "azure"));
     }
 
     #[test]

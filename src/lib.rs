@@ -42,7 +42,7 @@ mod cli;
 pub mod codec;
 mod config;
 mod copy;
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 mod credentials;
 mod datadir;
 mod exit;
@@ -50,7 +50,7 @@ mod flock;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 mod json;
 mod logging;
 mod metrics;

@@ -323,7 +323,7 @@ fn fetch_one(spool: &Spool, stamp: &Stamp, archive: &Archive, name: SegmentName)
                 Unpacked::Interrupted => Fetched::Interrupted,
             }
         }
-        #[cfg(feature = "s3")]
+        #[cfg(feature = "object-store")]
         Probe::Remote(object) => fetch_remote(spool, stamp, archive, name, object),
         Probe::Absent => Fetched::NotYet("not in the archive".into()),
         probe @ (Probe::Incomplete { .. } | Probe::Unreachable(_)) => {
@@ -333,7 +333,7 @@ fn fetch_one(spool: &Spool, stamp: &Stamp, archive: &Archive, name: SegmentName)
     }
 }
 
-#[cfg(feature = "s3")]
+#[cfg(feature = "object-store")]
 fn fetch_remote(
     spool: &Spool,
     stamp: &Stamp,

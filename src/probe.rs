@@ -13,7 +13,7 @@ use crate::open::{self, Identity};
 use crate::wal::SegmentName;
 
 #[derive(Debug)]
-#[cfg_attr(not(feature = "s3"), allow(dead_code))]
+#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
 pub enum Probe {
     Absent,
     /// Still being written, we assume: shorter than its segment size.

@@ -166,7 +166,7 @@ impl Session {
 
     /// Download a remote object beside `%p`, then handle it as a local
     /// file: validated as it is, or decompressed.
-    #[cfg(feature = "s3")]
+    #[cfg(feature = "object-store")]
     pub(super) fn fetch(
         &self,
         archive: &Archive,

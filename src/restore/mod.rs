@@ -448,7 +448,7 @@ impl Session {
                     let state = format!("{:?}", entry.identity);
                     self.unpack_segment(name, entry, state, &mut unpacked)
                 }
-                #[cfg(feature = "s3")]
+                #[cfg(feature = "object-store")]
                 Probe::Remote(object) => self.fetch(archive, name, object, &mut unpacked),
                 probe => Found::Plain(probe),
             };

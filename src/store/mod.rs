@@ -11,6 +11,8 @@
 //! Names given to a store are relative to the archive's prefix, like file
 //! names in a directory.
 
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod classify;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -23,7 +25,7 @@ pub use classify::Fatal;
 /// The URL schemes of object storage, in every build (with or without the
 /// stores compiled in): a location that starts with one is never a
 /// directory.
-const SCHEMES: [&str; 1] = ["s3:"];
+const SCHEMES: [&str; 2] = ["s3:", "azure:"];
 
 /// Whether an archive location names object storage rather than a
 /// directory: the one rule for the restore, the settings and `--check`.
@@ -90,6 +92,14 @@ pub fn open_with(
             s3::Timeouts::default(),
         )?));
     }
+    #[cfg(feature = "azure")]
+    if url.starts_with("azure:") {
+        return Ok(Box::new(azure::Store::from_url_with(
+            url,
+            env,
+            azure::Timeouts::default(),
+        )?));
+    }
     Err(Error::config(format!(
         "archive location \"{url}\" is object storage of a kind this pg_standby was built \
          without (built with: {})",
@@ -106,6 +116,13 @@ pub fn validate_url(url: &str) -> Result<(), String> {
             e => e.to_string(),
         });
     }
+    #[cfg(feature = "azure")]
+    if url.starts_with("azure:") {
+        return azure::Location::parse(url).map(drop).map_err(|e| match e {
+            Error::Config { why, .. } => why,
+            e => e.to_string(),
+        });
+    }
     Err(format!(
         "\"{url}\" names no store this pg_standby was built with"
     ))
@@ -116,6 +133,9 @@ pub fn built_in() -> Vec<&'static str> {
     let mut v = Vec::new();
     if cfg!(feature = "s3") {
         v.push("s3");
+    }
+    if cfg!(feature = "azure") {
+        v.push("azure");
     }
     v
 }
@@ -193,10 +213,17 @@ mod tests {
 
     #[test]
     fn object_storage_locations() {
-        for url in ["s3://b", "s3://b/p", "s3:x"] {
+        for url in ["s3://b", "s3://b/p", "s3:x", "azure://c/p"] {
             assert!(is_url(url), "{url}");
         }
-        for path in ["/var/lib/archive", "archive", "./s3://x", "S3://b", ""] {
+        for path in [
+            "/var/lib/archive",
+            "archive",
+            "./s3://x",
+            "S3://b",
+            "Azure://c",
+            "",
+        ] {
             assert!(!is_url(path), "{path}");
         }
     }
