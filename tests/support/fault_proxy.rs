@@ -1,5 +1,5 @@
 //! A fault-injecting HTTP proxy for the object-storage tests: it sits
-//! between pg_standby and a real store (s3s-fs today) on 127.0.0.1 and,
+//! between pg_standby and a real store (s3s-fs, Azurite) on 127.0.0.1 and,
 //! request by request, passes the exchange through or breaks it the way a
 //! struggling store or network does.
 //!
@@ -63,6 +63,8 @@ pub struct Seen {
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
+    /// The request's headers, as sent.
+    pub headers: Vec<(String, String)>,
     pub at: Instant,
     pub action: String,
 }
@@ -241,8 +243,8 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
     let action = match action {
         Action::ByRequest { get, other } => {
             // Signed URLs carry a query string: a GET of an object is one
-            // whose query has no list-type.
-            if method == "GET" && !target.contains("list-type") {
+            // whose query has no list-type (S3) nor comp=list (Azure).
+            if method == "GET" && !target.contains("list-type") && !target.contains("comp=list") {
                 *get
             } else {
                 *other
@@ -253,6 +255,7 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
     s.seen.lock().unwrap().push(Seen {
         method: method.clone(),
         target,
+        headers: req.headers.clone(),
         at: Instant::now(),
         action: format!("{action:?}"),
     });
