@@ -247,8 +247,12 @@ fn settings_from_connection_string(text: &str) -> Result<Settings, Error> {
             .filter(|v| !v.is_empty())
     };
     if get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        // Azurite on its default port, unless BlobEndpoint moves it.
+        let endpoint = get("blobendpoint")
+            .map(|e| e.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| DEV_ENDPOINT.into());
         return Ok(Settings {
-            endpoint: DEV_ENDPOINT.into(),
+            endpoint,
             auth: Auth::SharedKey {
                 account: DEV_ACCOUNT.into(),
                 key: Secret(DEV_KEY.into()),
@@ -1418,6 +1422,12 @@ mod tests {
         assert_eq!(s.endpoint, "https://x.example");
         let s = settings_from_connection_string("UseDevelopmentStorage=true").unwrap();
         assert_eq!(s.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+        let moved = settings_from_connection_string(
+            "UseDevelopmentStorage=true;BlobEndpoint=http://127.0.0.1:7/devstoreaccount1/",
+        )
+        .unwrap();
+        assert_eq!(moved.endpoint, "http://127.0.0.1:7/devstoreaccount1");
+        assert_eq!(moved.auth, s.auth);
         assert_eq!(
             s.auth,
             Auth::SharedKey {
