@@ -109,13 +109,13 @@ fn the_page_documents_every_environment_variable_read() {
         "src/aws_credentials.rs",
         "src/store/azure.rs",
     ]
-        .iter()
-        .map(|f| {
-            let source = std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap_or_else(|e| panic!("reading {f}: {e}"));
-            source.split("#[cfg(test)]").next().unwrap().to_string()
-        })
-        .collect();
+    .iter()
+    .map(|f| {
+        let source = std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("reading {f}: {e}"));
+        source.split("#[cfg(test)]").next().unwrap().to_string()
+    })
+    .collect();
     let mut read = Vec::new();
     // Every string literal that is a whole AWS_* name: the variables are
     // read by name (`var("AWS_REGION")`, `file_of("AWS_CONFIG_FILE", ..)`).

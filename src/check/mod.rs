@@ -699,6 +699,38 @@ fn command_env<'a>(
     }
 }
 
+/// [`remote_failure`] for an `azure://` archive: the same findings, with
+/// Azure's names for the fixes.
+fn azure_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
+    use crate::store::{Error, Fatal};
+    let code = remote_failure(e).0;
+    let fix = match e {
+        Error::Config {
+            refused: Some(Fatal::NoBucket),
+            ..
+        } => {
+            "create the container, or correct CONTAINER in ARCHIVELOCATION (and the account or \
+             AZURE_STORAGE_BLOB_ENDPOINT if it lives elsewhere)"
+        }
+        Error::Config {
+            refused: Some(Fatal::Denied),
+            ..
+        } => {
+            "give the server's environment a key, SAS (r, l; d with %r) or managed identity \
+             (Storage Blob Data Reader; Contributor with %r) for the container"
+        }
+        Error::Transient(_) => {
+            "check the account or AZURE_STORAGE_BLOB_ENDPOINT, the network and any proxy \
+             between the standby and the service"
+        }
+        _ => {
+            "set the AZURE_STORAGE_* variables in the server's environment (Environment= or \
+             EnvironmentFile= of its systemd service) or at the start of restore_command"
+        }
+    };
+    (code, fix)
+}
+
 /// Which finding an object storage failure is, and its fix.
 fn remote_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
     use crate::store::{Error, Fatal};
@@ -759,7 +791,11 @@ fn check_remote_archive(
         }
     };
     let fail = |out: &mut Vec<Finding>, e: crate::store::Error| {
-        let (code, fix) = remote_failure(&e);
+        let (code, fix) = if url.starts_with("azure:") {
+            azure_failure(&e)
+        } else {
+            remote_failure(&e)
+        };
         out.push(finding(
             Error,
             code,
@@ -772,7 +808,11 @@ fn check_remote_archive(
             Error,
             "archive-url",
             why,
-            "ARCHIVELOCATION = s3://BUCKET/PREFIX".into(),
+            if url.starts_with("azure:") {
+                "ARCHIVELOCATION = azure://CONTAINER/PREFIX".into()
+            } else {
+                "ARCHIVELOCATION = s3://BUCKET/PREFIX".into()
+            },
         ));
         return;
     }

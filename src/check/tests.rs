@@ -682,6 +682,13 @@ fn object_storage_failures_have_their_codes() {
         ),
     ] {
         assert_eq!(remote_failure(&e).0, code, "{e}");
+        // The same finding for azure://, with Azure's words for the fix.
+        let (azure_code, azure_fix) = azure_failure(&e);
+        assert_eq!(azure_code, code, "{e}");
+        assert!(
+            !azure_fix.contains("s3:") && !azure_fix.contains("AWS_"),
+            "{azure_fix}"
+        );
     }
 }
 
