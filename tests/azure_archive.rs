@@ -355,6 +355,26 @@ fn a_connection_string_with_a_blob_endpoint_is_used() {
     .exited(0)
     .logged(&format!("restored {NAME}"));
     assert_delivered(&s.env, &bytes);
+
+    // Azurite's development account, moved to this server's port.
+    fs::remove_file(s.env.restored()).unwrap();
+    Job::launch(
+        &s.env,
+        s.command_with(
+            &[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!(
+                    "UseDevelopmentStorage=true;BlobEndpoint={}",
+                    s.server.endpoint
+                ),
+            )],
+            &s.args(&[], NAME, &[]),
+        ),
+    )
+    .finish_within(Duration::from_secs(10))
+    .exited(0)
+    .logged(&format!("restored {NAME}"));
+    assert_delivered(&s.env, &bytes);
 }
 
 /// Connection refused: waited out with a WARNING, never "not there"; a
