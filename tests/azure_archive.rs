@@ -634,3 +634,34 @@ fn a_managed_identity_token_is_fetched_and_sent() {
     }
     assert!(!done.log.contains(azure_identity::TOKEN), "{}", done.log);
 }
+
+/// The service says the token has expired before its time (401
+/// `InvalidAuthenticationInfo`, injected at the proxy): the token is
+/// dropped and a new one fetched for the next look, not taken for a
+/// refused credential. (Azurite then refuses the bearer token over http,
+/// which stops recovery.)
+#[test]
+fn an_expired_token_is_fetched_again() {
+    let s = setup();
+    let identity = IdentityServer::start();
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", s.server.port));
+    proxy.then([status(401, "InvalidAuthenticationInfo")]);
+    let done = Job::launch(
+        &s.env,
+        s.command_with(
+            &[
+                (
+                    "AZURE_STORAGE_BLOB_ENDPOINT",
+                    format!("{}/{ACCOUNT}", proxy.endpoint),
+                ),
+                ("AZURE_POD_IDENTITY_AUTHORITY_HOST", identity.host.clone()),
+            ],
+            &s.args(&["-s", "1"], NAME, &[]),
+        ),
+    )
+    .finish_within(Duration::from_secs(15));
+    done.exited(FATAL)
+        .logged("401 InvalidAuthenticationInfo")
+        .logged("fetching a new token");
+    assert_eq!(identity.seen().len(), 2, "{:?}", identity.seen());
+}

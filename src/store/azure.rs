@@ -1020,11 +1020,8 @@ impl Store {
                 Ok(_) | Err(Error::NotFound) => report.deleted += 1,
                 Err(Error::Config {
                     why,
-                    refused: Some(kind @ (Fatal::Denied | Fatal::Rejected)),
-                }) => {
-                    let _ = kind;
-                    report.failed.push((name.clone(), why));
-                }
+                    refused: Some(Fatal::Denied | Fatal::Rejected),
+                }) => report.failed.push((name.clone(), why)),
                 Err(e) => return Err(e),
             }
         }
