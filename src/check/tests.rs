@@ -722,6 +722,45 @@ fn a_remote_archive_is_not_a_path_in_the_data_directory() {
     assert!(codes.contains(&"server-environment-unknown"), "{codes:?}");
 }
 
+#[cfg(feature = "azure")]
+#[test]
+fn an_azure_archive_is_checked_with_azures_words() {
+    let f = Fixture::new(15);
+    // Nothing listens on port 9 of 127.0.0.1: the service is unreachable.
+    f.restore_command(&format!(
+        "AZURE_STORAGE_ACCOUNT=devstoreaccount1 AZURE_STORAGE_KEY=a2V5 \
+         AZURE_STORAGE_BLOB_ENDPOINT=http://127.0.0.1:9/devstoreaccount1 \
+         {} -t {} azure://wal/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    let found = f.findings();
+    let unreachable = found
+        .iter()
+        .find(|x| x.code == "archive-unreachable")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        unreachable.fix.contains("AZURE_STORAGE_BLOB_ENDPOINT"),
+        "{unreachable:?}"
+    );
+    assert!(
+        !found.iter().any(|x| x.code == "archive-missing"),
+        "{found:#?}"
+    );
+    // A malformed URL: the hint shows the azure:// form.
+    f.restore_command(&format!(
+        "{} -t {} azure://Wal/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    let found = f.findings();
+    let bad = found
+        .iter()
+        .find(|x| x.code == "archive-url")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(bad.fix.contains("azure://CONTAINER/PREFIX"), "{bad:?}");
+}
+
 #[test]
 fn the_servers_own_command_line() {
     assert_eq!(
