@@ -22,6 +22,8 @@
 //! `target/bench/latency.svg` and `target/bench/catchup.svg` (BENCHMARKS.md
 //! shows copies of them from docs/bench/).
 
+#[path = "../tests/support/fault_proxy.rs"]
+mod fault_proxy;
 #[path = "../tests/support/pg.rs"]
 mod pg;
 #[path = "bench/pgbackrest.rs"]
@@ -32,6 +34,8 @@ mod poller;
 mod s3_server;
 #[path = "bench/s3gz.rs"]
 mod s3gz;
+#[path = "bench/slowdown.rs"]
+mod slowdown;
 
 use anyhow::{Context, Result, bail, ensure};
 use pg::{BaseBackup, PgInstall, PrimaryOptions, Sandbox, Server, StandbyOptions, wait_until};
@@ -67,9 +71,10 @@ fn main() -> Result<()> {
             "s3" => object_storage(&progs),
             "s3call" => s3_call(&progs),
             "s3gz" => s3gz::s3_gzip_catch_up(&progs),
+            "slowdown" => slowdown::slowdown(&progs),
             "poller" => poller::poller(&progs),
             other => bail!(
-                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, poller, all"
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, slowdown, poller, all"
             ),
         };
         say(&format!(
@@ -94,6 +99,7 @@ fn main() -> Result<()> {
             "s3",
             "s3call",
             "s3gz",
+            "slowdown",
             "poller",
         ] {
             if let Err(e) = run(s) {

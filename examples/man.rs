@@ -106,6 +106,8 @@ compressed one is decompressed beside %p and checked like a plain one.
 ARCHIVELOCATION may also be
 \fBs3://\fIBUCKET\fR[\fB/\fIPREFIX\fR]
 on AWS S3 or any S3\-compatible store, or
+\fBgs://\fIBUCKET\fR[\fB/\fIPREFIX\fR]
+on Google Cloud Storage, or
 \fBazure://\fICONTAINER\fR[\fB/\fIPREFIX\fR]
 on Azure Blob Storage, with the same waiting and the same
 checks; object storage sends no events, so pg_standby polls it, more often
@@ -236,6 +238,24 @@ set these for the PostgreSQL service, or in the command itself
 (AWS_PROFILE=standby /usr/bin/pg_standby ...).
 The credentials need s3:ListBucket on the bucket and s3:GetObject (and
 s3:DeleteObject for archive cleanup).
+.TP
+.B STORAGE_EMULATOR_HOST
+For a gs:// archive: a Cloud Storage emulator (host:port over http, or a
+URL); no credentials are sent unless the next variable is set.
+.TP
+.B GOOGLE_APPLICATION_CREDENTIALS
+A service account key file (a signed JWT is exchanged for access tokens, again
+before they expire) or gcloud's user credentials. Without it, in this order:
+gcloud's application_default_credentials.json (in
+.BR CLOUDSDK_CONFIG ,
+default ~/.config/gcloud), then the metadata server of the machine.
+.TP
+.BR GCE_METADATA_HOST ", " NO_GCE_CHECK
+The metadata server (default metadata.google.internal);
+\fBtrue\fR turns it off.
+.PP
+The Cloud Storage credentials need storage.objects.get and
+storage.objects.list (and storage.objects.delete for archive cleanup).
 On Azure: read and list on the container (Storage Blob Data Reader), and
 delete for archive cleanup.
 .SH FILES
@@ -253,6 +273,9 @@ identifier segments must carry, and whether the server is in standby mode.
 .TP
 ~/.aws/config, ~/.aws/credentials
 Profiles for s3:// archives.
+.TP
+~/.config/gcloud/application_default_credentials.json
+gcloud's credentials for gs:// archives.
 .SH EXAMPLES
 On the primary, archive each finished segment under a temporary name and
 rename it:

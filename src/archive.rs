@@ -2,28 +2,30 @@
 //! name there, in which form, is it complete, open it, remove what
 //! precedes a cutoff", so the waiting logic never touches paths itself.
 //! An archive is a local (or mounted) directory, or object storage
-//! (`s3://BUCKET/PREFIX`), whose objects are downloaded into unnamed
+//! (`s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX`), whose objects are downloaded into unnamed
 //! temporary files beside `%p` and from there handled as local files.
 
 use std::fs::{self, File};
 use std::io;
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "remote")]
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cleanup::{self, Summary};
 use crate::codec::Codec;
 use crate::open::{self, Identity};
 use crate::probe::{self, CompressedEntry, Probe};
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 use crate::store::{Error, ObjectStore};
 use crate::timeline;
 use crate::wal::SegmentName;
 
 pub enum Archive {
     Local(LocalDir),
-    #[cfg(feature = "object-store")]
+    #[cfg(feature = "remote")]
     Remote(Box<Remote>),
 }
 
@@ -58,12 +60,12 @@ impl Archive {
     /// "not available".
     pub fn open(location: &Path) -> Result<Self, String> {
         if let Some(url) = location.to_str().filter(|l| is_object_storage(l)) {
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             return Remote::open(url).map(|r| Self::Remote(Box::new(r)));
-            #[cfg(not(feature = "object-store"))]
+            #[cfg(not(feature = "remote"))]
             return Err(format!(
                 "archive location \"{url}\" is object storage, and this pg_standby was built \
-                 without any object storage (features s3, azure)"
+                 without object storage (the s3 and gcs features)"
             ));
         }
         LocalDir::open(location).map(Self::Local)
@@ -73,7 +75,7 @@ impl Archive {
     pub fn dir(&self) -> &Path {
         match self {
             Self::Local(l) => &l.dir,
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(r) => &r.url,
         }
     }
@@ -91,7 +93,7 @@ impl Archive {
         let _ = scratch; // only object storage downloads
         match self {
             Self::Local(l) => l.segment(name, sysid),
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(r) => r.segment(name, scratch),
         }
     }
@@ -103,7 +105,7 @@ impl Archive {
         let _ = scratch; // only object storage downloads
         match self {
             Self::Local(l) => l.file(name),
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(r) => r.file(name, scratch),
         }
     }
@@ -111,16 +113,27 @@ impl Archive {
     /// The fetcher looks at many segments in one process: each look at a
     /// new one is a call's first.
     pub fn new_call(&self) {
-        #[cfg(feature = "object-store")]
+        #[cfg(feature = "remote")]
         if let Self::Remote(r) = self {
             r.looked.set(false);
+        }
+    }
+
+    /// What ends a request to object storage in flight besides a
+    /// shutdown: `give_up` is asked every few milliseconds while one runs
+    /// (a failover decided meanwhile). `None`: only a shutdown does.
+    pub fn give_up_requests_when(&self, give_up: Option<Box<dyn Fn() -> bool>>) {
+        let _ = &give_up; // only object storage has requests
+        #[cfg(feature = "remote")]
+        if let Self::Remote(r) = self {
+            r.give_up.replace(give_up);
         }
     }
 
     pub fn gone(&self) -> Option<String> {
         match self {
             Self::Local(l) => l.gone(),
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(_) => None,
         }
     }
@@ -129,7 +142,7 @@ impl Archive {
         match self {
             Self::Local(l) => l.in_flight(name),
             // An upload appears whole or not at all.
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(_) => None,
         }
     }
@@ -139,7 +152,7 @@ impl Archive {
     pub fn newest_segment(&self) -> Option<SegmentName> {
         let names = match self {
             Self::Local(l) => l.file_names(),
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(r) => r.segment_names().ok()?,
         };
         names
@@ -151,7 +164,7 @@ impl Archive {
     pub fn history(&self, tli: u32) -> Option<String> {
         match self {
             Self::Local(l) => l.history(tli),
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(r) => r.small_text(&format!("{tli:08X}.history")),
         }
     }
@@ -160,7 +173,7 @@ impl Archive {
         match self {
             Self::Local(l) => l.segment_size(sysid),
             // Only the standby's own pg_wal tells, without a download.
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(_) => None,
         }
     }
@@ -168,13 +181,13 @@ impl Archive {
     pub fn remove_before(&self, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
         match self {
             Self::Local(l) => l.remove_before(cutoff, dry_run),
-            #[cfg(feature = "object-store")]
+            #[cfg(feature = "remote")]
             Self::Remote(r) => r.remove_before(cutoff, dry_run),
         }
     }
 
     /// Download a remote object into an unnamed file in `scratch`.
-    #[cfg(feature = "object-store")]
+    #[cfg(feature = "remote")]
     pub fn download(&self, object: RemoteObject, scratch: &Path) -> Result<File, Error> {
         if let Some(file) = object.fetched {
             return Ok(file);
@@ -338,7 +351,7 @@ impl LocalDir {
 
 /// A segment's object in object storage, not yet downloaded.
 #[derive(Debug)]
-#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub struct RemoteObject {
     /// Its name under the prefix: the segment's, maybe with a suffix.
     pub key: String,
@@ -348,7 +361,7 @@ pub struct RemoteObject {
     pub fetched: Option<File>,
 }
 
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 pub struct Remote {
     store: std::sync::Arc<dyn ObjectStore>,
     url: PathBuf,
@@ -357,9 +370,11 @@ pub struct Remote {
     /// The form (plain or a codec) the last segment was found in: the
     /// fetcher's first look for the next one is a GET of that form.
     last_form: std::cell::Cell<Option<Option<Codec>>>,
+    /// See [`Archive::give_up_requests_when`].
+    give_up: std::cell::RefCell<Option<Box<dyn Fn() -> bool>>>,
 }
 
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 impl Remote {
     fn open(url: &str) -> Result<Self, String> {
         let store = crate::store::open(url)
@@ -368,32 +383,42 @@ impl Remote {
             store: std::sync::Arc::from(store),
             url: PathBuf::from(url.trim_end_matches('/')),
             looked: std::cell::Cell::new(false),
+            give_up: std::cell::RefCell::new(None),
             last_form: std::cell::Cell::new(None),
         })
     }
 
     /// Run one request on a thread of its own, so that a shutdown signal
-    /// ends the wait for it at once: a blocked socket read would otherwise
-    /// hold the call for the whole request timeout. An abandoned request
-    /// dies with the process.
+    /// or a failover ends the wait for it at once: a blocked socket read
+    /// would otherwise hold the call for the whole request timeout, and a
+    /// crawling body for the whole transfer. `stop` is raised for the
+    /// request's own checks; an abandoned request dies with the process.
     fn interruptible<T: Send + 'static>(
         &self,
-        request: impl FnOnce(&dyn ObjectStore) -> Result<T, Error> + Send + 'static,
+        request: impl FnOnce(&dyn ObjectStore, &AtomicBool) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         use std::sync::mpsc::{self, RecvTimeoutError};
         let store = std::sync::Arc::clone(&self.store);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
         let (done, result) = mpsc::sync_channel(1);
         std::thread::Builder::new()
-            .name("s3 request".into())
+            .name("store request".into())
             .spawn(move || {
-                let _ = done.send(request(&*store));
+                let _ = done.send(request(&*store, &stopping));
             })
             .map_err(Error::Io)?;
+        let give_up = self.give_up.borrow();
         loop {
             match result.recv_timeout(REQUEST_POLL) {
                 Ok(answer) => return answer,
                 Err(RecvTimeoutError::Timeout) if crate::signals::terminating().is_some() => {
+                    stop.store(true, Ordering::Relaxed);
                     return Err(Error::Interrupted);
+                }
+                Err(RecvTimeoutError::Timeout) if give_up.as_ref().is_some_and(|g| g()) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(Error::Abandoned);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -405,7 +430,7 @@ impl Remote {
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let prefix = prefix.to_string();
-        self.interruptible(move |store| store.list(&prefix))
+        self.interruptible(move |store, _| store.list(&prefix))
     }
 
     /// The first look of a call is a GET of the plain name (in the
@@ -432,8 +457,16 @@ impl Remote {
             }
             Err(Error::NotFound) => {}
             Err(Error::Config { why, .. }) => return Probe::Misconfigured(why),
-            Err(e @ (Error::Transient(_) | Error::Interrupted)) => {
-                return Probe::Unreachable(e.to_string());
+            Err(
+                e @ (Error::Transient(_)
+                | Error::Throttled { .. }
+                | Error::Interrupted
+                | Error::Abandoned),
+            ) => {
+                return Probe::unreachable(&e);
+            }
+            Err(e @ Error::Corrupt(_)) => {
+                tracing::warn!("not restoring {plain}: {e}; downloading it again");
             }
             // Too large, or pg_wal cannot take it: the download is tried
             // again for the verdict.
@@ -448,7 +481,7 @@ impl Remote {
             Ok(listed) => listed,
             Err(Error::NotFound) => return Probe::Absent,
             Err(Error::Config { why, .. }) => return Probe::Misconfigured(why),
-            Err(e) => return Probe::Unreachable(e.to_string()),
+            Err(e) => return Probe::unreachable(&e),
         };
         let size_of = |key: &str| listed.iter().find(|(k, _)| k == key).map(|(_, s)| *s);
         if let Some(size) = size_of(&plain) {
@@ -480,9 +513,9 @@ impl Remote {
         // pg_wal for pg_rewind or a base backup to see, gone with us.
         let file = tempfile::tempfile_in(scratch).map_err(Error::Io)?;
         let key = key.to_string();
-        let mut file = self.interruptible(move |store| {
+        let mut file = self.interruptible(move |store, stopping| {
             let mut file = file;
-            let stop = || crate::signals::terminating().is_some();
+            let stop = || stopping.load(Ordering::Relaxed);
             store.get_to(&key, &mut file, MAX_OBJECT, &stop)?;
             Ok(file)
         })?;
@@ -589,10 +622,10 @@ pub fn segment_of(file_name: &str) -> Option<SegmentName> {
 }
 
 /// Larger than any segment in any form: compressed data never grows.
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 const MAX_OBJECT: u64 = (1 << 30) + (1 << 20);
 /// How often a shutdown is looked for while a request is under way.
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 const REQUEST_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A directory on another device than its parent is a mount point.

@@ -868,23 +868,6 @@ fn container(
     keys_from_json(&body, "Token", &what)
 }
 
-/// Whether a request failed before anything answered: refused, no route,
-/// no connection within the connect timeout.
-fn nothing_listens(e: &ureq::Error) -> bool {
-    match e {
-        ureq::Error::Timeout(t) => *t == ureq::Timeout::Connect,
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
-        ureq::Error::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::HostUnreachable
-                | std::io::ErrorKind::NetworkUnreachable
-                | std::io::ErrorKind::AddrNotAvailable
-        ),
-        _ => false,
-    }
-}
-
 /// IMDSv2 session tokens asked for: 6 hours, the maximum.
 const IMDS_TOKEN_TTL: &str = "21600";
 
@@ -900,7 +883,7 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
     {
         // Nothing listens there (a laptop, bare metal): no instance role
         // to fall back on.
-        Err(e) if nothing_listens(&e) => {
+        Err(e) if crate::credentials::nothing_listens(&e) => {
             let mut tried = tried.to_vec();
             tried.push(format!(
                 "instance metadata: nothing answers at {endpoint} ({e})"

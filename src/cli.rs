@@ -75,6 +75,7 @@ Options:
 
 ARCHIVELOCATION is a directory (local or mounted), or object storage:
   s3://BUCKET/PREFIX      an S3 bucket or an S3-compatible server (MinIO, Ceph)
+  gs://BUCKET/PREFIX      a Google Cloud Storage bucket
 Each segment is taken plain (%f) or compressed: %f.gz, %f.zst, %f.lz4,
 %f.bz2, %f.xz or %f.lzma (the plain file wins; -V lists the codecs built in).
 
@@ -86,6 +87,11 @@ Environment (s3:// only; read as the AWS CLI reads them):
   AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL    an S3-compatible server (path-style)
   AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true          ignore the endpoints above
   HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY                  proxies
+Environment (gs:// only; Application Default Credentials, in this order):
+  STORAGE_EMULATOR_HOST            an emulator (host:port, plain http)
+  GOOGLE_APPLICATION_CREDENTIALS   a service account key or user credentials
+  CLOUDSDK_CONFIG                  else gcloud's file (default ~/.config/gcloud)
+  GCE_METADATA_HOST, NO_GCE_CHECK  else the metadata server (NO_GCE_CHECK: off)
 Set them in the server's environment, or in restore_command itself:
   restore_command = 'AWS_PROFILE=standby pg_standby ... s3://BUCKET/PREFIX %f %p'
 PGDATA: the data directory for --check.
@@ -286,8 +292,9 @@ pub struct Cli {
     #[arg(short = 'V', long = "version", action = ArgAction::Version)]
     version: Option<bool>,
 
-    /// The archive: a directory, or s3://BUCKET[/PREFIX] on AWS S3 or any
-    /// S3-compatible store (see ENVIRONMENT).
+    /// The archive: a directory, s3://BUCKET[/PREFIX] on AWS S3 or any
+    /// S3-compatible store, or gs://BUCKET[/PREFIX] on Google Cloud Storage
+    /// (see ENVIRONMENT).
     #[arg(value_name = "ARCHIVELOCATION")]
     pub archive: Option<PathBuf>,
 
@@ -530,6 +537,24 @@ mod tests {
         }
         assert!(seen >= 10, "only {seen} variables found in s3.rs");
         assert!(HELP.contains("s3://BUCKET/PREFIX"));
+        // And every variable the Cloud Storage store reads.
+        let source = include_str!("store/gcs.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap();
+        let mut seen = 0;
+        for var in code.split('"').skip(1).step_by(2) {
+            let is_var = var.len() > 3
+                && var.contains('_')
+                && !var.starts_with("CARGO_")
+                && var
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit());
+            if is_var {
+                seen += 1;
+                assert!(HELP.contains(var), "{var} is not in the help");
+            }
+        }
+        assert!(seen >= 5, "only {seen} variables found in gcs.rs");
+        assert!(HELP.contains("gs://BUCKET/PREFIX"));
     }
 
     #[test]
@@ -544,6 +569,7 @@ mod tests {
         let stores = lines.next().unwrap();
         assert!(stores.starts_with("stores: directory"), "{stores}");
         assert_eq!(stores.contains("s3"), cfg!(feature = "s3"));
+        assert_eq!(stores.contains("gs"), cfg!(feature = "gcs"));
         assert_eq!(stores.contains("azure"), cfg!(feature = "azure"));
     }
 

@@ -9,6 +9,51 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::cli::Cli;
 use crate::wal::{SegmentName, WalFileName};
 
+/// What one invocation does, decided once, where the configuration is
+/// built: the server's restore call, `--check`, or one of the two helper
+/// processes a restore call starts (hidden options).
+#[derive(Debug)]
+pub enum Mode {
+    Restore(Box<Config>),
+    Check(Box<Cli>),
+    /// The fetcher of a prefetch spool (`--prefetch-worker=SPOOL`).
+    PrefetchWorker(PathBuf),
+    /// A cleanup handed off by a restore call (`--cleanup-before=SEGMENT`).
+    Cleanup {
+        cutoff: String,
+        archive: Option<PathBuf>,
+        dry_run: bool,
+    },
+}
+
+impl Mode {
+    pub fn from_cli(cli: Cli, cwd: &Path) -> Result<Self> {
+        if let Some(spool) = cli.prefetch_worker {
+            return Ok(Mode::PrefetchWorker(spool));
+        }
+        if let Some(cutoff) = cli.cleanup_before {
+            return Ok(Mode::Cleanup {
+                cutoff,
+                archive: cli.archive,
+                dry_run: cli.dry_run,
+            });
+        }
+        if cli.check {
+            return Ok(Mode::Check(Box::new(cli)));
+        }
+        if cli.pgdata.is_some() || cli.json {
+            bail!("-D and --json only go with --check");
+        }
+        if cli.link {
+            tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
+        }
+        if !cli.extra.is_empty() {
+            tracing::warn!("ignoring extra arguments: {}", cli.extra.join(" "));
+        }
+        Config::from_cli(cli, cwd).map(|c| Mode::Restore(Box::new(c)))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub archive: PathBuf,

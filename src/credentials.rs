@@ -36,6 +36,25 @@ fn still_valid(now: SystemTime, expires: Option<SystemTime>) -> bool {
     expires.is_none_or(|e| now < e)
 }
 
+/// Whether a request to a credential endpoint failed before anything
+/// answered: refused, no route, no connection within the connect timeout.
+/// On a machine without an instance metadata service that source does not
+/// apply, rather than being down.
+pub fn nothing_listens(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(t) => *t == ureq::Timeout::Connect,
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable
+                | std::io::ErrorKind::AddrNotAvailable
+        ),
+        _ => false,
+    }
+}
+
 /// Credentials fetched when first needed and again when due.
 pub struct Refreshing<T> {
     held: Mutex<Option<(Expiring<T>, SystemTime)>>,

@@ -2,12 +2,16 @@
 //! one object whose string members are wanted; members of other types
 //! (numbers, booleans, null, nested objects and arrays) are checked for
 //! shape and skipped. Anything else is an error that names no content,
-//! since these documents carry secrets.
+//! since these documents carry secrets. [`parse`] reads a whole document
+//! into a [`Value`], for the JSON APIs whose answers nest (Google Cloud
+//! Storage's listings and errors, OAuth token answers with numbers).
 
 use std::collections::HashMap;
 
 /// The string members of a JSON object. `Err` says what is wrong, by
 /// position only.
+// Only the AWS credential sources read these documents.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub fn string_members(text: &str) -> Result<HashMap<String, String>, String> {
     let mut p = Parser {
         bytes: text.as_bytes(),
@@ -45,6 +49,70 @@ pub fn string_members(text: &str) -> Result<HashMap<String, String>, String> {
         return Err(p.error("text after the object"));
     }
     Ok(members)
+}
+
+/// A JSON value. Numbers are kept as written (the caller says which kind
+/// it wants); object members in document order.
+// Only the Cloud Storage store reads whole documents.
+#[cfg_attr(not(feature = "gcs"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(String),
+    String(String),
+    Array(Vec<Value>),
+    Object(Vec<(String, Value)>),
+}
+
+#[cfg_attr(not(feature = "gcs"), allow(dead_code))]
+impl Value {
+    /// The member `key` of an object (the first, if repeated).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Object(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A non-negative integer, written as a number or as a string of
+    /// digits (Google's JSON APIs write 64-bit integers as strings).
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) | Value::String(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// A whole JSON document. `Err` says what is wrong, by position only.
+#[cfg_attr(not(feature = "gcs"), allow(dead_code))]
+pub fn parse(text: &str) -> Result<Value, String> {
+    let mut p = Parser {
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    p.space();
+    let v = p.value(0)?;
+    p.space();
+    if p.at != p.bytes.len() {
+        return Err(p.error("text after the value"));
+    }
+    Ok(v)
 }
 
 struct Parser<'a> {
@@ -193,6 +261,61 @@ impl Parser<'_> {
         }
     }
 
+    #[cfg_attr(not(feature = "gcs"), allow(dead_code))]
+    fn value(&mut self, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        match self.peek() {
+            Some(b'"') => self.string().map(Value::String),
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.at += 1;
+                self.space();
+                let mut members = Vec::new();
+                let mut items = Vec::new();
+                if self.peek() == Some(close) {
+                    self.at += 1;
+                } else {
+                    loop {
+                        self.space();
+                        if open == b'{' {
+                            let key = self.string()?;
+                            self.space();
+                            self.expect(b':')?;
+                            self.space();
+                            members.push((key, self.value(depth + 1)?));
+                        } else {
+                            items.push(self.value(depth + 1)?);
+                        }
+                        self.space();
+                        match self.next() {
+                            Some(b',') => continue,
+                            Some(c) if c == close => break,
+                            _ => return Err(self.error("unterminated object or array")),
+                        }
+                    }
+                }
+                Ok(if open == b'{' {
+                    Value::Object(members)
+                } else {
+                    Value::Array(items)
+                })
+            }
+            Some(b't') => self.word("true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.word("false").map(|()| Value::Bool(false)),
+            Some(b'n') => self.word("null").map(|()| Value::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.at;
+                self.skip_value(depth)?;
+                Ok(Value::Number(
+                    String::from_utf8_lossy(&self.bytes[start..self.at]).into_owned(),
+                ))
+            }
+            _ => Err(self.error("expected a value")),
+        }
+    }
+
     fn word(&mut self, w: &str) -> Result<(), String> {
         if self.bytes[self.at..].starts_with(w.as_bytes()) {
             self.at += w.len();
@@ -243,5 +366,30 @@ mod tests {
         }
         let deep = "{\"a\":".to_string() + &"[".repeat(100) + &"]".repeat(100) + "}";
         assert!(string_members(&deep).is_err());
+    }
+
+    #[test]
+    fn whole_documents() {
+        let v = parse(
+            r#"{"items":[{"name":"a\u0041","size":"16"},{"name":"b","size":0}],
+                "n":-1.5e3,"t":true,"f":false,"z":null,"e":{},"x":[]}"#,
+        )
+        .unwrap();
+        let items = v.get("items").and_then(Value::as_array).unwrap();
+        assert_eq!(items[0].get("name").and_then(Value::as_str), Some("aA"));
+        assert_eq!(items[0].get("size").and_then(Value::as_u64), Some(16));
+        assert_eq!(items[1].get("size").and_then(Value::as_u64), Some(0));
+        assert_eq!(v.get("n"), Some(&Value::Number("-1.5e3".into())));
+        assert_eq!(v.get("n").and_then(Value::as_u64), None);
+        assert_eq!(v.get("t"), Some(&Value::Bool(true)));
+        assert_eq!(v.get("z"), Some(&Value::Null));
+        assert_eq!(v.get("e"), Some(&Value::Object(vec![])));
+        assert_eq!(v.get("missing"), None);
+        assert_eq!(parse(" 3 ").unwrap(), Value::Number("3".into()));
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "[1] 2", "<html>", "nul"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(parse(&deep).is_err());
     }
 }

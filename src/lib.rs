@@ -18,7 +18,7 @@
 //!   whether it is stale), `store::classify` (what a store's answer means),
 //!   `spool::next_to_fetch`, `cleanup::cutoff_keeping`.
 //! * The archive: `archive` (a directory or object storage, one boundary),
-//!   `store` (object stores: `store::s3`), `aws_credentials` and
+//!   `store` (object stores: `store::s3`, `store::gcs`), `aws_credentials` and
 //!   `credentials` (where keys come from, refreshed), `codec` and `unpack`
 //!   (compressed segments), `probe` and `header` (is this the segment
 //!   asked for), `copy` (into place, atomically), `cleanup` (`%r`/`-k`).
@@ -42,7 +42,7 @@ mod cli;
 pub mod codec;
 mod config;
 mod copy;
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 mod credentials;
 mod datadir;
 mod exit;
@@ -50,7 +50,7 @@ mod flock;
 /// Public as an API for tests and tools (benchmarks write synthetic
 /// segments with it); not a stable interface.
 pub mod header;
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 mod json;
 mod logging;
 mod metrics;
@@ -82,7 +82,7 @@ use clap::error::ErrorKind;
 pub use cleanup::cutoff_keeping;
 
 use cli::Cli;
-use config::Config;
+use config::Mode;
 use exit::{Fatal, Outcome};
 use restore::Session;
 
@@ -136,39 +136,22 @@ pub fn main() -> ExitCode {
         }
     };
     logging::set_debug(cli.debug);
-    if let Some(spool) = cli.prefetch_worker {
-        return prefetch::worker(spool);
-    }
-    if let Some(cutoff) = &cli.cleanup_before {
-        return cleanup::detached(cutoff, cli.archive.as_deref(), cli.dry_run);
-    }
-    if cli.check {
-        return ExitCode::from(check::main(&cli));
-    }
-    let outcome = run(cli);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let outcome = match Mode::from_cli(cli, &cwd) {
+        Ok(Mode::PrefetchWorker(spool)) => return prefetch::worker(spool),
+        Ok(Mode::Cleanup {
+            cutoff,
+            archive,
+            dry_run,
+        }) => return cleanup::detached(&cutoff, archive.as_deref(), dry_run),
+        Ok(Mode::Check(cli)) => return ExitCode::from(check::main(&cli)),
+        Ok(Mode::Restore(config)) => Session::new(*config, cwd, legacy).run(),
+        Err(e) => usage_error(format!("{e:#}"), legacy),
+    };
     if let Outcome::Killed(signal) = outcome {
         signals::die_by(signal);
     }
     outcome.exit_code(legacy)
-}
-
-fn run(cli: Cli) -> Outcome {
-    let legacy = cli.legacy_exit_codes;
-    if cli.pgdata.is_some() || cli.json {
-        return usage_error("-D and --json only go with --check", legacy);
-    }
-    if cli.link {
-        tracing::debug!("-l (link mode) is not supported, as in pg_standby 13: copying");
-    }
-    if !cli.extra.is_empty() {
-        tracing::warn!("ignoring extra arguments: {}", cli.extra.join(" "));
-    }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let config = match Config::from_cli(cli, &cwd) {
-        Ok(c) => c,
-        Err(e) => return usage_error(format!("{e:#}"), legacy),
-    };
-    Session::new(config, cwd, legacy).run()
 }
 
 /// A bad command line: one ERROR line and a hint, as PostgreSQL's tools

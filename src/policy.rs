@@ -109,11 +109,58 @@ pub enum Note {
 /// file event, and the operator wants it seen at once when it is back.
 pub const ARCHIVE_GONE_POLL: Duration = Duration::from_millis(100);
 
-/// How long to wait before the `n`th look in a row at object storage
-/// that showed nothing new: soon at first, then less and less often, up
-/// to `-s`.
-pub fn remote_poll(n: u32, sleep: Duration) -> Duration {
-    backoff(Duration::from_millis(100), n, sleep)
+/// What object storage answered the last look, for pacing the next
+/// request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The segment is not there (yet), or something changed: the normal
+    /// wait for the primary.
+    Absent,
+    /// The store failed, throttled or could not be reached; `retry_after`
+    /// is what it asked for, if it did.
+    Unavailable { retry_after: Option<Duration> },
+}
+
+/// The first look again after the store failed: a second, not the 100 ms
+/// of an absent segment, so a fleet of standbys does not add to a store's
+/// trouble.
+pub const ERROR_FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest pause between requests while the store keeps failing
+/// (unless `-s` is longer): an outage ends, and the standby should see it
+/// end within half a minute.
+pub const ERROR_MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// How much of a pause is drawn at random: each pause is between 80 % and
+/// 100 % of its nominal length, so standbys that started together do not
+/// poll together. Never longer than nominal: the README's request rates
+/// are ceilings.
+pub const JITTER: f64 = 0.2;
+
+/// How long to wait before the next request to object storage, after `n`
+/// answers in a row of this kind (from 0). Absent: 100 ms, then half as
+/// long again each time, up to `-s`. Unavailable: 1 s, doubling, up to
+/// [`ERROR_MAX_RETRY`] or `-s` if longer, and never sooner than the
+/// store's `Retry-After`. `jitter` (in [0, 1)) is drawn by the caller.
+/// The trigger file, signals and `-w` are looked at every 100 ms during
+/// the pause whatever it is.
+pub fn remote_delay(answered: Answered, n: u32, sleep: Duration, jitter: f64) -> Duration {
+    let nominal = match answered {
+        Answered::Absent => backoff(Duration::from_millis(100), n, sleep),
+        Answered::Unavailable { .. } => {
+            let factor = 2u32.saturating_pow(n.min(31));
+            ERROR_FIRST_RETRY
+                .saturating_mul(factor)
+                .min(ERROR_MAX_RETRY.max(sleep))
+        }
+    };
+    let paced = nominal.mul_f64(1.0 - JITTER * jitter.clamp(0.0, 1.0));
+    match answered {
+        Answered::Unavailable {
+            retry_after: Some(asked),
+        } => paced.max(asked),
+        _ => paced,
+    }
 }
 
 /// The pause before the `n`th retry (from 0) of a back-off: `first`, then
@@ -123,6 +170,28 @@ pub fn backoff(first: Duration, n: u32, max: Duration) -> Duration {
     // arithmetic finite.
     let factor = 1.5f64.powi(n.min(60) as i32);
     Duration::try_from_secs_f64(first.as_secs_f64() * factor).map_or(max, |d| d.min(max))
+}
+
+/// How long a request to object storage already in flight may go on once a
+/// smart failover or `-w` is decided: what finishes within it is
+/// delivered, what does not ends the call (exit 250, as for a store that
+/// cannot be reached).
+pub const FAILOVER_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether to give up a request in flight: the call started it with
+/// `started_with`, and now `now` is asked for, since `decided_for`. A fast
+/// failover ends it at once; a smart one or `-w` after
+/// [`FAILOVER_GRACE`]. A request started while already failing over runs
+/// its course: that is the failover restoring what the archive holds.
+pub fn give_up_request(started_with: Failover, now: Failover, decided_for: Duration) -> bool {
+    if now <= started_with {
+        return false;
+    }
+    match now {
+        Failover::Fast => true,
+        Failover::Smart => decided_for >= FAILOVER_GRACE,
+        Failover::None => false,
+    }
 }
 
 /// Whether a call is failing over, smart or by `-w`: a silent primary is a
@@ -387,13 +456,97 @@ mod tests {
     }
 
     #[test]
-    fn remote_polls_back_off_to_the_polling_floor() {
-        let s = 5 * S;
-        assert_eq!(remote_poll(0, s), Duration::from_millis(100));
-        assert_eq!(remote_poll(1, s), Duration::from_millis(150));
-        assert!(remote_poll(5, s) < S);
-        assert_eq!(remote_poll(20, s), s);
-        assert_eq!(remote_poll(u32::MAX, s), s);
+    fn remote_requests_are_paced_by_what_the_store_answered() {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let absent = Answered::Absent;
+        let failed = Answered::Unavailable { retry_after: None };
+        let asked = |secs| Answered::Unavailable {
+            retry_after: Some(s(secs)),
+        };
+        let table = [
+            // answer, n in a row, -s, jitter, pause
+            (absent, 0, s(5), 0.0, ms(100)),
+            (absent, 1, s(5), 0.0, ms(150)),
+            (absent, 20, s(5), 0.0, s(5)),
+            (absent, u32::MAX, s(5), 0.0, s(5)),
+            // Jitter only shortens, by a fifth at most.
+            (absent, 0, s(5), 0.5, ms(90)),
+            (absent, 20, s(5), 1.0, s(4)),
+            (failed, 0, s(5), 0.0, s(1)),
+            (failed, 1, s(5), 0.0, s(2)),
+            (failed, 4, s(5), 0.0, s(16)),
+            (failed, 5, s(5), 0.0, s(30)),
+            (failed, u32::MAX, s(5), 0.0, s(30)),
+            (failed, 0, s(5), 1.0, ms(800)),
+            // -s longer than the error ceiling: errors never poll faster
+            // than an absent segment does.
+            (failed, 10, s(60), 0.0, s(60)),
+            // Retry-After is a floor, jitter or not.
+            (asked(3), 0, s(5), 1.0, s(3)),
+            (asked(3), 3, s(5), 0.0, s(8)),
+            (asked(0), 0, s(5), 0.0, s(1)),
+            // Out-of-range jitter is clamped.
+            (failed, 0, s(5), 7.0, ms(800)),
+            (failed, 0, s(5), -1.0, s(1)),
+        ];
+        for (answered, n, sleep, jitter, pause) in table {
+            assert_eq!(
+                remote_delay(answered, n, sleep, jitter),
+                pause,
+                "{answered:?} {n} {sleep:?} {jitter}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_periods_keep_the_documented_request_rate() {
+        // docs/guide.md: while a store fails, at most 3 requests in its
+        // first 4 s and 7 in its first minute, whatever the jitter.
+        for jitter in [0.0, 0.5, 0.999] {
+            let mut at = Duration::ZERO;
+            let mut requests = Vec::new();
+            for n in 0.. {
+                requests.push(at);
+                at += remote_delay(Answered::Unavailable { retry_after: None }, n, S, jitter);
+                if at > Duration::from_secs(60) {
+                    break;
+                }
+            }
+            let within = |secs| {
+                requests
+                    .iter()
+                    .filter(|t| **t < Duration::from_secs(secs))
+                    .count()
+            };
+            assert!(within(4) <= 3, "{jitter}: {requests:?}");
+            assert!(within(60) <= 7, "{jitter}: {requests:?}");
+        }
+    }
+
+    #[test]
+    fn requests_in_flight_are_given_up_for_a_failover_decided_meanwhile() {
+        let (none, smart, fast) = (Failover::None, Failover::Smart, Failover::Fast);
+        let ms = Duration::from_millis;
+        let table = [
+            // started with, now, decided for, given up
+            (none, none, ms(0), false),
+            (none, fast, ms(0), true),
+            (none, smart, ms(0), false),
+            (none, smart, ms(999), false),
+            (none, smart, ms(1000), true),
+            // Started while failing over: the failover's own restore.
+            (smart, smart, ms(5000), false),
+            (smart, fast, ms(0), true),
+            (fast, fast, ms(0), false),
+        ];
+        for (started_with, now, decided_for, given_up) in table {
+            assert_eq!(
+                give_up_request(started_with, now, decided_for),
+                given_up,
+                "{started_with:?} {now:?} {decided_for:?}"
+            );
+        }
     }
 
     #[test]

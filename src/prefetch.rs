@@ -323,17 +323,17 @@ fn fetch_one(spool: &Spool, stamp: &Stamp, archive: &Archive, name: SegmentName)
                 Unpacked::Interrupted => Fetched::Interrupted,
             }
         }
-        #[cfg(feature = "object-store")]
+        #[cfg(feature = "remote")]
         Probe::Remote(object) => fetch_remote(spool, stamp, archive, name, object),
         Probe::Absent => Fetched::NotYet("not in the archive".into()),
-        probe @ (Probe::Incomplete { .. } | Probe::Unreachable(_)) => {
+        probe @ (Probe::Incomplete { .. } | Probe::Unreachable { .. }) => {
             Fetched::NotYet(probe.describe())
         }
         probe => Fetched::Refused(probe.describe()),
     }
 }
 
-#[cfg(feature = "object-store")]
+#[cfg(feature = "remote")]
 fn fetch_remote(
     spool: &Spool,
     stamp: &Stamp,
@@ -347,7 +347,9 @@ fn fetch_remote(
     let file = match archive.download(object, spool.dir()) {
         Ok(file) => file,
         Err(Error::NotFound) => return Fetched::NotYet("not in the archive".into()),
-        Err(Error::Transient(why)) => return Fetched::NotYet(why),
+        Err(e @ (Error::Transient(_) | Error::Throttled { .. })) => {
+            return Fetched::NotYet(e.to_string());
+        }
         Err(Error::Interrupted) => return Fetched::Interrupted,
         Err(Error::Io(e)) => {
             return Fetched::Failed(anyhow::Error::new(e).context("downloading into the spool"));

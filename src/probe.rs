@@ -13,7 +13,7 @@ use crate::open::{self, Identity};
 use crate::wal::SegmentName;
 
 #[derive(Debug)]
-#[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub enum Probe {
     Absent,
     /// Still being written, we assume: shorter than its segment size.
@@ -35,7 +35,11 @@ pub enum Probe {
     /// An object in object storage, still to be downloaded.
     Remote(RemoteObject),
     /// Object storage did not answer (timeout, refused, 5xx): may pass.
-    Unreachable(String),
+    /// `retry_after`: when the store asked to be asked again, if it did.
+    Unreachable {
+        why: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// Object storage refused us (credentials, bucket): will not pass.
     Misconfigured(String),
 }
@@ -62,6 +66,15 @@ pub struct ReadySegment {
 }
 
 impl Probe {
+    /// Object storage failed in a way waiting may mend.
+    #[cfg(feature = "remote")]
+    pub fn unreachable(e: &crate::store::Error) -> Self {
+        Probe::Unreachable {
+            why: e.to_string(),
+            retry_after: e.retry_after(),
+        }
+    }
+
     /// A one-line account of why the file cannot be delivered yet.
     pub fn describe(&self) -> String {
         match self {
@@ -83,7 +96,7 @@ impl Probe {
             Self::Ready(r) => format!("it is ready ({} bytes)", r.len),
             Self::Compressed(c) => format!("it is in the archive as {}", c.file_name),
             Self::Remote(r) => format!("it is in the archive as {} ({} bytes)", r.key, r.size),
-            Self::Unreachable(why) | Self::Misconfigured(why) => why.clone(),
+            Self::Unreachable { why, .. } | Self::Misconfigured(why) => why.clone(),
         }
     }
 }

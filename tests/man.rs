@@ -139,6 +139,30 @@ fn the_page_documents_every_environment_variable_read() {
         );
     }
     assert!(env_section.contains("PGDATA"));
+    // And every variable the Cloud Storage store reads (src/store/gcs.rs).
+    let source =
+        std::fs::read_to_string(format!("{}/src/store/gcs.rs", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+    let code = source.split("#[cfg(test)]").next().unwrap();
+    let read: Vec<&str> = code
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            w.len() > 3
+                && w.contains('_')
+                && !w.starts_with("CARGO_")
+                && w.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
+        })
+        .collect();
+    assert!(read.len() >= 5, "found only {read:?}");
+    for name in read {
+        assert!(
+            env_section.contains(name),
+            "{name} is read but not in ENVIRONMENT"
+        );
+    }
 }
 
 #[test]

@@ -703,7 +703,7 @@ fn command_env<'a>(
 /// Azure's names for the fixes.
 fn azure_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
     use crate::store::{Error, Fatal};
-    let code = remote_failure(e).0;
+    let code = remote_failure(e, "").0;
     let fix = match e {
         Error::Config {
             refused: Some(Fatal::NoBucket),
@@ -719,7 +719,7 @@ fn azure_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
             "give the server's environment a key, SAS (r, l; d with %r) or managed identity \
              (Storage Blob Data Reader; Contributor with %r) for the container"
         }
-        Error::Transient(_) => {
+        e if e.is_transient() => {
             "check the account or AZURE_STORAGE_BLOB_ENDPOINT, the network and any proxy \
              between the standby and the service"
         }
@@ -731,9 +731,14 @@ fn azure_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
     (code, fix)
 }
 
-/// Which finding an object storage failure is, and its fix.
-fn remote_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
+/// Which finding an object storage failure is, and its fix (in the terms
+/// of the store `url` names).
+fn remote_failure(e: &crate::store::Error, url: &str) -> (&'static str, &'static str) {
     use crate::store::{Error, Fatal};
+    if url.starts_with("azure:") {
+        return azure_failure(e);
+    }
+    let gcs = url.starts_with("gs:");
     match e {
         Error::Config {
             refused: Some(Fatal::NoBucket),
@@ -746,15 +751,35 @@ fn remote_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
         Error::Config {
             refused: Some(Fatal::Denied),
             ..
+        } if gcs => (
+            "archive-credentials-refused",
+            "give the server's credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's file or \
+             the machine's service account) storage.objects.get and storage.objects.list on \
+             the bucket (and storage.objects.delete with %r), and check the clock",
+        ),
+        Error::Config {
+            refused: Some(Fatal::Denied),
+            ..
         } => (
             "archive-credentials-refused",
             "give the server's environment a key allowed s3:ListBucket and s3:GetObject on \
              the archive (and s3:DeleteObject with %r), and check the clock",
         ),
-        Error::Transient(_) => (
+        Error::Transient(_) | Error::Throttled { .. } if gcs => (
+            "archive-unreachable",
+            "check STORAGE_EMULATOR_HOST if set, the network and any proxy between the \
+             standby and Cloud Storage (and the token endpoint)",
+        ),
+        Error::Transient(_) | Error::Throttled { .. } => (
             "archive-unreachable",
             "check AWS_ENDPOINT_URL (or the region), the network and any proxy between the \
              standby and the object store",
+        ),
+        _ if gcs => (
+            "archive-remote-config",
+            "set GOOGLE_APPLICATION_CREDENTIALS in the server's environment (Environment= of \
+             its systemd service) or at the start of restore_command, or give the machine a \
+             service account",
         ),
         _ => (
             "archive-remote-config",
@@ -782,8 +807,9 @@ fn check_remote_archive(
                 "server-environment-unknown",
                 format!(
                     "the server's environment cannot be read ({why}): the archive {url} was \
-                     reached with this process's AWS_* variables and files; the server sees \
-                     its own (its service's Environment=, its user's ~/.aws)"
+                     reached with this process's variables (AWS_*, GOOGLE_*) and files; the \
+                     server sees its own (its service's Environment=, its user's ~/.aws or \
+                     ~/.config/gcloud)"
                 ),
                 "run the check while the server runs, as root or as its user".into(),
             ));
@@ -791,11 +817,7 @@ fn check_remote_archive(
         }
     };
     let fail = |out: &mut Vec<Finding>, e: crate::store::Error| {
-        let (code, fix) = if url.starts_with("azure:") {
-            azure_failure(&e)
-        } else {
-            remote_failure(&e)
-        };
+        let (code, fix) = remote_failure(&e, url);
         out.push(finding(
             Error,
             code,
@@ -808,11 +830,9 @@ fn check_remote_archive(
             Error,
             "archive-url",
             why,
-            if url.starts_with("azure:") {
-                "ARCHIVELOCATION = azure://CONTAINER/PREFIX".into()
-            } else {
-                "ARCHIVELOCATION = s3://BUCKET/PREFIX".into()
-            },
+            "ARCHIVELOCATION = s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or \
+             azure://CONTAINER/PREFIX"
+                .into(),
         ));
         return;
     }

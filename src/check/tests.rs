@@ -649,7 +649,7 @@ fn a_standby_archiving_into_its_own_archive() {
     assert!(f.findings().is_empty(), "{:#?}", f.findings());
 }
 
-#[cfg(feature = "s3")]
+#[cfg(feature = "remote")]
 #[test]
 fn object_storage_failures_have_their_codes() {
     use crate::store::{Error, Fatal};
@@ -681,15 +681,24 @@ fn object_storage_failures_have_their_codes() {
             "archive-remote-config",
         ),
     ] {
-        assert_eq!(remote_failure(&e).0, code, "{e}");
+        assert_eq!(remote_failure(&e, "s3://b/p").0, code, "{e}");
         // The same finding for azure://, with Azure's words for the fix.
-        let (azure_code, azure_fix) = azure_failure(&e);
+        let (azure_code, azure_fix) = remote_failure(&e, "azure://c/p");
         assert_eq!(azure_code, code, "{e}");
         assert!(
             !azure_fix.contains("s3:") && !azure_fix.contains("AWS_"),
             "{azure_fix}"
         );
     }
+    // The same codes for Cloud Storage, with its own fixes.
+    let denied = Error::refused(Fatal::Denied, "listing gs://b/p/: 403 forbidden".into());
+    let (code, fix) = remote_failure(&denied, "gs://b/p");
+    assert_eq!(code, "archive-credentials-refused");
+    assert!(fix.contains("storage.objects.list"), "{fix}");
+    let none = Error::config("no Google Cloud credentials found".into());
+    let (code, fix) = remote_failure(&none, "gs://b/p");
+    assert_eq!(code, "archive-remote-config");
+    assert!(fix.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{fix}");
 }
 
 #[cfg(feature = "s3")]
@@ -720,6 +729,36 @@ fn a_remote_archive_is_not_a_path_in_the_data_directory() {
     );
     assert!(!codes.contains(&"archive-missing"), "{codes:?}");
     assert!(codes.contains(&"server-environment-unknown"), "{codes:?}");
+}
+
+#[cfg(feature = "gcs")]
+#[test]
+fn a_cloud_storage_archive_is_checked_with_the_commands_variables() {
+    let f = Fixture::new(15);
+    // An emulator address where nothing listens: unreachable, with the
+    // Cloud Storage fix.
+    f.restore_command(&format!(
+        "STORAGE_EMULATOR_HOST=127.0.0.1:9 {} -t {} gs://bucket/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    let found = f.findings();
+    let unreachable = found
+        .iter()
+        .find(|x| x.code == "archive-unreachable")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        format!("{unreachable:?}").contains("STORAGE_EMULATOR_HOST"),
+        "{unreachable:?}"
+    );
+    assert!(!f.codes().contains(&"archive-missing"), "{:?}", f.codes());
+    // A malformed bucket name.
+    f.restore_command(&format!(
+        "{} -t {} gs://B/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    assert!(f.codes().contains(&"archive-url"), "{:?}", f.codes());
 }
 
 #[cfg(feature = "azure")]

@@ -79,7 +79,7 @@ impl Session {
             Probe::Incomplete { .. } => look(Seen::Incomplete, why),
             Probe::Invalid(_) => look(Seen::Bad(Fatal::BadSegment), why),
             Probe::Oversized { .. } => look(Seen::Bad(Fatal::Oversized), why),
-            Probe::Unreachable(why) => look(Seen::ArchiveGone, why.clone()),
+            Probe::Unreachable { why, .. } => look(Seen::ArchiveGone, why.clone()),
             // Turned into what they hold before they get here.
             Probe::Remote(_) | Probe::Misconfigured(_) => look(Seen::Absent, why),
             Probe::Unreadable(_) | Probe::Absent => {
@@ -166,7 +166,7 @@ impl Session {
 
     /// Download a remote object beside `%p`, then handle it as a local
     /// file: validated as it is, or decompressed.
-    #[cfg(feature = "object-store")]
+    #[cfg(feature = "remote")]
     pub(super) fn fetch(
         &self,
         archive: &Archive,
@@ -187,6 +187,13 @@ impl Session {
                     anyhow::Error::new(e).context("could not write the downloaded object"),
                 );
             }
+            Err(Error::Corrupt(why)) => {
+                return Found::NotReady(Look {
+                    seen: Seen::Bad(Fatal::BadSegment),
+                    why,
+                    state: key.clone(),
+                });
+            }
             Err(Error::TooLarge { size, limit }) => {
                 return Found::NotReady(Look {
                     seen: Seen::Bad(Fatal::Oversized),
@@ -194,15 +201,18 @@ impl Session {
                     state: key.clone(),
                 });
             }
-            Err(e @ Error::Transient(_)) => {
-                return Found::Plain(Probe::Unreachable(e.to_string()));
+            Err(e @ (Error::Transient(_) | Error::Throttled { .. } | Error::Abandoned)) => {
+                return Found::Plain(Probe::unreachable(&e));
             }
         };
         match codec {
             None => Found::Plain(probe::probe_file(file, &name, self.sysid)),
             Some(codec) => {
                 let Ok(meta) = file.metadata() else {
-                    return Found::Plain(Probe::Unreachable("the download vanished".into()));
+                    return Found::Plain(Probe::Unreachable {
+                        why: "the download vanished".into(),
+                        retry_after: None,
+                    });
                 };
                 // Each download is a new file: the object is what stays.
                 let state = format!("{key} {size}");

@@ -435,20 +435,30 @@ impl Session {
         let mut failures = 0;
         let mut noted = None;
         let mut unpacked = None;
-        let mut polls = 0;
+        let mut pace = Pace::default();
         loop {
             if let Some(signal) = signals::terminating() {
                 return self.shut_down(signal);
             }
             self.update_failover(name);
             let waited = self.started.elapsed();
+            if archive.is_remote() {
+                // Object storage is asked at the pace of its answers; the
+                // trigger, the signals and -w are looked at meanwhile.
+                if let Some(left) = pace.left(self.failover, self.failing_over(waited)) {
+                    self.waiter().wait(left.min(policy::ARCHIVE_GONE_POLL));
+                    continue;
+                }
+                archive.give_up_requests_when(Some(self.request_rule()));
+            }
             let scratch = destination_dir(&self.config.destination).to_path_buf();
+            let look_started = Instant::now();
             let found = match archive.segment(&name, self.sysid, &scratch) {
                 Probe::Compressed(entry) => {
                     let state = format!("{:?}", entry.identity);
                     self.unpack_segment(name, entry, state, &mut unpacked)
                 }
-                #[cfg(feature = "object-store")]
+                #[cfg(feature = "remote")]
                 Probe::Remote(object) => self.fetch(archive, name, object, &mut unpacked),
                 probe => Found::Plain(probe),
             };
@@ -456,6 +466,15 @@ impl Session {
             // outranks whatever the look saw.
             if let Some(signal) = signals::terminating() {
                 return self.shut_down(signal);
+            }
+            let downloaded = archive.is_remote().then(|| look_started.elapsed());
+            // The log says how long the call waited before the look that
+            // found the segment; the rules count the look's time too.
+            let (waited_before, waited) = (waited, self.started.elapsed());
+            if archive.is_remote() {
+                // A failover asked for during a request (which may have
+                // given it up) counts for what the request answered.
+                self.update_failover(name);
             }
             let found = match found {
                 Found::Plain(Probe::Misconfigured(why)) => {
@@ -543,7 +562,16 @@ impl Session {
                             self.phase("copied and renamed");
                             let copy = copy_started.elapsed() + unpacking;
                             let compressed = from.is_some();
-                            self.log_restored(archive, name, len, accepted, waited, copy, from);
+                            let took = (copy, downloaded);
+                            self.log_restored(
+                                archive,
+                                name,
+                                len,
+                                accepted,
+                                waited_before,
+                                took,
+                                from,
+                            );
                             self.note_restored(name, len, accepted.seg_size, copy);
                             // Our own unlinks would only wake the watcher.
                             self.waiter = None;
@@ -560,14 +588,19 @@ impl Session {
                 }
                 Step::Wait { timeout, note } => {
                     // Object storage sends no events: look again soon, then
-                    // less and less often, up to -s.
+                    // less and less often, up to -s; after an error, by the
+                    // error's pace.
                     let timeout = if archive.is_remote() {
-                        polls = if now.unchanged.is_zero() {
-                            0
-                        } else {
-                            polls + 1
+                        let answered = match &found {
+                            Found::Plain(Probe::Unreachable { retry_after, .. }) => {
+                                policy::Answered::Unavailable {
+                                    retry_after: *retry_after,
+                                }
+                            }
+                            _ => policy::Answered::Absent,
                         };
-                        timeout.min(policy::remote_poll(polls, self.rules.sleep))
+                        let changed = now.unchanged.is_zero();
+                        timeout.min(pace.after(answered, changed, self.rules.sleep))
                     } else {
                         timeout
                     };
@@ -651,6 +684,48 @@ impl Session {
             .map(|(label, at)| format!("{label} {:.2}", (*at - start).as_secs_f64() * 1e3))
             .collect();
         tracing::debug!("phases (ms since start): {}", phases.join(", "));
+    }
+
+    /// What gives up a request to object storage in flight: a failover
+    /// decided while it runs ([`policy::give_up_request`]). Reads what
+    /// [`Self::update_failover`] reads, without acting on it: the loop does
+    /// that once the request has ended.
+    fn request_rule(&self) -> Box<dyn Fn() -> bool> {
+        let started_with = if self.failing_over(self.started.elapsed()) {
+            self.failover.max(Failover::Smart)
+        } else {
+            self.failover
+        };
+        let trigger = self.config.trigger_file.clone();
+        let server_start = self.server_start;
+        let max_wait_at = self.rules.max_wait.map(|w| self.started + w);
+        let decided = std::cell::Cell::new(None::<Instant>);
+        Box::new(move || {
+            let asked = if signals::failover_requested().is_some() {
+                Failover::Fast
+            } else {
+                let by_trigger = match trigger
+                    .as_deref()
+                    .map(|p| trigger::read_for(p, server_start))
+                {
+                    Some(Trigger::Fast) => Failover::Fast,
+                    Some(Trigger::Smart) => Failover::Smart,
+                    _ => Failover::None,
+                };
+                let by_max_wait = if max_wait_at.is_some_and(|at| Instant::now() >= at) {
+                    Failover::Smart
+                } else {
+                    Failover::None
+                };
+                by_trigger.max(by_max_wait)
+            };
+            if asked == Failover::None {
+                return false;
+            }
+            let since = decided.get().unwrap_or_else(Instant::now);
+            decided.set(Some(since));
+            policy::give_up_request(started_with, asked, since.elapsed())
+        })
     }
 
     /// A smart failover, or `-w` (a failover for a silent primary).
@@ -906,4 +981,58 @@ impl Stuck {
         }
         self.since.elapsed()
     }
+}
+
+/// When the next request to object storage may go out: the pace of
+/// [`policy::remote_delay`], counted per kind of answer.
+#[derive(Default)]
+struct Pace {
+    last: Option<policy::Answered>,
+    /// Answers of this kind in a row, less one.
+    n: u32,
+    next: Option<Instant>,
+}
+
+impl Pace {
+    /// After an answer: the pause before the next request. `changed`: the
+    /// look saw something new (an absent segment's wait starts again at
+    /// 100 ms; a failing store's does not, whatever its message says).
+    fn after(&mut self, answered: policy::Answered, changed: bool, sleep: Duration) -> Duration {
+        let same_kind = self
+            .last
+            .is_some_and(|l| std::mem::discriminant(&l) == std::mem::discriminant(&answered));
+        let restart = !same_kind || (changed && answered == policy::Answered::Absent);
+        self.n = if restart { 0 } else { self.n.saturating_add(1) };
+        self.last = Some(answered);
+        let pause = policy::remote_delay(answered, self.n, sleep, jitter());
+        self.next = Some(Instant::now() + pause);
+        pause
+    }
+
+    /// How long until the next request, if it must wait: not once a
+    /// failover is asked for (it looks at once, then ends the call).
+    fn left(&self, failover: Failover, failing_over: bool) -> Option<Duration> {
+        if failover != Failover::None || failing_over {
+            return None;
+        }
+        let left = self.next?.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+}
+
+/// A number in [0, 1) that differs between processes and calls: it keeps
+/// standbys that started together from polling a store together. Not for
+/// anything secret.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ u64::from(std::process::id()).rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15;
+    // xorshift64: a few rounds spread the clock's low bits.
+    for _ in 0..3 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }

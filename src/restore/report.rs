@@ -11,7 +11,7 @@ impl Session {
         len: u64,
         accepted: Accepted,
         waited: Duration,
-        copy: Duration,
+        (copy, downloaded): (Duration, Option<Duration>),
         from: Option<(String, u64)>,
     ) {
         if accepted.major.is_none() {
@@ -42,8 +42,13 @@ impl Session {
             }
             None => (String::new(), "copied"),
         };
+        // A download is part of the look, not of the wait: say how long
+        // it took, so a slow store shows as slow, not as a quick copy.
+        let fetched = downloaded.map_or(String::new(), |d| {
+            format!("downloaded and checked in {:.3} s, ", d.as_secs_f64())
+        });
         tracing::info!(
-            "restored {name}{source} after waiting {:.3} s ({} {verb} in {:.3} s)",
+            "restored {name}{source} after waiting {:.3} s ({fetched}{} {verb} in {:.3} s)",
             waited.as_secs_f64(),
             size(len),
             copy.as_secs_f64(),
@@ -191,6 +196,12 @@ impl Session {
             Reason::BadFileNoFailoverPastIt => format!(
                 "not restoring {name}: {why}; not failing over past it; {}",
                 fix_bad_file(&path)
+            ),
+            Reason::ArchiveGoneNoFailover if archive.is_remote() => format!(
+                "archive location \"{}\" cannot be reached ({why}); not failing over past what it \
+                 may hold: check the store's status, the network and the endpoint, then start the \
+                 server",
+                archive.dir().display()
             ),
             Reason::ArchiveGoneNoFailover => format!(
                 "archive location \"{}\" is gone ({why}); not failing over without it: \

@@ -19,7 +19,7 @@
 //! the container (Storage Blob Data Reader), delete for `%r` cleanup.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +27,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::credentials::{Expiring, Refreshing};
@@ -62,7 +63,6 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 const LIST_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 /// Token documents are small.
 const TOKEN_BODY_LIMIT: u64 = 64 * 1024;
-const CHUNK: usize = 128 * 1024;
 /// How long an idle connection is kept for the next request.
 const IDLE_REUSE: Duration = Duration::from_secs(4);
 
@@ -783,7 +783,7 @@ impl Store {
         Err(match classify(&answer) {
             Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
             Verdict::Absent => Error::NotFound,
-            Verdict::Wait { .. } => Error::Transient(format!("{what}: {detail}")),
+            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
             Verdict::Refresh => match &self.auth {
                 Auth::ManagedIdentity { .. } => {
                     self.token.invalidate();
@@ -860,50 +860,30 @@ impl Store {
             body: None,
         };
         let resp = self.check(self.send(req, &what)?, &what)?;
-        let expected: Option<u64> = resp
+        let length = resp
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        if let Some(size) = expected
-            && size > limit
-        {
-            return Err(Error::TooLarge { size, limit });
-        }
+        // The blob's MD5, which the service keeps from a single-request
+        // upload (or from the uploader), checked on the whole body
+        // (https://learn.microsoft.com/en-us/rest/api/storageservices/get-blob#response-headers).
+        let md5 = resp
+            .headers()
+            .get("content-md5")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let checksums = Checksum::from_content_md5(md5.as_deref());
         let mut body = resp.into_body().into_reader();
-        let mut buf = vec![0u8; CHUNK];
-        let mut done: u64 = 0;
-        loop {
-            if should_stop() {
-                return Err(Error::Interrupted);
-            }
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Transient(format!(
-                        "{what}: reading the body after {done} bytes: {e}"
-                    )));
-                }
-            };
-            if done + n as u64 > limit {
-                return Err(Error::TooLarge {
-                    size: done + n as u64,
-                    limit,
-                });
-            }
-            dst.write_all(&buf[..n]).map_err(Error::Io)?;
-            done += n as u64;
-        }
-        if let Some(size) = expected
-            && size != done
-        {
-            return Err(Error::Transient(format!(
-                "{what}: body cut short at {done} of {size} bytes"
-            )));
-        }
-        Ok(done)
+        body::copy(
+            &mut body,
+            dst,
+            limit,
+            length,
+            &checksums,
+            should_stop,
+            &what,
+        )
     }
 
     /// Uploads a block blob in one request (Put Blob; tests and

@@ -237,6 +237,20 @@ mod tests {
             (408, "", "", "", Wait { retry_after: None }),
             (400, "RequestTimeout", "", "", Wait { retry_after: None }),
             (500, "OperationTimedOut", "", "", Wait { retry_after: None }),
+            // Cloud Storage's JSON API: its error reasons
+            // (https://cloud.google.com/storage/docs/json_api/v1/status-codes)
+            // are sorted by the status alone.
+            (404, "notFound", "", "application/json", Absent),
+            (401, "authError", "", "", Fatal(Denied)),
+            (401, "required", "", "", Fatal(Denied)),
+            (403, "forbidden", "", "", Fatal(Denied)),
+            (403, "insufficientPermissions", "", "", Fatal(Denied)),
+            (429, "rateLimitExceeded", "", "", Wait { retry_after: None }),
+            (503, "backendError", "", "", Wait { retry_after: None }),
+            (500, "internalError", "", "", Wait { retry_after: None }),
+            (400, "invalid", "", "", Fatal(Rejected)),
+            (400, "userProjectMissing", "", "", Fatal(Rejected)),
+            (400, "NotImplemented", "", "", Fatal(Rejected)),
             // The request is wrong for this store.
             (400, "InvalidArgument", "", "", Fatal(Rejected)),
             (400, "InvalidHeaderValue", "", "", Fatal(Rejected)),

@@ -13,19 +13,24 @@
 
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "remote")]
+pub mod body;
 pub mod classify;
+#[cfg(feature = "gcs")]
+pub mod gcs;
 #[cfg(feature = "s3")]
 pub mod s3;
 
 use std::fmt;
 use std::io::{self, Write};
+use std::time::Duration;
 
 pub use classify::Fatal;
 
 /// The URL schemes of object storage, in every build (with or without the
 /// stores compiled in): a location that starts with one is never a
 /// directory.
-const SCHEMES: [&str; 2] = ["s3:", "azure:"];
+const SCHEMES: [&str; 3] = ["s3:", "gs:", "azure:"];
 
 /// Whether an archive location names object storage rather than a
 /// directory: the one rule for the restore, the settings and `--check`.
@@ -92,6 +97,14 @@ pub fn open_with(
             s3::Timeouts::default(),
         )?));
     }
+    #[cfg(feature = "gcs")]
+    if url.starts_with("gs:") {
+        return Ok(Box::new(gcs::Store::from_url_with(
+            url,
+            env,
+            gcs::Timeouts::default(),
+        )?));
+    }
     #[cfg(feature = "azure")]
     if url.starts_with("azure:") {
         return Ok(Box::new(azure::Store::from_url_with(
@@ -116,6 +129,13 @@ pub fn validate_url(url: &str) -> Result<(), String> {
             e => e.to_string(),
         });
     }
+    #[cfg(feature = "gcs")]
+    if url.starts_with("gs:") {
+        return gcs::Location::parse(url).map(drop).map_err(|e| match e {
+            Error::Config { why, .. } => why,
+            e => e.to_string(),
+        });
+    }
     #[cfg(feature = "azure")]
     if url.starts_with("azure:") {
         return azure::Location::parse(url).map(drop).map_err(|e| match e {
@@ -133,6 +153,9 @@ pub fn built_in() -> Vec<&'static str> {
     let mut v = Vec::new();
     if cfg!(feature = "s3") {
         v.push("s3");
+    }
+    if cfg!(feature = "gcs") {
+        v.push("gs");
     }
     if cfg!(feature = "azure") {
         v.push("azure");
@@ -160,10 +183,18 @@ pub enum Error {
     /// May get better by waiting: timeouts, refused connections, DNS,
     /// 5xx, throttling, a body cut short. The caller retries.
     Transient(String),
+    /// The store is busy and said when to ask again (`Retry-After`):
+    /// [`Error::Transient`] with the store's own pace.
+    Throttled { why: String, retry_after: Duration },
+    /// The body does not match the checksum the store gives for it:
+    /// changed on the way. A bad file: never delivered, fetched again.
+    Corrupt(String),
     /// The object is larger than the caller's limit.
     TooLarge { size: u64, limit: u64 },
     /// `should_stop` answered true during a download.
     Interrupted,
+    /// Given up by the caller for a failover decided while it ran.
+    Abandoned,
     /// Writing what was downloaded failed (local disk).
     Io(io::Error),
 }
@@ -172,6 +203,28 @@ impl Error {
     /// A configuration error of our own making (not the store's answer).
     pub fn config(why: String) -> Self {
         Error::Config { why, refused: None }
+    }
+
+    /// The error of an answer [`classify::classify`] says to wait for:
+    /// the store's `Retry-After` kept, where it sent one.
+    pub fn wait(why: String, retry_after: Option<Duration>) -> Self {
+        match retry_after {
+            Some(retry_after) => Error::Throttled { why, retry_after },
+            None => Error::Transient(why),
+        }
+    }
+
+    /// Whether waiting may help (the caller asks again later).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient(_) | Error::Throttled { .. })
+    }
+
+    /// How long the store asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// The store refused: waiting will not help.
@@ -189,10 +242,17 @@ impl fmt::Display for Error {
             Error::NotFound => f.write_str("not found"),
             Error::Config { why, .. } => write!(f, "object storage configuration: {why}"),
             Error::Transient(m) => write!(f, "object storage unavailable: {m}"),
+            Error::Throttled { why, retry_after } => write!(
+                f,
+                "object storage unavailable: {why} (asks to retry after {} s)",
+                retry_after.as_secs()
+            ),
             Error::TooLarge { size, limit } => {
                 write!(f, "object is larger than {limit} bytes ({size} or more)")
             }
+            Error::Corrupt(m) => f.write_str(m),
             Error::Interrupted => f.write_str("download interrupted"),
+            Error::Abandoned => f.write_str("request given up for the failover"),
             Error::Io(e) => write!(f, "writing the downloaded object: {e}"),
         }
     }
@@ -213,7 +273,14 @@ mod tests {
 
     #[test]
     fn object_storage_locations() {
-        for url in ["s3://b", "s3://b/p", "s3:x", "azure://c/p"] {
+        for url in [
+            "s3://b",
+            "s3://b/p",
+            "s3:x",
+            "gs://b",
+            "gs:x",
+            "azure://c/p",
+        ] {
             assert!(is_url(url), "{url}");
         }
         for path in [
@@ -221,6 +288,7 @@ mod tests {
             "archive",
             "./s3://x",
             "S3://b",
+            "GS://b",
             "Azure://c",
             "",
         ] {

@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,6 +41,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 
+use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::aws_credentials::{Keys, Profile, Source};
@@ -55,7 +56,7 @@ const DELETE_BATCH: usize = 1000;
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// ListObjectsV2 pages are at most 1000 keys of at most 1 KiB each.
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
-const CHUNK: usize = 128 * 1024;
+
 /// How long an idle connection is kept for the next request.
 const IDLE_REUSE: Duration = Duration::from_secs(4);
 
@@ -382,6 +383,8 @@ pub struct Store {
     /// HEAD cannot tell a missing object from a missing bucket (both are a
     /// bodiless 404): the first 404 checks the bucket once.
     bucket_checked: AtomicBool,
+    /// The server has no DeleteObjects: delete one key per request.
+    one_by_one: AtomicBool,
 }
 
 impl fmt::Debug for Store {
@@ -461,6 +464,7 @@ impl Store {
             agent,
             list_page: 1000,
             bucket_checked: AtomicBool::new(false),
+            one_by_one: AtomicBool::new(false),
         })
     }
 
@@ -592,52 +596,24 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let expected: Option<u64> = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        if let Some(size) = expected
-            && size > limit
-        {
-            return Err(Error::TooLarge { size, limit });
-        }
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let length = header("content-length").and_then(|v| v.parse().ok());
+        let checksums = Checksum::from_s3(&header);
         let mut body = resp.into_body().into_reader();
-        let mut buf = vec![0u8; CHUNK];
-        let mut done: u64 = 0;
-        loop {
-            if should_stop() {
-                return Err(Error::Interrupted);
-            }
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Transient(format!(
-                        "{}: reading the body after {done} bytes: {e}",
-                        what()
-                    )));
-                }
-            };
-            if done + n as u64 > limit {
-                return Err(Error::TooLarge {
-                    size: done + n as u64,
-                    limit,
-                });
-            }
-            dst.write_all(&buf[..n]).map_err(Error::Io)?;
-            done += n as u64;
-        }
-        if let Some(size) = expected
-            && size != done
-        {
-            return Err(Error::Transient(format!(
-                "{}: body cut short at {done} of {size} bytes",
-                what()
-            )));
-        }
-        Ok(done)
+        body::copy(
+            &mut body,
+            dst,
+            limit,
+            length,
+            &checksums,
+            should_stop,
+            &what(),
+        )
     }
 
     /// Uploads an object (tests and benchmarks; the archive side of a
@@ -722,10 +698,18 @@ impl Store {
 
     /// Deletes objects in batches of 1000 (DeleteObjects). Keys the server
     /// refuses are reported in [`DeleteReport::failed`]; an error stops at
-    /// the batch that failed (earlier batches are gone).
+    /// the batch that failed (earlier batches are gone). A server without
+    /// DeleteObjects gets one DeleteObject per key instead, from then on:
+    /// Cloud Storage's XML API answered it `NotImplemented` until it gained
+    /// multi-object delete (<https://cloud.google.com/storage/docs/xml-api/post-bucket>),
+    /// and some S3-compatible servers still do.
     pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
         let mut report = DeleteReport::default();
         for batch in names.chunks(DELETE_BATCH) {
+            if self.one_by_one.load(Ordering::Relaxed) {
+                self.delete_each(batch, &mut report)?;
+                continue;
+            }
             let body = delete_body(batch.iter().map(|n| self.key(n)));
             let md5 = base64(&Md5::digest(body.as_bytes()));
             let url = self.sign_bucket(Method::Post, vec![("delete", "1")])?;
@@ -737,7 +721,22 @@ impl Store {
                 .header("Content-Type", "application/xml")
                 .send(body.as_bytes())
                 .map_err(|e| transport(e, &what))?;
-            let resp = self.check_bucket_request(resp, &what)?;
+            let status = resp.status().as_u16();
+            let resp = match self.check_bucket_request(resp, &what) {
+                Ok(resp) => resp,
+                // 501, or 400 with the NotImplemented code (Cloud Storage's
+                // answer).
+                Err(Error::Config {
+                    why,
+                    refused: Some(Fatal::Rejected),
+                }) if status == 501 || why.contains(" NotImplemented") => {
+                    tracing::debug!("{why}: deleting one object per request");
+                    self.one_by_one.store(true, Ordering::Relaxed);
+                    self.delete_each(batch, &mut report)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             let failed: Vec<(String, String)> = parse_delete_errors(&text)
                 .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))?
@@ -754,6 +753,33 @@ impl Store {
             report.failed.extend(failed);
         }
         Ok(report)
+    }
+
+    /// One DeleteObject per name: a key already gone counts as deleted (as
+    /// in DeleteObjects), a refusal is reported for its name, a failure to
+    /// reach the store stops the deletion.
+    fn delete_each(&self, names: &[String], report: &mut DeleteReport) -> Result<(), Error> {
+        for name in names {
+            if name.is_empty() {
+                continue;
+            }
+            let url = self
+                .bucket
+                .delete_object(Some(&self.credentials()?), &self.key(name))
+                .sign(SIGNED_URL_TTL);
+            let what = format!("DELETE {}", self.describe(name));
+            let resp = self
+                .agent
+                .delete(url.as_str())
+                .call()
+                .map_err(|e| transport(e, &what))?;
+            match self.check(resp, &what) {
+                Ok(_) | Err(Error::NotFound) => report.deleted += 1,
+                Err(Error::Config { why, .. }) => report.failed.push((name.clone(), why)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Checks that the bucket is there and readable with these credentials
@@ -867,7 +893,7 @@ impl Store {
         Err(match classify(&answer) {
             Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
             Verdict::Absent => Error::NotFound,
-            Verdict::Wait { .. } => Error::Transient(format!("{what}: {detail}")),
+            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
             Verdict::Refresh => {
                 self.credentials.invalidate();
                 if self.source.fixed().is_some() {

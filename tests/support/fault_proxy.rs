@@ -1,5 +1,6 @@
 //! A fault-injecting HTTP proxy for the object-storage tests: it sits
-//! between pg_standby and a real store (s3s-fs, Azurite) on 127.0.0.1 and,
+//! between pg_standby and a real store (s3s-fs, fake-gcs-server, Azurite) on
+//! 127.0.0.1 and,
 //! request by request, passes the exchange through or breaks it the way a
 //! struggling store or network does.
 //!
@@ -26,8 +27,9 @@ pub enum Action {
     /// Forward it and return the store's answer.
     Pass,
     /// Answer this status without asking the store, with a store-shaped
-    /// XML error body (`<Error><Code>CODE</Code>...`) and, if given, a
-    /// `Retry-After` header in seconds.
+    /// error body (S3's XML `<Error><Code>CODE</Code>...`, or for Cloud
+    /// Storage's JSON API `{"error":{..."errors":[{"reason":CODE}]}}`)
+    /// and, if given, a `Retry-After` header in seconds.
     Status {
         status: u16,
         code: &'static str,
@@ -49,11 +51,21 @@ pub enum Action {
     Hang,
     /// Forward, and flip one bit of the body byte at this offset.
     FlipByte(usize),
-    /// `get` for a GET of an object (no query string), `other` for the
-    /// rest (listings, HEADs, deletes).
+    /// Forward without the headers in which stores give a checksum of the
+    /// object (ETag, x-amz-checksum-*, x-goog-hash, Content-MD5): a store
+    /// that gives none.
+    NoChecksums,
+    /// `get` for a GET of an object, `other` for the rest (listings,
+    /// HEADs, deletes).
     ByRequest {
         get: Box<Action>,
         other: Box<Action>,
+    },
+    /// `then` for requests of this method (`POST`: S3's batch delete),
+    /// Pass for the rest.
+    ForMethod {
+        method: &'static str,
+        then: Box<Action>,
     },
 }
 
@@ -63,10 +75,12 @@ pub struct Seen {
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
-    /// The request's headers, as sent.
-    pub headers: Vec<(String, String)>,
     pub at: Instant,
     pub action: String,
+    /// The Authorization header, as sent.
+    pub authorization: Option<String>,
+    /// Every header, as sent.
+    pub headers: Vec<(String, String)>,
 }
 
 struct Shared {
@@ -242,22 +256,23 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
     let target = parts.next().unwrap_or("").to_string();
     let action = match action {
         Action::ByRequest { get, other } => {
-            // Signed URLs carry a query string: a GET of an object is one
-            // whose query has no list-type (S3) nor comp=list (Azure).
-            if method == "GET" && !target.contains("list-type") && !target.contains("comp=list") {
+            if method == "GET" && is_object_get(&target) {
                 *get
             } else {
                 *other
             }
         }
+        Action::ForMethod { method: m, then } if m == method => *then,
+        Action::ForMethod { .. } => Action::Pass,
         a => a,
     };
     s.seen.lock().unwrap().push(Seen {
         method: method.clone(),
-        target,
-        headers: req.headers.clone(),
+        target: target.clone(),
         at: Instant::now(),
         action: format!("{action:?}"),
+        authorization: req.header("authorization").map(str::to_string),
+        headers: req.headers.clone(),
     });
     let mut client = client;
     match action {
@@ -266,10 +281,23 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
             code,
             retry_after,
         } => {
-            let body = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
-                 <Message>injected by the test proxy</Message></Error>"
-            );
+            let json = target.starts_with("/storage/v1/");
+            let body = if json {
+                format!(
+                    "{{\"error\":{{\"code\":{status},\"message\":\"injected by the test proxy\",\
+                     \"errors\":[{{\"domain\":\"global\",\"reason\":\"{code}\"}}]}}}}"
+                )
+            } else {
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+                     <Message>injected by the test proxy</Message></Error>"
+                )
+            };
+            let ctype = if json {
+                "application/json"
+            } else {
+                "application/xml"
+            };
             let retry = retry_after
                 .map(|r| format!("Retry-After: {r}\r\n"))
                 .unwrap_or_default();
@@ -277,7 +305,7 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
             let payload = if method == "HEAD" { "" } else { body.as_str() };
             write!(
                 client,
-                "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\n{retry}\
+                "HTTP/1.1 {status} Injected\r\nContent-Type: {ctype}\r\n{retry}\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
                 body.len()
             )?;
@@ -324,6 +352,16 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
             up_reader.read_to_end(&mut resp_body)?;
         }
     }
+    let mut resp = resp;
+    if matches!(action, Action::NoChecksums) {
+        resp.headers.retain(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            !(k == "etag"
+                || k.starts_with("x-amz-checksum-")
+                || k == "x-goog-hash"
+                || k == "content-md5")
+        });
+    }
     let head = resp.closing();
     match action {
         Action::CutAfter(n) => {
@@ -358,6 +396,18 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Whether a GET downloads an object: S3's signed URLs carry a query
+/// string, and a listing's has `list-type`; Cloud Storage's JSON API
+/// downloads with `alt=media` and lists without it.
+fn is_object_get(target: &str) -> bool {
+    if target.starts_with("/storage/v1/") {
+        target.contains("alt=media")
+    } else {
+        // S3's ListObjectsV2, Azure's List Blobs.
+        !target.contains("list-type") && !target.contains("comp=list")
+    }
 }
 
 /// Closes with RST instead of FIN: SO_LINGER with a zero timeout.
