@@ -19,7 +19,7 @@
 //! the container (Storage Blob Data Reader), delete for `%r` cleanup.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -30,7 +30,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
-use crate::credentials::{Expiring, Refreshing};
+use crate::credentials::{Expiring, Refreshing, nothing_listens};
 
 /// The REST API version every request names (`x-ms-version`). Pinned: a
 /// service answers as this version documents whatever it supports besides;
@@ -1053,23 +1053,6 @@ impl ObjectStore for Store {
 
     fn verify(&self) -> Result<(), Error> {
         Store::verify(self)
-    }
-}
-
-/// Whether a request failed before anything answered: refused, no route,
-/// no connection within the connect timeout.
-fn nothing_listens(e: &ureq::Error) -> bool {
-    match e {
-        ureq::Error::Timeout(t) => *t == ureq::Timeout::Connect,
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
-        ureq::Error::Io(io) => matches!(
-            io.kind(),
-            io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::HostUnreachable
-                | io::ErrorKind::NetworkUnreachable
-                | io::ErrorKind::AddrNotAvailable
-        ),
-        _ => false,
     }
 }
 
