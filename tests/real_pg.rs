@@ -23,12 +23,15 @@
 //! d  -w timeout failover                 k  standby mode: answers at once
 //! e  %r cleanup, restart mid-stream
 //! f  stop (fast, immediate) while waiting
-//! g  1 MB and 64 MB WAL segments
+//! g  1 MB and 64 MB WAL segments         o  a gs:// archive (Cloud Storage)
 
 mod support;
 
 #[path = "support/s3_server.rs"]
 mod s3_server;
+
+#[path = "support/gcs_server.rs"]
+mod gcs_server;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -797,6 +800,56 @@ fn m_object_storage_archive() {
     let so = StandbyOptions {
         restore_command: format!(
             "{aws} {} -s 1 -t {} s3://wal/primary %f %p",
+            env.bin.display(),
+            trigger.display()
+        ),
+        trigger: Some(trigger.clone()),
+        ..Default::default()
+    };
+    let standby = env.sb.standby("standby", &env.backup, &so).must();
+    standby.start().must();
+    for id in 1..=3 {
+        env.primary.insert_and_switch(id).must();
+        standby.wait_row(id, WAIT).must();
+    }
+    let seg = env.primary.insert_and_switch(4).must();
+    env.primary.wait_archived(&seg, WAIT).must();
+    env.sb.write_file(&trigger, b"").must();
+    standby.wait_promoted(WAIT).must();
+    for id in 1..=4 {
+        assert!(
+            standby.has_row(id).must(),
+            "row {id} missing after failover"
+        );
+    }
+    assert!(
+        standby.log().contains("restored 0000000"),
+        "no restore logged"
+    );
+}
+
+/// o. A gs:// archive (fake-gcs-server, Cloud Storage's JSON API): the
+/// primary uploads each segment with curl, the standby restores through
+/// pg_standby, a smart failover keeps every row.
+#[test]
+fn o_cloud_storage_archive() {
+    let server = gcs_server::GcsServer::start();
+    server.bucket("wal");
+    let upload = format!(
+        "env -u LD_LIBRARY_PATH curl -sSf -X POST --data-binary @%p \
+         -H Content-Type:application/octet-stream \
+         \"{}/upload/storage/v1/b/wal/o?uploadType=media&name=primary/%f\"",
+        server.endpoint
+    );
+    let env = setup_with("o", |_| PrimaryOptions {
+        extra_conf: format!("archive_command = '{upload}'"),
+        ..Default::default()
+    });
+    let trigger = env.sb.trigger_path("standby");
+    let so = StandbyOptions {
+        restore_command: format!(
+            "env STORAGE_EMULATOR_HOST={} {} -s 1 -t {} gs://wal/primary %f %p",
+            server.endpoint,
             env.bin.display(),
             trigger.display()
         ),

@@ -591,11 +591,18 @@ impl Session {
                     // less and less often, up to -s; after an error, by the
                     // error's pace.
                     let timeout = if archive.is_remote() {
-                        let answered = match &found {
-                            Found::Plain(Probe::Unreachable { retry_after, .. }) => {
+                        // A bad object (changed on the way, foreign) is
+                        // downloaded again at an error's pace too: 16 MiB
+                        // every few hundred ms is a store's bad day made
+                        // worse.
+                        let answered = match (&found, look.seen) {
+                            (Found::Plain(Probe::Unreachable { retry_after, .. }), _) => {
                                 policy::Answered::Unavailable {
                                     retry_after: *retry_after,
                                 }
+                            }
+                            (_, Seen::Bad(_)) => {
+                                policy::Answered::Unavailable { retry_after: None }
                             }
                             _ => policy::Answered::Absent,
                         };

@@ -1,0 +1,385 @@
+//! A remote archive on a bad day, the same rules for every store: each
+//! test runs against each store's real server (S3: s3s-fs; Cloud Storage:
+//! fake-gcs-server) behind the fault-injecting proxy of tests/support. A
+//! store in trouble is asked less and less often; a failover, SIGTERM or
+//! `-w` ends a request in flight within the documented bound, with no
+//! request after it; a body changed on the way is never delivered.
+
+mod support;
+
+#[path = "support/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "support/gcs_server.rs"]
+mod gcs_server;
+#[path = "support/s3_server.rs"]
+mod s3_server;
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fault_proxy::{Action, FaultProxy};
+use support::*;
+
+const NAME: &str = "000000010000000000000005";
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    S3,
+    Gcs,
+}
+
+enum Server {
+    S3(s3_server::S3Server),
+    Gcs(gcs_server::GcsServer),
+}
+
+struct Store {
+    kind: Kind,
+    env: Env,
+    // Dropped before the server: its threads forward to it.
+    proxy: FaultProxy,
+    server: Server,
+}
+
+impl Store {
+    fn new(kind: Kind) -> Store {
+        let server = match kind {
+            Kind::S3 => {
+                let s = s3_server::S3Server::start();
+                s.bucket("wal");
+                Server::S3(s)
+            }
+            Kind::Gcs => {
+                let s = gcs_server::GcsServer::start();
+                s.bucket("wal");
+                Server::Gcs(s)
+            }
+        };
+        let endpoint = match &server {
+            Server::S3(s) => &s.endpoint,
+            Server::Gcs(s) => &s.endpoint,
+        };
+        Store {
+            kind,
+            env: Env::new(),
+            proxy: FaultProxy::start(endpoint),
+            server,
+        }
+    }
+
+    /// An object appears whole, as an upload does.
+    fn put(&self, name: &str, bytes: &[u8]) {
+        match &self.server {
+            Server::S3(s) => {
+                let dir = s.root().join("wal/archive");
+                fs::create_dir_all(&dir).unwrap();
+                let tmp = self.env.path(&format!("{name}.upload"));
+                fs::write(&tmp, bytes).unwrap();
+                fs::rename(&tmp, dir.join(name)).unwrap();
+            }
+            Server::Gcs(s) => s.put("wal", &format!("archive/{name}"), bytes),
+        }
+    }
+
+    /// The store's own answer when it is overloaded.
+    fn busy(&self) -> Action {
+        let (status, code) = match self.kind {
+            Kind::S3 => (503, "SlowDown"),
+            Kind::Gcs => (429, "rateLimitExceeded"),
+        };
+        Action::Status {
+            status,
+            code,
+            retry_after: None,
+        }
+    }
+
+    /// A call through the proxy, waiting with `-s 1`.
+    fn call(&self, opts: &[&str]) -> Job {
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(&self.env.datadir)
+            .args(["-d", "-s", "1", "--bad-file-timeout", "2"])
+            .args(opts)
+            .stdin(Stdio::null());
+        let proxy = &self.proxy.endpoint;
+        let url = match self.kind {
+            Kind::S3 => {
+                cmd.env("AWS_ENDPOINT_URL", proxy)
+                    .env("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY)
+                    .env("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY)
+                    .env("AWS_REGION", s3_server::REGION)
+                    .env_remove("AWS_PROFILE");
+                "s3://wal/archive"
+            }
+            Kind::Gcs => {
+                cmd.env("STORAGE_EMULATOR_HOST", proxy.trim_start_matches("http://"))
+                    .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+                    .env("NO_GCE_CHECK", "true");
+                "gs://wal/archive"
+            }
+        };
+        cmd.args([url, NAME, "pg_wal/RECOVERYXLOG"]);
+        Job::launch(&self.env, cmd)
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.proxy.seen().into_iter().map(|s| s.method).collect()
+    }
+
+    /// Waits until the proxy has seen `n` requests, and answers the pauses
+    /// between them.
+    #[track_caller]
+    fn gaps_of_first(&self, n: usize, within: Duration) -> Vec<Duration> {
+        wait_until(within, "requests at the store", || {
+            Ok(self.proxy.count() >= n)
+        })
+        .must();
+        let seen = self.proxy.seen();
+        seen.windows(2)
+            .take(n - 1)
+            .map(|w| w[1].at - w[0].at)
+            .collect()
+    }
+}
+
+/// Each test, once per store.
+macro_rules! every_store {
+    ($($name:ident),* $(,)?) => {
+        mod s3 {
+            $( #[test] fn $name() { super::$name(super::Kind::S3) } )*
+        }
+        mod gcs {
+            $( #[test] fn $name() { super::$name(super::Kind::Gcs) } )*
+        }
+    };
+}
+
+every_store!(
+    a_busy_store_is_asked_less_and_less_often,
+    retry_after_is_honoured,
+    failing_listings_while_the_segment_is_absent_are_paced,
+    a_smart_trigger_ends_a_crawling_download_within_the_bound,
+    a_fast_trigger_ends_a_crawling_download_at_once,
+    sigterm_ends_a_crawling_download_at_once,
+    max_wait_ends_a_crawling_download_within_the_bound,
+    a_smart_trigger_ends_a_hung_request_within_the_bound,
+    a_byte_changed_on_the_way_is_never_delivered,
+    a_body_changed_on_every_download_stops_recovery,
+    a_store_that_gives_no_checksum_still_works,
+);
+
+#[track_caller]
+fn assert_delivered(env: &Env, bytes: &[u8]) {
+    assert!(fs::read(env.restored()).unwrap() == bytes, "%p differs");
+    assert_eq!(env.stray_files(), Vec::<String>::new());
+}
+
+/// The pauses docs/guide.md promises while a store fails: 1 s, doubling,
+/// each cut by at most a fifth of random jitter (a little slack for the
+/// scheduler below).
+#[track_caller]
+fn assert_backs_off(gaps: &[Duration], first: Duration, log: &str) {
+    for (i, gap) in gaps.iter().enumerate() {
+        let nominal = first * 2u32.pow(i as u32);
+        assert!(
+            *gap >= nominal.mul_f64(0.8) - Duration::from_millis(30),
+            "pause {i} was {gap:?}, under 80% of {nominal:?}: {gaps:?}\n{log}"
+        );
+    }
+}
+
+/// A busy store (S3 503 SlowDown, Cloud Storage 429) is asked again after
+/// 1 s, 2 s, 4 s... (with jitter), not ten times a second: a fleet of
+/// standbys must not make a store's trouble worse.
+fn a_busy_store_is_asked_less_and_less_often(kind: Kind) {
+    let s = Store::new(kind);
+    s.put(NAME, &segment(NAME));
+    s.proxy.always(s.busy());
+    let job = s.call(&[]);
+    let gaps = s.gaps_of_first(4, Duration::from_secs(20));
+    assert_backs_off(&gaps, Duration::from_secs(1), &job.log());
+    job.signal(libc::SIGTERM);
+    job.finish_within(Duration::from_secs(5))
+        .died_of(libc::SIGTERM)
+        .logged("cannot be reached");
+}
+
+/// `Retry-After` is a floor for the next request.
+fn retry_after_is_honoured(kind: Kind) {
+    let s = Store::new(kind);
+    let bytes = segment(NAME);
+    s.put(NAME, &bytes);
+    let Action::Status { status, code, .. } = s.busy() else {
+        unreachable!()
+    };
+    s.proxy.then([Action::Status {
+        status,
+        code,
+        retry_after: Some(3),
+    }]);
+    let done = s.call(&[]).finish_within(Duration::from_secs(20));
+    done.exited(0).logged("asks to retry after 3 s");
+    assert_delivered(&s.env, &bytes);
+    let seen = s.proxy.seen();
+    let gap = seen[1].at - seen[0].at;
+    assert!(gap >= Duration::from_secs(3), "{gap:?}");
+}
+
+/// Listings that fail while the segment is not there yet are paced as
+/// errors, not as the 100 ms polls of an absent segment.
+fn failing_listings_while_the_segment_is_absent_are_paced(kind: Kind) {
+    let s = Store::new(kind);
+    s.proxy.always(Action::ByRequest {
+        get: Box::new(Action::Pass),
+        other: Box::new(Action::Status {
+            status: 500,
+            code: "InternalError",
+            retry_after: None,
+        }),
+    });
+    let job = s.call(&[]);
+    // The first GET answers 404 (a Cloud Storage one is followed by a
+    // look at the bucket, which fails); the listings after it fail.
+    let gaps = s.gaps_of_first(5, Duration::from_secs(30));
+    let errors_from = gaps.iter().position(|g| *g >= Duration::from_millis(500));
+    let errors_from = errors_from.unwrap_or_else(|| panic!("no pause: {gaps:?}"));
+    assert_backs_off(&gaps[errors_from..], Duration::from_secs(1), &job.log());
+    job.signal(libc::SIGTERM);
+    job.finish_within(Duration::from_secs(5))
+        .died_of(libc::SIGTERM)
+        .logged("InternalError");
+}
+
+/// Documented bound for a smart failover or `-w` during a request: 1 s,
+/// plus a poll and the scheduler's slack on a loaded test machine.
+const FAILOVER_BOUND: Duration = Duration::from_millis(2500);
+
+/// A download crawling at 64 KiB/s (a 16 MiB segment: four minutes) and a
+/// trigger, a signal or `-w` meanwhile: the call ends within the bound,
+/// with nothing left beside %p and no request after the first.
+fn crawling_download(
+    kind: Kind,
+    opts: &[&str],
+    act: impl FnOnce(&Store, &Job),
+) -> (Done, Duration) {
+    let s = Store::new(kind);
+    s.put(NAME, &segment(NAME));
+    s.proxy.then([Action::Trickle(64 * 1024)]);
+    let trigger = s.env.path("trigger").display().to_string();
+    let mut args = vec!["-t", trigger.as_str()];
+    args.extend(opts);
+    let job = s.call(&args);
+    wait_until(Duration::from_secs(10), "the download to start", || {
+        Ok(s.proxy.count() >= 1)
+    })
+    .must();
+    let t0 = Instant::now();
+    act(&s, &job);
+    let done = job.finish_within(Duration::from_secs(20));
+    let took = t0.elapsed();
+    assert!(!s.env.restored().exists(), "{}", done.log);
+    assert_eq!(s.env.stray_files(), Vec::<String>::new());
+    assert_eq!(s.proxy.count(), 1, "{:?}", s.methods());
+    (done, took)
+}
+
+fn a_smart_trigger_ends_a_crawling_download_within_the_bound(kind: Kind) {
+    let (done, took) = crawling_download(kind, &[], |s, _| {
+        fs::write(s.env.path("trigger"), "").unwrap();
+    });
+    done.exited(FATAL)
+        .logged("request given up for the failover")
+        .logged("not failing over past what it may hold");
+    assert!(took < FAILOVER_BOUND, "{took:?}\n{}", done.log);
+}
+
+fn a_fast_trigger_ends_a_crawling_download_at_once(kind: Kind) {
+    let (done, took) = crawling_download(kind, &[], |s, _| {
+        fs::write(s.env.path("trigger"), "fast").unwrap();
+    });
+    done.exited(1).logged("fast failover");
+    assert!(took < Duration::from_secs(1), "{took:?}\n{}", done.log);
+}
+
+fn sigterm_ends_a_crawling_download_at_once(kind: Kind) {
+    let (done, took) = crawling_download(kind, &[], |_, job| job.signal(libc::SIGTERM));
+    done.died_of(libc::SIGTERM);
+    assert!(took < Duration::from_secs(1), "{took:?}\n{}", done.log);
+}
+
+fn max_wait_ends_a_crawling_download_within_the_bound(kind: Kind) {
+    let (done, took) = crawling_download(kind, &["-w", "2"], |_, _| {});
+    done.exited(FATAL)
+        .logged("request given up for the failover");
+    assert!(
+        took < Duration::from_secs(2) + FAILOVER_BOUND,
+        "{took:?}\n{}",
+        done.log
+    );
+}
+
+/// A store that accepts the connection and never answers, and a smart
+/// trigger: the call ends within the bound, without a second request.
+fn a_smart_trigger_ends_a_hung_request_within_the_bound(kind: Kind) {
+    let s = Store::new(kind);
+    s.proxy.always(Action::Hang);
+    let trigger = s.env.path("trigger");
+    let job = s.call(&["-t", &trigger.display().to_string()]);
+    wait_until(Duration::from_secs(10), "the first request", || {
+        Ok(s.proxy.count() >= 1)
+    })
+    .must();
+    let t0 = Instant::now();
+    fs::write(&trigger, "").unwrap();
+    let done = job.finish_within(Duration::from_secs(20));
+    let took = t0.elapsed();
+    done.exited(FATAL)
+        .logged("request given up for the failover");
+    assert!(took < FAILOVER_BOUND, "{took:?}\n{}", done.log);
+    assert_eq!(s.proxy.count(), 1, "{:?}", s.methods());
+    assert!(!s.env.restored().exists());
+}
+
+/// One bit changed on the way, past the page header (where no header
+/// check can see it): the body does not match the store's checksum (S3:
+/// the ETag, the MD5 of a single-part upload; Cloud Storage: x-goog-hash),
+/// so it is never delivered; the next download is.
+fn a_byte_changed_on_the_way_is_never_delivered(kind: Kind) {
+    let s = Store::new(kind);
+    let bytes = segment(NAME);
+    s.put(NAME, &bytes);
+    s.proxy.then([Action::FlipByte(5_000_000)]);
+    let done = s.call(&[]).finish_within(Duration::from_secs(30));
+    done.exited(0)
+        .logged("does not match")
+        .logged(&format!("restored {NAME}"));
+    assert_delivered(&s.env, &bytes);
+}
+
+/// A body changed on every download: a bad file, given up after the
+/// bad-file timeout; never delivered, never a promotion.
+fn a_body_changed_on_every_download_stops_recovery(kind: Kind) {
+    let s = Store::new(kind);
+    s.put(NAME, &segment(NAME));
+    s.proxy.always(Action::ByRequest {
+        get: Box::new(Action::FlipByte(5_000_000)),
+        other: Box::new(Action::Pass),
+    });
+    s.call(&[])
+        .finish_within(Duration::from_secs(30))
+        .exited(FATAL)
+        .logged("changed on the way");
+    assert!(!s.env.restored().exists());
+    assert_eq!(s.env.stray_files(), Vec::<String>::new());
+}
+
+/// A store that gives no checksum at all still serves the archive.
+fn a_store_that_gives_no_checksum_still_works(kind: Kind) {
+    let s = Store::new(kind);
+    let bytes = segment(NAME);
+    s.put(NAME, &bytes);
+    s.proxy.always(Action::NoChecksums);
+    s.call(&[]).finish_within(Duration::from_secs(30)).exited(0);
+    assert_delivered(&s.env, &bytes);
+}
