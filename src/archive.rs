@@ -18,6 +18,7 @@ use crate::cleanup::{self, Summary};
 use crate::codec::Codec;
 use crate::open::{self, Identity};
 use crate::probe::{self, CompressedEntry, Probe};
+use crate::registry;
 #[cfg(feature = "remote")]
 use crate::store::{Error, ObjectStore};
 use crate::timeline;
@@ -183,6 +184,92 @@ impl Archive {
             Self::Local(l) => l.remove_before(cutoff, dry_run),
             #[cfg(feature = "remote")]
             Self::Remote(r) => r.remove_before(cutoff, dry_run),
+        }
+    }
+
+    /// Writes this standby's registry entry whole: a temporary name and a
+    /// rename in a directory, one PUT on a store.
+    pub fn publish(&self, file_name: &str, text: &str) -> io::Result<()> {
+        match self {
+            Self::Local(l) => {
+                let dir = l.dir.join(registry::DIR);
+                fs::create_dir_all(&dir)?;
+                let tmp = dir.join(format!(".{file_name}.{}", std::process::id()));
+                let written =
+                    fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, dir.join(file_name)));
+                if written.is_err() {
+                    let _ = fs::remove_file(&tmp);
+                }
+                written
+            }
+            #[cfg(feature = "remote")]
+            Self::Remote(r) => r
+                .store
+                .put(&format!("{}/{file_name}", registry::DIR), text.as_bytes())
+                .map_err(|e| io::Error::other(e.to_string())),
+        }
+    }
+
+    /// Every registry entry in the archive, read or not.
+    pub fn registry(&self) -> io::Result<Vec<registry::Found>> {
+        // An entry is a few hundred bytes; anything much larger is not one.
+        const LIMIT: u64 = 64 * 1024;
+        let read = |file_name: String, text: Result<String, String>| match text
+            .and_then(|t| registry::Entry::parse(&t))
+        {
+            Ok(entry) => registry::Found::Read { file_name, entry },
+            Err(why) => registry::Found::Bad { file_name, why },
+        };
+        match self {
+            Self::Local(l) => {
+                let dir = l.dir.join(registry::DIR);
+                let entries = match fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
+                let mut found = Vec::new();
+                for entry in entries {
+                    let entry = entry?;
+                    let Ok(file_name) = entry.file_name().into_string() else {
+                        continue;
+                    };
+                    // Temporary names of entries being written.
+                    if file_name.starts_with('.') {
+                        continue;
+                    }
+                    let text = open::regular(&entry.path())
+                        .and_then(|f| {
+                            let mut s = String::new();
+                            io::Read::read_to_string(&mut io::Read::take(f, LIMIT), &mut s)
+                                .map(|_| s)
+                        })
+                        .map_err(|e| e.to_string());
+                    found.push(read(file_name, text));
+                }
+                Ok(found)
+            }
+            #[cfg(feature = "remote")]
+            Self::Remote(r) => {
+                let prefix = format!("{}/", registry::DIR);
+                let listed = r
+                    .store
+                    .list(&prefix)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                Ok(listed
+                    .into_iter()
+                    .map(|(key, _)| {
+                        let mut body = Vec::new();
+                        let text = r
+                            .store
+                            .get_to(&key, &mut body, LIMIT, &|| false)
+                            .map_err(|e| e.to_string())
+                            .and_then(|_| String::from_utf8(body).map_err(|e| e.to_string()));
+                        let file_name = key.strip_prefix(&prefix).unwrap_or(&key).to_string();
+                        read(file_name, text)
+                    })
+                    .collect())
+            }
         }
     }
 

@@ -8,13 +8,61 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 
 use crate::archive::Archive;
-
 use crate::flock;
+use crate::logging::human_duration;
+use crate::registry::{self, Entry, Me};
 use crate::wal::SegmentName;
+
+/// This standby in the archive's registry of standbys
+/// (src/registry.rs): its entry, and how long the others' count.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub me: Me,
+    pub expiry: Duration,
+    pub data_directory: PathBuf,
+}
+
+impl Registration {
+    /// From the cleanup process's arguments: `SYSID[:SEGMENT_SIZE]`.
+    pub fn from_args(cluster: &str, name: String, expiry: Duration, cwd: &Path) -> Result<Self> {
+        let (sysid, seg_size) = match cluster.split_once(':') {
+            Some((id, size)) => (id, Some(size)),
+            None => (cluster, None),
+        };
+        Ok(Registration {
+            me: Me {
+                name,
+                system_identifier: sysid.parse().context("--cleanup-cluster")?,
+                segment_size: seg_size
+                    .map(str::parse)
+                    .transpose()
+                    .context("--cleanup-cluster")?,
+            },
+            expiry,
+            data_directory: cwd.to_path_buf(),
+        })
+    }
+
+    fn args(&self) -> [String; 3] {
+        let me = &self.me;
+        [
+            format!(
+                "--cleanup-cluster={}{}",
+                me.system_identifier,
+                me.segment_size.map_or(String::new(), |s| format!(":{s}"))
+            ),
+            format!("--standby-name={}", me.name),
+            format!("--standby-expiry={}", (self.expiry.as_secs() / 3600).max(1)),
+        ]
+    }
+}
 
 /// The oldest segment to keep, from `%r`. `None` when nothing may go: `%r` is
 /// the all-zero name the server passes before redo starts, or it sorts after
@@ -46,12 +94,21 @@ pub fn cutoff_keeping(keep: u64, requested: SegmentName, segment_size: u64) -> O
 
 /// Start the removal of what precedes `cutoff` in its own process. `false`
 /// if it could not be started: the caller removes inline.
-pub fn hand_off(archive: &Path, cutoff: SegmentName, dry_run: bool, debug: bool) -> bool {
+pub fn hand_off(
+    archive: &Path,
+    cutoff: SegmentName,
+    dry_run: bool,
+    debug: bool,
+    registration: Option<&Registration>,
+) -> bool {
     let Ok(exe) = std::env::current_exe() else {
         return false;
     };
     let mut cmd = Command::new(exe);
     cmd.arg(format!("--cleanup-before={cutoff}"));
+    if let Some(r) = registration {
+        cmd.args(r.args());
+    }
     if dry_run {
         cmd.arg("-n");
     }
@@ -74,7 +131,12 @@ pub fn hand_off(archive: &Path, cutoff: SegmentName, dry_run: bool, debug: bool)
 
 /// The process [`hand_off`] starts. Cleanups of one local archive run one
 /// at a time (a lock on the directory), so two never race over its files.
-pub fn detached(cutoff: &str, archive: Option<&Path>, dry_run: bool) -> ExitCode {
+pub fn detached(
+    cutoff: &str,
+    archive: Option<&Path>,
+    dry_run: bool,
+    registration: Option<Registration>,
+) -> ExitCode {
     let (Some(cutoff), Some(location)) = (SegmentName::parse(cutoff), archive) else {
         tracing::error!("internal error: a cleanup needs a segment name and an archive");
         return ExitCode::SUCCESS;
@@ -92,8 +154,82 @@ pub fn detached(cutoff: &str, archive: Option<&Path>, dry_run: bool) -> ExitCode
         .inspect(|dir| {
             let _ = flock::exclusive(dir, flock::Wait::Block);
         });
-    report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
+    clean(&archive, cutoff, dry_run, registration.as_ref());
     ExitCode::SUCCESS
+}
+
+/// One cleanup: publish this standby's position, read the others', and
+/// remove what none of the live ones needs ([`registry::plan`]). Without a
+/// registration (the cluster unknown), as before the registry: up to
+/// `cutoff`.
+pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<&Registration>) {
+    let Some(reg) = reg else {
+        report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
+        return;
+    };
+    let now = registry::now();
+    let me = &reg.me;
+    let file_name = Entry::file_name(me.system_identifier, &me.name);
+    let entry = Entry {
+        name: me.name.clone(),
+        system_identifier: me.system_identifier,
+        segment_size: me.segment_size,
+        restart: cutoff,
+        written: now,
+        host: registry::host_name(),
+        data_directory: reg.data_directory.display().to_string(),
+    };
+    if !dry_run && let Err(e) = archive.publish(&file_name, &entry.encode()) {
+        tracing::warn!(
+            "archive cleanup skipped: cannot write this standby's entry \"{}/{file_name}\" in \
+             the archive: {e} (the restore itself succeeded; a read-only archive is never cleaned)",
+            registry::DIR
+        );
+        return;
+    }
+    let found = match archive.registry() {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(
+                "archive cleanup skipped: cannot read the standbys' entries under \"{}\": {e} \
+                 (the restore itself succeeded)",
+                registry::DIR
+            );
+            return;
+        }
+    };
+    let plan = registry::plan(cutoff, me, &found, now, reg.expiry);
+    for (name, age) in &plan.expired {
+        tracing::warn!(
+            "archive cleanup: standby \"{name}\" has not updated its entry for {} (more than \
+             --standby-expiry): it no longer holds cleanup back. If it is gone for good, remove \
+             \"{}\"",
+            human_duration(*age),
+            archive
+                .path_of(&format!(
+                    "{}/{}",
+                    registry::DIR,
+                    Entry::file_name(me.system_identifier, name)
+                ))
+                .display()
+        );
+    }
+    for (file, why) in &plan.unreadable {
+        tracing::warn!(
+            "archive cleanup skipped: the standby entry \"{}\" cannot be read ({why}), and it \
+             may be a standby of this cluster: nothing is removed until it is fixed or removed",
+            archive
+                .path_of(&format!("{}/{file}", registry::DIR))
+                .display()
+        );
+    }
+    let Some(cutoff) = plan.cutoff else { return };
+    if let Some(by) = &plan.held_by {
+        tracing::debug!(
+            "archive cleanup: keeping from {cutoff} on, which standby \"{by}\" still needs"
+        );
+    }
+    report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
 }
 
 /// The one log line of a cleanup.

@@ -69,6 +69,13 @@ Options:
       --spool-dir=DIR     where prefetched segments wait, outside the data
                           directory (default: DATADIR.pg_standby-spool beside
                           the data directory)
+      --standby-expiry=HOURS
+                          another standby's entry in the archive's registry
+                          no longer holds cleanup back after HOURS without an
+                          update (default 96)
+      --standby-name=NAME this standby's entry in the archive's registry of
+                          standbys, which every standby's cleanup honours
+                          (default: host name and data directory)
       --standby-wait=N    in standby mode, wait up to N seconds for a segment
                           instead of answering at once (default 0)
   -?, --help              show this help, then exit
@@ -222,6 +229,28 @@ pub struct Cli {
     /// pg_rewind and base backups copy.
     #[arg(long = "spool-dir", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+
+    /// This standby's name in the archive's registry of standbys, which
+    /// the `%r`/`-k` cleanup of every standby sharing the archive reads:
+    /// nothing is removed that a live standby of the cluster still needs.
+    ///
+    /// Default: host name and data directory, which tells apart every
+    /// standby on one host and standbys on different hosts. Set it when a
+    /// standby moves to another host or data directory and should keep its
+    /// entry.
+    #[arg(long = "standby-name", value_name = "NAME")]
+    pub standby_name: Option<String>,
+
+    /// Hours after which another standby's entry in the registry no longer
+    /// holds cleanup back (its standby is taken as gone, with a WARNING).
+    #[arg(long = "standby-expiry", value_name = "HOURS", default_value = "96",
+          value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub standby_expiry: u64,
+
+    /// The cluster of the cleanup's own entry point:
+    /// SYSTEM_IDENTIFIER[:SEGMENT_SIZE]
+    #[arg(long = "cleanup-cluster", value_name = "ID", hide = true)]
+    pub cleanup_cluster: Option<String>,
 
     /// The fetcher's own entry point (started by a restore call)
     #[arg(long = "prefetch-worker", value_name = "SPOOL", hide = true)]
@@ -493,7 +522,8 @@ mod tests {
         for arg in Cli::command().get_arguments() {
             // The fetcher's entry point is ours, not the user's.
             if arg.is_positional()
-                || ["prefetch_worker", "cleanup_before"].contains(&arg.get_id().as_str())
+                || ["prefetch_worker", "cleanup_before", "cleanup_cluster"]
+                    .contains(&arg.get_id().as_str())
             {
                 continue;
             }

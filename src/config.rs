@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::cleanup::Registration;
 use crate::cli::Cli;
 use crate::wal::{SegmentName, WalFileName};
 
@@ -23,6 +24,9 @@ pub enum Mode {
         cutoff: String,
         archive: Option<PathBuf>,
         dry_run: bool,
+        /// This standby in the archive's registry, if the call knew its
+        /// cluster.
+        registration: Option<Registration>,
     },
 }
 
@@ -32,10 +36,20 @@ impl Mode {
             return Ok(Mode::PrefetchWorker(spool));
         }
         if let Some(cutoff) = cli.cleanup_before {
+            let registration = match (cli.cleanup_cluster.as_deref(), cli.standby_name) {
+                (Some(cluster), Some(name)) => Some(Registration::from_args(
+                    cluster,
+                    name,
+                    Duration::from_secs(cli.standby_expiry * 3600),
+                    cwd,
+                )?),
+                _ => None,
+            };
             return Ok(Mode::Cleanup {
                 cutoff,
                 archive: cli.archive,
                 dry_run: cli.dry_run,
+                registration,
             });
         }
         if cli.check {
@@ -77,6 +91,9 @@ pub struct Config {
     pub prefetch: Option<u32>,
     pub prefetch_max_bytes: u64,
     pub spool_dir: Option<PathBuf>,
+    /// `--standby-name`; `None`: host and data directory.
+    pub standby_name: Option<String>,
+    pub standby_expiry: Duration,
     pub debug: bool,
 }
 
@@ -140,6 +157,8 @@ impl Config {
             prefetch: cli.prefetch,
             prefetch_max_bytes: cli.prefetch_max_mb.saturating_mul(1 << 20),
             spool_dir: cli.spool_dir.map(|d| cwd.join(d)),
+            standby_name: cli.standby_name,
+            standby_expiry: Duration::from_secs(cli.standby_expiry * 3600),
             debug: cli.debug,
         })
     }

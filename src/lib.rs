@@ -60,6 +60,7 @@ mod pgconf;
 mod policy;
 mod prefetch;
 mod probe;
+mod registry;
 mod restore;
 mod signals;
 mod spool;
@@ -143,7 +144,8 @@ pub fn main() -> ExitCode {
             cutoff,
             archive,
             dry_run,
-        }) => return cleanup::detached(&cutoff, archive.as_deref(), dry_run),
+            registration,
+        }) => return cleanup::detached(&cutoff, archive.as_deref(), dry_run, registration),
         Ok(Mode::Check(cli)) => return ExitCode::from(check::main(&cli)),
         Ok(Mode::Restore(config)) => Session::new(*config, cwd, legacy).run(),
         Err(e) => usage_error(format!("{e:#}"), legacy),

@@ -116,7 +116,7 @@ fn lines_at(timestamp: &str, label: &str, message: &str) -> String {
 
 /// `secs` after the Unix epoch as PostgreSQL's `%m` prints it in UTC:
 /// `2026-11-22 06:41:43.123 UTC`.
-fn timestamp(secs: u64, millis: u32) -> String {
+pub(crate) fn timestamp(secs: u64, millis: u32) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
     format!(

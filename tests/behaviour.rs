@@ -458,10 +458,12 @@ fn help_and_version_follow_postgresqls_tools() {
     assert!(help.contains("\nReport bugs "), "{help}");
 }
 
+/// The archive's files, without the standbys' registry (`.pg_standby/`).
 fn archive_names(env: &Env) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(&env.archive)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".pg_standby")
         .collect();
     names.sort();
     names

@@ -236,6 +236,7 @@ fn cleanup_removes_compressed_segments_too() {
     let mut left: Vec<String> = fs::read_dir(&env.archive)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".pg_standby")
         .collect();
     left.sort();
     assert_eq!(

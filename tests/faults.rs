@@ -524,6 +524,38 @@ fn unreadable_archive_directory_is_fatal_after_the_bad_file_timeout() {
     assert_archive_holds(&env, NAME, &bytes);
 }
 
+/// An archive this standby may only read (the primary's host writes it):
+/// the segment is restored; the cleanup and this standby's registry entry
+/// are skipped with a WARNING, and nothing is removed.
+#[test]
+fn a_read_only_archive_restores_and_skips_the_cleanup() {
+    const OLD: &str = "000000010000000000000001";
+    let env = Env::new();
+    let bytes = segment(NAME);
+    env.archive_atomically(OLD, &segment(OLD));
+    env.archive_atomically(NAME, &bytes);
+    hand_over(&env);
+    if is_root() {
+        std::os::unix::fs::chown(&env.archive, Some(0), Some(0)).unwrap();
+    }
+    chmod(&env.archive, 0o555);
+    let mut a = args(&env, &quick(&[]), NAME);
+    a.push(NAME.to_string());
+    let job = Job::launch(&env, unprivileged(&env, cmd(&env, &a)));
+    let log = job.log_file();
+    let done = job.finish_within(Duration::from_secs(5));
+    done.exited(0);
+    assert_delivered(&env, &bytes);
+    // The cleanup runs apart, after the exit.
+    wait_until(Duration::from_secs(5), "the cleanup's warning", || {
+        Ok(fs::read_to_string(&log).is_ok_and(|l| l.contains("archive cleanup skipped")))
+    })
+    .must();
+    chmod(&env.archive, 0o755);
+    assert!(env.archive_file(OLD).exists());
+    assert!(!env.archive.join(".pg_standby").exists());
+}
+
 #[test]
 fn read_only_archive_file_is_restored() {
     // pg_standby 13 opened the archive file O_RDWR and never restored it.

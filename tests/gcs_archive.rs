@@ -111,11 +111,14 @@ impl Setup {
         Job::launch(&self.env, cmd)
     }
 
+    /// The archive's objects, without the standbys' registry
+    /// (`.pg_standby/`).
     fn objects(&self) -> Vec<String> {
         self.server
             .names(BUCKET, PREFIX)
             .into_iter()
             .map(|n| n.trim_start_matches(PREFIX).to_string())
+            .filter(|n| !n.starts_with(".pg_standby/"))
             .collect()
     }
 }

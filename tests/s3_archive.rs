@@ -89,9 +89,11 @@ impl Setup {
     }
 
     fn objects(&self) -> Vec<String> {
+        // Without the standbys' registry (`.pg_standby/`).
         let mut v: Vec<String> = fs::read_dir(self.bucket.join("archive"))
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .filter(|n| n != ".pg_standby")
                     .collect()
             })
             .unwrap_or_default();

@@ -824,6 +824,25 @@ impl Session {
         timeline::precedes_timeline_start(name, begin, seg_size)
     }
 
+    /// This standby in the archive's registry; `None` where the data
+    /// directory tells no cluster (no pg_control).
+    fn registration(&self, seg_size: Option<u64>) -> Option<cleanup::Registration> {
+        let name = self
+            .config
+            .standby_name
+            .clone()
+            .unwrap_or_else(|| crate::registry::default_name(&self.cwd));
+        Some(cleanup::Registration {
+            me: crate::registry::Me {
+                name,
+                system_identifier: self.sysid?,
+                segment_size: seg_size,
+            },
+            expiry: self.config.standby_expiry,
+            data_directory: self.cwd.clone(),
+        })
+    }
+
     /// Start the removal of what `%r` (or `-k`, which needs the segment
     /// size) no longer keeps: in a process of its own, so that neither our
     /// exit nor the server's replay waits for it.
@@ -838,8 +857,10 @@ impl Session {
         };
         let Some(cutoff) = cutoff else { return false };
         let (dry_run, debug) = (self.config.dry_run, self.config.debug);
-        if !cleanup::hand_off(&self.config.archive, cutoff, dry_run, debug) {
-            cleanup::report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
+        let registration = self.registration(seg_size);
+        let reg = registration.as_ref();
+        if !cleanup::hand_off(&self.config.archive, cutoff, dry_run, debug, reg) {
+            cleanup::clean(archive, cutoff, dry_run, reg);
         }
         true
     }

@@ -865,6 +865,31 @@ impl Store {
     /// delete (only the batch endpoint, which bundles separate requests).
     /// An object already gone counts as deleted; a refusal is reported for
     /// its name; a failure to reach the store stops the deletion.
+    /// Uploads a small object in one request (a simple upload,
+    /// <https://cloud.google.com/storage/docs/uploading-objects#uploading-an-object>).
+    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
+        if name.is_empty() {
+            return Err(Error::config("empty object name".into()));
+        }
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+            self.base,
+            pct(&self.location.bucket),
+            pct(&self.key(name))
+        );
+        let what = format!("upload {}", self.describe(name));
+        let resp = self.send(&what, |agent, bearer| {
+            let mut req = agent
+                .post(&url)
+                .header("Content-Type", "application/octet-stream");
+            if let Some(b) = bearer {
+                req = req.header("Authorization", b);
+            }
+            req.send(data)
+        })?;
+        self.check(resp, &what).map(drop)
+    }
+
     pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
         let mut report = DeleteReport::default();
         for name in names {
@@ -993,6 +1018,10 @@ impl ObjectStore for Store {
 
     fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         Store::list(self, name_prefix)
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
+        Store::put(self, name, data)
     }
 
     fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {

@@ -67,6 +67,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// are not listed). Follows every page.
     fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error>;
 
+    /// Writes a small object whole (the standbys' registry entries).
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), Error>;
+
     /// Deletes these objects. Names the store refused are reported in
     /// [`DeleteReport::failed`]; an error stops the deletion.
     fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error>;

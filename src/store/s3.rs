@@ -943,6 +943,10 @@ impl ObjectStore for Store {
         Store::list(self, name_prefix)
     }
 
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
+        Store::put(self, name, data)
+    }
+
     fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
         Store::delete_many(self, names)
     }
