@@ -665,3 +665,52 @@ fn an_expired_token_is_fetched_again() {
         .logged("fetching a new token");
     assert_eq!(identity.seen().len(), 2, "{:?}", identity.seen());
 }
+
+/// Many standbys on one archive (the registry under `.pg_standby/`): on
+/// Azure, entries are blobs written whole by one Put Blob, and a lagging
+/// standby keeps what it needs until it catches up.
+#[test]
+fn a_lagging_standby_keeps_what_it_needs() {
+    let s = setup();
+    let seg = |n: u32| format!("00000001000000000000{n:04X}");
+    for n in 1..=8 {
+        s.put(&seg(n), &segment(&seg(n)));
+    }
+    // A standby of the same cluster: the same pg_control, its own pg_wal.
+    let standby = |label: &str| {
+        let dir = s.env.path(label);
+        fs::create_dir_all(dir.join("pg_wal")).unwrap();
+        fs::create_dir_all(dir.join("global")).unwrap();
+        fs::copy(
+            s.env.datadir.join("global/pg_control"),
+            dir.join("global/pg_control"),
+        )
+        .unwrap();
+        fs::write(dir.join("recovery.signal"), "").unwrap();
+        dir
+    };
+    // One call as the server makes it; output() returns once the cleanup
+    // it hands off has finished too (same stderr).
+    let call = |data: &std::path::Path, n: u32, restart: u32| {
+        let mut cmd = s.command(KEY, &s.server.endpoint, &[]);
+        cmd.current_dir(data)
+            .args(["-d", "--prefetch=0", URL, &seg(n), "pg_wal/RECOVERYXLOG"])
+            .arg(seg(restart));
+        let out = cmd.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{log}");
+    };
+    let segments = || {
+        s.blobs()
+            .into_iter()
+            .filter(|n| n.len() == 24)
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (standby("a"), standby("b"));
+    call(&b, 3, 2);
+    call(&a, 8, 7);
+    assert_eq!(segments(), (2..=8).map(seg).collect::<Vec<_>>());
+    assert_eq!(s.store.list(".pg_standby/standbys/").unwrap().len(), 2);
+    call(&b, 8, 7);
+    assert_eq!(segments(), vec![seg(7), seg(8)]);
+}

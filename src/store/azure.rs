@@ -886,9 +886,9 @@ impl Store {
         )
     }
 
-    /// Uploads a block blob in one request (Put Blob; tests and
-    /// benchmarks: the archive side of a deployment writes with its own
-    /// tools).
+    /// Uploads a block blob in one request (Put Blob): the standbys'
+    /// registry entries, tests and benchmarks (the archive side of a
+    /// deployment writes segments with its own tools).
     pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
         if name.is_empty() {
             return Err(Error::config("empty object name".into()));
@@ -1045,6 +1045,10 @@ impl ObjectStore for Store {
 
     fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         Store::list(self, name_prefix)
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
+        Store::put(self, name, data)
     }
 
     fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
