@@ -24,7 +24,8 @@
 //! e  %r cleanup, restart mid-stream
 //! f  stop (fast, immediate) while waiting
 //! g  1 MB and 64 MB WAL segments         o  a gs:// archive (Cloud Storage)
-//!                                        p  an azure:// archive (Azurite)
+//!                                        p  three standbys share one archive
+//!                                        q  an azure:// archive (Azurite)
 
 mod support;
 
@@ -883,13 +884,146 @@ fn o_cloud_storage_archive() {
     );
 }
 
-/// p. An azure:// archive (Azurite, which checks signatures): the primary
+/// p. Three standbys share one archive, each with %r cleanup. One is
+/// stopped while the primary writes and the others clean up: they keep
+/// what it needs (its entry in the archive's registry), so it catches up
+/// without a missing segment when it starts again, and every row reaches
+/// every standby. Once all are past them, old segments go.
+#[test]
+fn p_three_standbys_share_one_archive() {
+    let env = setup("p", PrimaryOptions::default());
+    three_standbys_share_one_archive(
+        &env,
+        |name| env.standby(name, "", true).0,
+        || env.sb.archived_segments().first().cloned(),
+    );
+}
+
+/// p, with the archive on S3 (s3s-fs): the entries are objects.
+#[test]
+fn p_three_standbys_share_one_s3_archive() {
+    let server = s3_server::S3Server::start();
+    let bucket = server.bucket("wal");
+    let upload = format!(
+        "env -u LD_LIBRARY_PATH curl -sSf --aws-sigv4 aws:amz:{region}:s3 --user {ak}:{sk} \
+         -H x-amz-content-sha256:UNSIGNED-PAYLOAD -T %p {endpoint}/wal/primary/%f",
+        region = s3_server::REGION,
+        ak = s3_server::ACCESS_KEY,
+        sk = s3_server::SECRET_KEY,
+        endpoint = server.endpoint
+    );
+    let env = setup_with("p3", |_| PrimaryOptions {
+        extra_conf: format!("archive_command = '{upload}'"),
+        ..Default::default()
+    });
+    let aws = format!(
+        "env AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={}",
+        server.endpoint,
+        s3_server::ACCESS_KEY,
+        s3_server::SECRET_KEY,
+        s3_server::REGION
+    );
+    let start = |name: &str| {
+        let so = StandbyOptions {
+            restore_command: format!("{aws} {} -s 1 s3://wal/primary %f %p %r", env.bin.display()),
+            ..Default::default()
+        };
+        let s = env.sb.standby(name, &env.backup, &so).must();
+        s.start().must();
+        s
+    };
+    let oldest = || {
+        let mut names: Vec<String> = fs::read_dir(bucket.join("primary"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.len() == 24)
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.first().cloned()
+    };
+    three_standbys_share_one_archive(&env, start, oldest);
+}
+
+fn three_standbys_share_one_archive(
+    env: &Env,
+    start: impl Fn(&str) -> Server,
+    oldest: impl Fn() -> Option<String>,
+) {
+    let standbys: Vec<Server> = ["s1", "s2", "s3"].iter().map(|name| start(name)).collect();
+    let mut id = 0;
+    let mut add_row = |env: &Env| {
+        id += 1;
+        env.archive_row(id);
+        id
+    };
+    let first = add_row(env);
+    for s in &standbys {
+        s.wait_row(first, WAIT).must();
+    }
+    let oldest_before = oldest();
+    standbys[2].stop("fast").must();
+    // The others move on, their restart points with them.
+    for _ in 0..4 {
+        for _ in 0..3 {
+            add_row(env);
+        }
+        env.primary.psql("CHECKPOINT").must();
+        let last = add_row(env);
+        for s in &standbys[..2] {
+            s.wait_row(last, WAIT).must();
+            s.psql("CHECKPOINT").must();
+        }
+        // The next restore carries the new %r and cleans up.
+        let last = add_row(env);
+        for s in &standbys[..2] {
+            s.wait_row(last, WAIT).must();
+        }
+    }
+    assert_eq!(
+        oldest(),
+        oldest_before,
+        "a segment the stopped standby needs was removed"
+    );
+    standbys[2].start().must();
+    let last = add_row(env);
+    for s in &standbys {
+        s.wait_row(last, WAIT).must();
+        assert_eq!(s.count().must(), last, "rows missing on a standby");
+    }
+    // All three past the old segments: the next cleanups remove them.
+    env.primary.psql("CHECKPOINT").must();
+    let last = add_row(env);
+    for s in &standbys {
+        s.wait_row(last, WAIT).must();
+        s.psql("CHECKPOINT").must();
+    }
+    let last = add_row(env);
+    for s in &standbys {
+        s.wait_row(last, WAIT).must();
+    }
+    wait_until(
+        WAIT,
+        "old segments removed",
+        || Ok(oldest() > oldest_before),
+    )
+    .must();
+    for s in &standbys {
+        assert!(s.in_recovery().must());
+        assert_not_promoted(s);
+        let fatal = fatal_lines(s);
+        assert!(fatal.is_empty(), "FATAL in a standby's log: {fatal:?}");
+    }
+}
+
+/// q. An azure:// archive (Azurite, which checks signatures): the primary
 /// uploads each segment with curl to a SAS URL (Put Blob, as
 /// docs/guide.md shows), the standby restores through pg_standby with the
 /// account key, a smart failover keeps every row.
 #[cfg(feature = "azure")]
 #[test]
-fn p_azure_blob_storage_archive() {
+fn q_azure_blob_storage_archive() {
     let server = azure_server::AzureServer::start();
     server.container("wal");
     // The SAS holds only percent-escapes of hex digits: nothing that
@@ -900,7 +1034,7 @@ fn p_azure_blob_storage_archive() {
          --upload-file %p \"{}/wal/primary/%f?{sas}\"",
         server.endpoint
     );
-    let env = setup_with("p", |_| PrimaryOptions {
+    let env = setup_with("q", |_| PrimaryOptions {
         extra_conf: format!("archive_command = '{upload}'"),
         ..Default::default()
     });
