@@ -72,6 +72,13 @@ impl Archive {
         LocalDir::open(location).map(Self::Local)
     }
 
+    /// An archive in a store opened elsewhere (`--check` opens it with the
+    /// server's environment).
+    #[cfg(feature = "remote")]
+    pub fn in_store(url: &str, store: Box<dyn ObjectStore>) -> Self {
+        Self::Remote(Box::new(Remote::with(url, store)))
+    }
+
     /// For messages: the directory, or the URL.
     pub fn dir(&self) -> &Path {
         match self {
@@ -466,13 +473,17 @@ impl Remote {
     fn open(url: &str) -> Result<Self, String> {
         let store = crate::store::open(url)
             .map_err(|e| format!("archive location \"{url}\" cannot be used: {e}"))?;
-        Ok(Self {
+        Ok(Self::with(url, store))
+    }
+
+    fn with(url: &str, store: Box<dyn ObjectStore>) -> Self {
+        Self {
             store: std::sync::Arc::from(store),
             url: PathBuf::from(url.trim_end_matches('/')),
             looked: std::cell::Cell::new(false),
             give_up: std::cell::RefCell::new(None),
             last_form: std::cell::Cell::new(None),
-        })
+        }
     }
 
     /// Run one request on a thread of its own, so that a shutdown signal

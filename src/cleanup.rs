@@ -27,11 +27,19 @@ pub struct Registration {
     pub me: Me,
     pub expiry: Duration,
     pub data_directory: PathBuf,
+    /// `--metrics-file`: the registry's gauges go there too.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Registration {
     /// From the cleanup process's arguments: `SYSID[:SEGMENT_SIZE]`.
-    pub fn from_args(cluster: &str, name: String, expiry: Duration, cwd: &Path) -> Result<Self> {
+    pub fn from_args(
+        cluster: &str,
+        name: String,
+        expiry: Duration,
+        metrics_file: Option<PathBuf>,
+        cwd: &Path,
+    ) -> Result<Self> {
         let (sysid, seg_size) = match cluster.split_once(':') {
             Some((id, size)) => (id, Some(size)),
             None => (cluster, None),
@@ -47,12 +55,13 @@ impl Registration {
             },
             expiry,
             data_directory: cwd.to_path_buf(),
+            metrics_file,
         })
     }
 
-    fn args(&self) -> [String; 3] {
+    fn args(&self) -> Vec<String> {
         let me = &self.me;
-        [
+        let mut args = vec![
             format!(
                 "--cleanup-cluster={}{}",
                 me.system_identifier,
@@ -60,7 +69,13 @@ impl Registration {
             ),
             format!("--standby-name={}", me.name),
             format!("--standby-expiry={}", (self.expiry.as_secs() / 3600).max(1)),
-        ]
+        ];
+        args.extend(
+            self.metrics_file
+                .iter()
+                .map(|f| format!("--metrics-file={}", f.display())),
+        );
+        args
     }
 }
 
@@ -222,6 +237,17 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
                 .path_of(&format!("{}/{file}", registry::DIR))
                 .display()
         );
+    }
+    if let Some(path) = &reg.metrics_file {
+        let report = crate::metrics::RegistryReport {
+            standbys: plan.live.len() + 1,
+            expired: plan.expired.len(),
+            oldest_kept: plan
+                .cutoff
+                .zip(me.segment_size)
+                .and_then(|(c, size)| c.start_lsn(size)),
+        };
+        crate::metrics::record_registry(path, &report);
     }
     let Some(cutoff) = plan.cutoff else { return };
     if let Some(by) = &plan.held_by {

@@ -41,6 +41,7 @@ impl Mode {
                     cluster,
                     name,
                     Duration::from_secs(cli.standby_expiry * 3600),
+                    cli.metrics_file.map(|f| cwd.join(f)),
                     cwd,
                 )?),
                 _ => None,

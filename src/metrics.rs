@@ -148,6 +148,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "Timeline of the newest segment seen in the archive.",
     ),
+    (
+        "pg_standby_registry_standbys",
+        "gauge",
+        "Standbys of this cluster whose entries hold the archive's cleanup back, this one included (at the last cleanup).",
+    ),
+    (
+        "pg_standby_registry_expired",
+        "gauge",
+        "Entries of this cluster older than --standby-expiry, which no longer hold cleanup back (at the last cleanup).",
+    ),
+    (
+        "pg_standby_archive_oldest_kept_lsn",
+        "gauge",
+        "Start LSN (as a number) of the oldest segment the last cleanup kept: the slowest live standby's restart point.",
+    ),
 ];
 
 /// Every counter with every label value, at 0: a counter that appears
@@ -284,7 +299,40 @@ fn metric_name(key: &str) -> &str {
 /// Add `report` to the metrics file at `path`. Never fails the call:
 /// problems are logged as warnings.
 pub fn record(path: &Path, report: &CallReport) {
-    if let Err(e) = try_record(path, report) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    update(path, |samples| apply(samples, report, now));
+}
+
+/// What the last cleanup saw of the archive's registry of standbys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegistryReport {
+    pub standbys: usize,
+    pub expired: usize,
+    /// Start LSN of the oldest segment kept, where the segment size is known.
+    pub oldest_kept: Option<u64>,
+}
+
+/// Set the registry's gauges (the cleanup process, after a cleanup).
+pub fn record_registry(path: &Path, report: &RegistryReport) {
+    update(path, |mut samples| {
+        samples.insert(
+            "pg_standby_registry_standbys".into(),
+            report.standbys as f64,
+        );
+        samples.insert("pg_standby_registry_expired".into(), report.expired as f64);
+        if let Some(lsn) = report.oldest_kept {
+            samples.insert("pg_standby_archive_oldest_kept_lsn".into(), lsn as f64);
+        }
+        samples
+    });
+}
+
+/// Read, change and replace the metrics file under its lock. Never fails
+/// the caller: problems are logged as warnings.
+fn update(path: &Path, change: impl FnOnce(Samples) -> Samples) {
+    if let Err(e) = try_update(path, change) {
         tracing::warn!(
             "could not write the metrics file \"{}\": {e:#} (the restore itself is not affected)",
             path.display()
@@ -292,7 +340,7 @@ pub fn record(path: &Path, report: &CallReport) {
     }
 }
 
-fn try_record(path: &Path, report: &CallReport) -> Result<()> {
+fn try_update(path: &Path, change: impl FnOnce(Samples) -> Samples) -> Result<()> {
     let lock_path = with_suffix(path, ".lock");
     let lock = OpenOptions::new()
         .create(true)
@@ -313,10 +361,7 @@ fn try_record(path: &Path, report: &CallReport) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Samples::new(),
         Err(e) => return Err(e).context("reading the previous metrics"),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let text = render(&apply(previous, report, now));
+    let text = render(&change(previous));
     let tmp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
     // 0644 whatever the server's umask (often 077): node_exporter's
     // textfile collector reads the file as another user. The file holds

@@ -105,7 +105,17 @@ fn a_lagging_standby_keeps_what_it_needs_until_it_catches_up() {
     call(&b, &archive, &[], 3, 2, &[]);
     assert_eq!(left(&env), (2..=8).collect::<Vec<_>>());
     // A is ahead: its %r is 7, but B still needs 2 on.
-    let out = call(&a, &archive, &[], 8, 7, &[]);
+    let metrics = env.path("a.prom");
+    let metrics_arg = metrics.display().to_string();
+    let out = call(&a, &archive, &["--metrics-file", &metrics_arg], 8, 7, &[]);
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("pg_standby_registry_standbys 2\n"), "{prom}");
+    assert!(prom.contains("pg_standby_registry_expired 0\n"), "{prom}");
+    // Segment 2's start: 2 × 16 MiB.
+    assert!(
+        prom.contains("pg_standby_archive_oldest_kept_lsn 33554432\n"),
+        "{prom}"
+    );
     assert_eq!(left(&env), (2..=8).collect::<Vec<_>>());
     assert!(log(&out).contains("which standby"), "{}", log(&out));
     assert_eq!(entries(&env.archive).len(), 2);
@@ -132,6 +142,26 @@ fn a_lagging_standby_keeps_what_it_needs_until_it_catches_up() {
             .iter()
             .any(|t| t.contains(&format!(":{}", b.display())))
     );
+    // The registry as an operator sees it, from the archive alone.
+    let report = check(&archive, &[]);
+    assert!(
+        report.contains("ok: 2 standby(s) registered in the archive"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("needs {} on (written ", seg(7))),
+        "{report}"
+    );
+}
+
+/// `pg_standby --check ARCHIVELOCATION`: the registry, on stdout.
+fn check(archive: &str, opts: &[&str]) -> String {
+    let out = Command::new(binary())
+        .args(["--check", archive])
+        .args(opts)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -186,6 +216,12 @@ fn a_standby_gone_past_the_expiry_no_longer_holds_cleanup_back() {
         log.contains(&format!("remove \"{}\"", entry.display())),
         "{log}"
     );
+    let report = check(&archive, &["--standby-expiry", "24"]);
+    assert!(
+        report.contains("WARNING: standby \"reporting\""),
+        "{report}"
+    );
+    assert!(report.contains("[registry-entry-expired]"), "{report}");
     // Within the default expiry, the same entry holds it back.
     fill(&env, 1..=6);
     call(&a, &archive, &[], 8, 7, &[]);

@@ -7,6 +7,7 @@
 
 mod access;
 mod control;
+mod registry;
 mod server;
 mod shell;
 
@@ -95,6 +96,18 @@ pub fn datadir_from(cli_value: Option<PathBuf>) -> PathBuf {
 
 /// The whole `--check` mode: inspect, print, and return the exit status.
 pub fn main(cli: &Cli) -> u8 {
+    // An archive alone: its registry of standbys.
+    if let (Some(archive), None) = (&cli.archive, &cli.pgdata) {
+        let expiry = std::time::Duration::from_secs(cli.standby_expiry * 3600);
+        let findings = registry::of_archive(archive, expiry);
+        let out = if cli.json {
+            to_json(&findings)
+        } else {
+            to_text(archive, &findings)
+        };
+        crate::logging::write_stdout(out.as_bytes());
+        return exit_status(&findings);
+    }
     let datadir = datadir_from(cli.pgdata.clone());
     let datadir = std::path::absolute(&datadir).unwrap_or(datadir);
     let findings = inspect(&datadir);
@@ -670,11 +683,26 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
     let Some(archive) = &cli.archive else {
         return;
     };
+    let expiry = std::time::Duration::from_secs(cli.standby_expiry * 3600);
+    let sysid = Control::read(&setup.datadir)
+        .ok()
+        .map(|c| c.system_identifier);
     match archive.to_str() {
         Some(url) if is_object_storage(url) => {
             check_remote_archive(setup, url, &assignments, out);
+            #[cfg(feature = "remote")]
+            if let Ok(store) = crate::store::open_with(url, &command_env(setup, &assignments)) {
+                let archive = crate::archive::Archive::in_store(url, store);
+                registry::findings(&archive, sysid, expiry, out);
+            }
         }
-        _ => check_local_archive(setup, &setup.datadir.join(archive), out),
+        _ => {
+            let path = setup.datadir.join(archive);
+            check_local_archive(setup, &path, out);
+            if let Ok(archive) = crate::archive::Archive::open(&path) {
+                registry::findings(&archive, sysid, expiry, out);
+            }
+        }
     }
     check_archiving(setup, archive, out);
 }

@@ -840,6 +840,7 @@ impl Session {
             },
             expiry: self.config.standby_expiry,
             data_directory: self.cwd.clone(),
+            metrics_file: self.config.metrics_file.clone(),
         })
     }
 
