@@ -107,7 +107,9 @@ ARCHIVELOCATION may also be
 \fBs3://\fIBUCKET\fR[\fB/\fIPREFIX\fR]
 on AWS S3 or any S3\-compatible store, or
 \fBgs://\fIBUCKET\fR[\fB/\fIPREFIX\fR]
-on Google Cloud Storage, with the same waiting and the same
+on Google Cloud Storage, or
+\fBazure://\fICONTAINER\fR[\fB/\fIPREFIX\fR]
+on Azure Blob Storage, with the same waiting and the same
 checks; object storage sends no events, so pg_standby polls it, more often
 while a wait is young.
 From compressed and object\-storage archives the next segments are fetched
@@ -209,6 +211,27 @@ The shared files (default: ~/.aws/config and ~/.aws/credentials, under
 A profile may hold keys, a credential_process, or role_arn with
 web_identity_token_file, source_profile or credential_source (the role is
 assumed at STS).
+.TP
+.B AZURE_STORAGE_CONNECTION_STRING
+For an azure:// archive: an Azure Storage connection string (AccountName,
+AccountKey, SharedAccessSignature, BlobEndpoint, DefaultEndpointsProtocol,
+EndpointSuffix, UseDevelopmentStorage=true); it overrides the variables below.
+.TP
+.BR AZURE_STORAGE_ACCOUNT ", " AZURE_STORAGE_SAS_TOKEN
+The storage account, and a SAS token appended to every request (it wins over
+a key).
+.TP
+.BR AZURE_STORAGE_KEY ", " AZURE_STORAGE_ACCESS_KEY
+The account key (SharedKey); the second is WAL\-G's name.
+.TP
+.BR AZURE_STORAGE_BLOB_ENDPOINT
+The blob endpoint (default: https://ACCOUNT.blob.core.windows.net; Azurite:
+http://127.0.0.1:10000/devstoreaccount1).
+.TP
+.BR IDENTITY_ENDPOINT ", " IDENTITY_HEADER ", " AZURE_POD_IDENTITY_AUTHORITY_HOST ", " AZURE_CLIENT_ID
+Without a connection string, SAS or key: a managed identity's token from App
+Service's endpoint, else from the instance metadata service (the third moves
+it); the last picks a user\-assigned identity.
 .PP
 The server runs restore_command through the shell with its own environment:
 set these for the PostgreSQL service, or in the command itself
@@ -233,6 +256,8 @@ The metadata server (default metadata.google.internal);
 .PP
 The Cloud Storage credentials need storage.objects.get and
 storage.objects.list (and storage.objects.delete for archive cleanup).
+On Azure: read and list on the container (Storage Blob Data Reader), and
+delete for archive cleanup.
 .SH FILES
 .TP
 the trigger file (\fB\-t\fR)

@@ -81,8 +81,9 @@ Options:
   -?, --help              show this help, then exit
 
 ARCHIVELOCATION is a directory (local or mounted), or object storage:
-  s3://BUCKET/PREFIX      an S3 bucket or an S3-compatible server (MinIO, Ceph)
-  gs://BUCKET/PREFIX      a Google Cloud Storage bucket
+  s3://BUCKET/PREFIX        an S3 bucket or S3-compatible server (MinIO, Ceph)
+  gs://BUCKET/PREFIX        a Google Cloud Storage bucket
+  azure://CONTAINER/PREFIX  an Azure Blob Storage container
 Each segment is taken plain (%f) or compressed: %f.gz, %f.zst, %f.lz4,
 %f.bz2, %f.xz or %f.lzma (the plain file wins; -V lists the codecs built in).
 
@@ -99,6 +100,15 @@ Environment (gs:// only; Application Default Credentials, in this order):
   GOOGLE_APPLICATION_CREDENTIALS   a service account key or user credentials
   CLOUDSDK_CONFIG                  else gcloud's file (default ~/.config/gcloud)
   GCE_METADATA_HOST, NO_GCE_CHECK  else the metadata server (NO_GCE_CHECK: off)
+Environment (azure:// only; the az CLI's names, the first that applies):
+  AZURE_STORAGE_CONNECTION_STRING      a connection string (overrides the rest)
+  AZURE_STORAGE_ACCOUNT                the account, with:
+    AZURE_STORAGE_SAS_TOKEN            a SAS token, else
+    AZURE_STORAGE_KEY, AZURE_STORAGE_ACCESS_KEY      the account key, else
+    IDENTITY_ENDPOINT, IDENTITY_HEADER App Service's managed identity, else
+    AZURE_POD_IDENTITY_AUTHORITY_HOST  the instance metadata service (moved)
+  AZURE_CLIENT_ID                      a user-assigned managed identity
+  AZURE_STORAGE_BLOB_ENDPOINT          another endpoint (Azurite, private link)
 Set them in the server's environment, or in restore_command itself:
   restore_command = 'AWS_PROFILE=standby pg_standby ... s3://BUCKET/PREFIX %f %p'
 PGDATA: the data directory for --check.
@@ -322,8 +332,8 @@ pub struct Cli {
     version: Option<bool>,
 
     /// The archive: a directory, s3://BUCKET[/PREFIX] on AWS S3 or any
-    /// S3-compatible store, or gs://BUCKET[/PREFIX] on Google Cloud Storage
-    /// (see ENVIRONMENT).
+    /// S3-compatible store, gs://BUCKET[/PREFIX] on Google Cloud Storage, or
+    /// azure://CONTAINER[/PREFIX] on Azure Blob Storage (see ENVIRONMENT).
     #[arg(value_name = "ARCHIVELOCATION")]
     pub archive: Option<PathBuf>,
 
@@ -582,6 +592,24 @@ mod tests {
         }
         assert!(seen >= 5, "only {seen} variables found in gcs.rs");
         assert!(HELP.contains("gs://BUCKET/PREFIX"));
+        // And every variable the Azure store reads (read by name: a string
+        // literal that is a whole name).
+        let source = include_str!("store/azure.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap();
+        let mut seen = 0;
+        for piece in code.split("\"").skip(1) {
+            let var: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let whole = var.len() == piece.len();
+            if whole && var.len() > 3 && var.contains('_') && !var.starts_with("CARGO_") {
+                seen += 1;
+                assert!(HELP.contains(&var), "{var} is not in the help");
+            }
+        }
+        assert!(seen >= 10, "only {seen} variables found in azure.rs");
+        assert!(HELP.contains("azure://CONTAINER/PREFIX"));
     }
 
     #[test]
@@ -597,6 +625,7 @@ mod tests {
         assert!(stores.starts_with("stores: directory"), "{stores}");
         assert_eq!(stores.contains("s3"), cfg!(feature = "s3"));
         assert_eq!(stores.contains("gs"), cfg!(feature = "gcs"));
+        assert_eq!(stores.contains("azure"), cfg!(feature = "azure"));
     }
 
     #[test]

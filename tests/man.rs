@@ -97,34 +97,41 @@ fn the_page_has_every_section_of_a_manual_page() {
     );
 }
 
-/// Every AWS_* variable the object-storage client reads (src/s3.rs and
-/// src/aws_credentials.rs outside their tests) is in ENVIRONMENT.
+/// Every AWS_*, AZURE_* and IDENTITY_* variable the object-storage clients
+/// read (src/store/s3.rs, src/aws_credentials.rs, src/store/azure.rs
+/// outside their tests) is in ENVIRONMENT.
 #[test]
 fn the_page_documents_every_environment_variable_read() {
     let page = page();
     let env_section = &page[page.find(".SH ENVIRONMENT").unwrap()..page.find(".SH FILES").unwrap()];
-    let code: String = ["src/store/s3.rs", "src/aws_credentials.rs"]
-        .iter()
-        .map(|f| {
-            let source = std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap_or_else(|e| panic!("reading {f}: {e}"));
-            source.split("#[cfg(test)]").next().unwrap().to_string()
-        })
-        .collect();
+    let code: String = [
+        "src/store/s3.rs",
+        "src/aws_credentials.rs",
+        "src/store/azure.rs",
+    ]
+    .iter()
+    .map(|f| {
+        let source = std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("reading {f}: {e}"));
+        source.split("#[cfg(test)]").next().unwrap().to_string()
+    })
+    .collect();
     let mut read = Vec::new();
     // Every string literal that is a whole AWS_* name: the variables are
     // read by name (`var("AWS_REGION")`, `file_of("AWS_CONFIG_FILE", ..)`).
-    for piece in code.split("\"AWS_").skip(1) {
-        let rest: String = piece
-            .chars()
-            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        let name = format!("AWS_{rest}");
-        if piece[rest.len()..].starts_with('"') && !read.contains(&name) {
-            read.push(name);
+    for prefix in ["AWS_", "AZURE_", "IDENTITY_"] {
+        for piece in code.split(&format!("\"{prefix}")).skip(1) {
+            let rest: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let name = format!("{prefix}{rest}");
+            if piece[rest.len()..].starts_with('"') && !read.contains(&name) {
+                read.push(name);
+            }
         }
     }
-    assert!(read.len() >= 20, "found only {read:?}");
+    assert!(read.len() >= 30, "found only {read:?}");
     for name in read {
         assert!(
             env_section.contains(&name),

@@ -1,12 +1,16 @@
 //! A remote archive on a bad day, the same rules for every store: each
 //! test runs against each store's real server (S3: s3s-fs; Cloud Storage:
-//! fake-gcs-server) behind the fault-injecting proxy of tests/support. A
+//! fake-gcs-server; Azure: Azurite) behind the fault-injecting proxy of
+//! tests/support. A
 //! store in trouble is asked less and less often; a failover, SIGTERM or
 //! `-w` ends a request in flight within the documented bound, with no
 //! request after it; a body changed on the way is never delivered.
 
 mod support;
 
+#[cfg(feature = "azure")]
+#[path = "support/azure_server.rs"]
+mod azure_server;
 #[path = "support/fault_proxy.rs"]
 mod fault_proxy;
 #[path = "support/gcs_server.rs"]
@@ -27,11 +31,15 @@ const NAME: &str = "000000010000000000000005";
 enum Kind {
     S3,
     Gcs,
+    #[cfg(feature = "azure")]
+    Azure,
 }
 
 enum Server {
     S3(s3_server::S3Server),
     Gcs(gcs_server::GcsServer),
+    #[cfg(feature = "azure")]
+    Azure(azure_server::AzureServer),
 }
 
 struct Store {
@@ -55,10 +63,19 @@ impl Store {
                 s.bucket("wal");
                 Server::Gcs(s)
             }
+            #[cfg(feature = "azure")]
+            Kind::Azure => {
+                let s = azure_server::AzureServer::start();
+                s.container("wal");
+                Server::Azure(s)
+            }
         };
-        let endpoint = match &server {
-            Server::S3(s) => &s.endpoint,
-            Server::Gcs(s) => &s.endpoint,
+        let endpoint = &match &server {
+            Server::S3(s) => s.endpoint.clone(),
+            Server::Gcs(s) => s.endpoint.clone(),
+            // The proxy forwards to the host; the account is in the path.
+            #[cfg(feature = "azure")]
+            Server::Azure(s) => format!("http://127.0.0.1:{}", s.port),
         };
         Store {
             kind,
@@ -79,6 +96,8 @@ impl Store {
                 fs::rename(&tmp, dir.join(name)).unwrap();
             }
             Server::Gcs(s) => s.put("wal", &format!("archive/{name}"), bytes),
+            #[cfg(feature = "azure")]
+            Server::Azure(s) => s.store("azure://wal/archive").put(name, bytes).unwrap(),
         }
     }
 
@@ -87,6 +106,8 @@ impl Store {
         let (status, code) = match self.kind {
             Kind::S3 => (503, "SlowDown"),
             Kind::Gcs => (429, "rateLimitExceeded"),
+            #[cfg(feature = "azure")]
+            Kind::Azure => (503, "ServerBusy"),
         };
         Action::Status {
             status,
@@ -117,6 +138,25 @@ impl Store {
                     .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
                     .env("NO_GCE_CHECK", "true");
                 "gs://wal/archive"
+            }
+            #[cfg(feature = "azure")]
+            Kind::Azure => {
+                for v in [
+                    "AZURE_STORAGE_CONNECTION_STRING",
+                    "AZURE_STORAGE_SAS_TOKEN",
+                    "AZURE_STORAGE_ACCESS_KEY",
+                    "AZURE_CLIENT_ID",
+                    "IDENTITY_ENDPOINT",
+                ] {
+                    cmd.env_remove(v);
+                }
+                cmd.env("AZURE_STORAGE_ACCOUNT", azure_server::ACCOUNT)
+                    .env("AZURE_STORAGE_KEY", azure_server::KEY)
+                    .env(
+                        "AZURE_STORAGE_BLOB_ENDPOINT",
+                        format!("{proxy}/{}", azure_server::ACCOUNT),
+                    );
+                "azure://wal/archive"
             }
         };
         cmd.args([url, NAME, "pg_wal/RECOVERYXLOG"]);
@@ -151,6 +191,10 @@ macro_rules! every_store {
         }
         mod gcs {
             $( #[test] fn $name() { super::$name(super::Kind::Gcs) } )*
+        }
+        #[cfg(feature = "azure")]
+        mod azure {
+            $( #[test] fn $name() { super::$name(super::Kind::Azure) } )*
         }
     };
 }
@@ -343,7 +387,8 @@ fn a_smart_trigger_ends_a_hung_request_within_the_bound(kind: Kind) {
 
 /// One bit changed on the way, past the page header (where no header
 /// check can see it): the body does not match the store's checksum (S3:
-/// the ETag, the MD5 of a single-part upload; Cloud Storage: x-goog-hash),
+/// the ETag, the MD5 of a single-part upload; Cloud Storage: x-goog-hash;
+/// Azure: the Content-MD5 it keeps from a single-request upload),
 /// so it is never delivered; the next download is.
 fn a_byte_changed_on_the_way_is_never_delivered(kind: Kind) {
     let s = Store::new(kind);

@@ -727,10 +727,45 @@ fn command_env<'a>(
     }
 }
 
+/// [`remote_failure`] for an `azure://` archive: the same findings, with
+/// Azure's names for the fixes.
+fn azure_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
+    use crate::store::{Error, Fatal};
+    let code = remote_failure(e, "").0;
+    let fix = match e {
+        Error::Config {
+            refused: Some(Fatal::NoBucket),
+            ..
+        } => {
+            "create the container, or correct CONTAINER in ARCHIVELOCATION (and the account or \
+             AZURE_STORAGE_BLOB_ENDPOINT if it lives elsewhere)"
+        }
+        Error::Config {
+            refused: Some(Fatal::Denied),
+            ..
+        } => {
+            "give the server's environment a key, SAS (r, l; d with %r) or managed identity \
+             (Storage Blob Data Reader; Contributor with %r) for the container"
+        }
+        e if e.is_transient() => {
+            "check the account or AZURE_STORAGE_BLOB_ENDPOINT, the network and any proxy \
+             between the standby and the service"
+        }
+        _ => {
+            "set the AZURE_STORAGE_* variables in the server's environment (Environment= or \
+             EnvironmentFile= of its systemd service) or at the start of restore_command"
+        }
+    };
+    (code, fix)
+}
+
 /// Which finding an object storage failure is, and its fix (in the terms
 /// of the store `url` names).
 fn remote_failure(e: &crate::store::Error, url: &str) -> (&'static str, &'static str) {
     use crate::store::{Error, Fatal};
+    if url.starts_with("azure:") {
+        return azure_failure(e);
+    }
     let gcs = url.starts_with("gs:");
     match e {
         Error::Config {
@@ -823,7 +858,9 @@ fn check_remote_archive(
             Error,
             "archive-url",
             why,
-            "ARCHIVELOCATION = s3://BUCKET/PREFIX or gs://BUCKET/PREFIX".into(),
+            "ARCHIVELOCATION = s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or \
+             azure://CONTAINER/PREFIX"
+                .into(),
         ));
         return;
     }

@@ -682,6 +682,13 @@ fn object_storage_failures_have_their_codes() {
         ),
     ] {
         assert_eq!(remote_failure(&e, "s3://b/p").0, code, "{e}");
+        // The same finding for azure://, with Azure's words for the fix.
+        let (azure_code, azure_fix) = remote_failure(&e, "azure://c/p");
+        assert_eq!(azure_code, code, "{e}");
+        assert!(
+            !azure_fix.contains("s3:") && !azure_fix.contains("AWS_"),
+            "{azure_fix}"
+        );
     }
     // The same codes for Cloud Storage, with its own fixes.
     let denied = Error::refused(Fatal::Denied, "listing gs://b/p/: 403 forbidden".into());
@@ -752,6 +759,45 @@ fn a_cloud_storage_archive_is_checked_with_the_commands_variables() {
         f.trigger().display()
     ));
     assert!(f.codes().contains(&"archive-url"), "{:?}", f.codes());
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn an_azure_archive_is_checked_with_azures_words() {
+    let f = Fixture::new(15);
+    // Nothing listens on port 9 of 127.0.0.1: the service is unreachable.
+    f.restore_command(&format!(
+        "AZURE_STORAGE_ACCOUNT=devstoreaccount1 AZURE_STORAGE_KEY=a2V5 \
+         AZURE_STORAGE_BLOB_ENDPOINT=http://127.0.0.1:9/devstoreaccount1 \
+         {} -t {} azure://wal/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    let found = f.findings();
+    let unreachable = found
+        .iter()
+        .find(|x| x.code == "archive-unreachable")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        unreachable.fix.contains("AZURE_STORAGE_BLOB_ENDPOINT"),
+        "{unreachable:?}"
+    );
+    assert!(
+        !found.iter().any(|x| x.code == "archive-missing"),
+        "{found:#?}"
+    );
+    // A malformed URL: the hint shows the azure:// form.
+    f.restore_command(&format!(
+        "{} -t {} azure://Wal/prefix %f %p %r",
+        f.program().display(),
+        f.trigger().display()
+    ));
+    let found = f.findings();
+    let bad = found
+        .iter()
+        .find(|x| x.code == "archive-url")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(bad.fix.contains("azure://CONTAINER/PREFIX"), "{bad:?}");
 }
 
 #[test]

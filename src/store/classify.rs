@@ -66,9 +66,17 @@ impl Fatal {
 /// Error codes that mean "no such bucket / container", whatever the status.
 const NO_BUCKET: [&str; 3] = ["NoSuchBucket", "ContainerNotFound", "ContainerBeingDeleted"];
 /// Codes of expired credentials (S3: `ExpiredToken`; STS-issued keys:
-/// `TokenRefreshRequired`; Azure SAS and OAuth: `AuthenticationFailed`
-/// with an expiry is not told apart from a wrong key, so it is not here).
-const EXPIRED: [&str; 3] = ["ExpiredToken", "TokenRefreshRequired", "InvalidToken"];
+/// `TokenRefreshRequired`; Azure OAuth: 401 `InvalidAuthenticationInfo`,
+/// "Lifetime validation failed. The token is expired."; Azure SAS:
+/// `AuthenticationFailed` with an expiry is not told apart from a wrong
+/// key, so it is not here). A store whose credentials cannot be renewed
+/// turns Refresh into a refusal.
+const EXPIRED: [&str; 4] = [
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidToken",
+    "InvalidAuthenticationInfo",
+];
 /// Codes of a busy or failing store, whatever the status.
 const BUSY: [&str; 6] = [
     "SlowDown",
@@ -173,6 +181,7 @@ mod tests {
                 Fatal(Denied),
             ),
             (403, "AuthenticationFailed", "", "", Fatal(Denied)),
+            (403, "AuthorizationFailure", "", "", Fatal(Denied)),
             (401, "", "", "", Fatal(Denied)),
             (403, "InvalidAccessKeyId", "", "", Fatal(Denied)),
             // Expired credentials: refresh.
@@ -180,6 +189,7 @@ mod tests {
             (403, "ExpiredToken", "", "", Refresh),
             (401, "InvalidToken", "", "", Refresh),
             (403, "TokenRefreshRequired", "", "", Refresh),
+            (401, "InvalidAuthenticationInfo", "", "", Refresh),
             // Redirects.
             (301, "PermanentRedirect", "", "", Fatal(Redirected)),
             (307, "TemporaryRedirect", "", "", Fatal(Redirected)),

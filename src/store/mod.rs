@@ -11,6 +11,8 @@
 //! Names given to a store are relative to the archive's prefix, like file
 //! names in a directory.
 
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "remote")]
 pub mod body;
 pub mod classify;
@@ -28,7 +30,7 @@ pub use classify::Fatal;
 /// The URL schemes of object storage, in every build (with or without the
 /// stores compiled in): a location that starts with one is never a
 /// directory.
-const SCHEMES: [&str; 2] = ["s3:", "gs:"];
+const SCHEMES: [&str; 3] = ["s3:", "gs:", "azure:"];
 
 /// Whether an archive location names object storage rather than a
 /// directory: the one rule for the restore, the settings and `--check`.
@@ -106,6 +108,14 @@ pub fn open_with(
             gcs::Timeouts::default(),
         )?));
     }
+    #[cfg(feature = "azure")]
+    if url.starts_with("azure:") {
+        return Ok(Box::new(azure::Store::from_url_with(
+            url,
+            env,
+            azure::Timeouts::default(),
+        )?));
+    }
     Err(Error::config(format!(
         "archive location \"{url}\" is object storage of a kind this pg_standby was built \
          without (built with: {})",
@@ -129,6 +139,13 @@ pub fn validate_url(url: &str) -> Result<(), String> {
             e => e.to_string(),
         });
     }
+    #[cfg(feature = "azure")]
+    if url.starts_with("azure:") {
+        return azure::Location::parse(url).map(drop).map_err(|e| match e {
+            Error::Config { why, .. } => why,
+            e => e.to_string(),
+        });
+    }
     Err(format!(
         "\"{url}\" names no store this pg_standby was built with"
     ))
@@ -142,6 +159,9 @@ pub fn built_in() -> Vec<&'static str> {
     }
     if cfg!(feature = "gcs") {
         v.push("gs");
+    }
+    if cfg!(feature = "azure") {
+        v.push("azure");
     }
     v
 }
@@ -256,7 +276,14 @@ mod tests {
 
     #[test]
     fn object_storage_locations() {
-        for url in ["s3://b", "s3://b/p", "s3:x", "gs://b", "gs:x"] {
+        for url in [
+            "s3://b",
+            "s3://b/p",
+            "s3:x",
+            "gs://b",
+            "gs:x",
+            "azure://c/p",
+        ] {
             assert!(is_url(url), "{url}");
         }
         for path in [
@@ -265,6 +292,7 @@ mod tests {
             "./s3://x",
             "S3://b",
             "GS://b",
+            "Azure://c",
             "",
         ] {
             assert!(!is_url(path), "{path}");

@@ -1,5 +1,5 @@
 //! A fault-injecting HTTP proxy for the object-storage tests: it sits
-//! between pg_standby and a real store (s3s-fs, fake-gcs-server) on
+//! between pg_standby and a real store (s3s-fs, fake-gcs-server, Azurite) on
 //! 127.0.0.1 and,
 //! request by request, passes the exchange through or breaks it the way a
 //! struggling store or network does.
@@ -79,6 +79,8 @@ pub struct Seen {
     pub action: String,
     /// The Authorization header, as sent.
     pub authorization: Option<String>,
+    /// Every header, as sent.
+    pub headers: Vec<(String, String)>,
 }
 
 struct Shared {
@@ -270,6 +272,7 @@ fn serve(s: &Shared, client: TcpStream, upstream: SocketAddr) -> io::Result<()> 
         at: Instant::now(),
         action: format!("{action:?}"),
         authorization: req.header("authorization").map(str::to_string),
+        headers: req.headers.clone(),
     });
     let mut client = client;
     match action {
@@ -402,7 +405,8 @@ fn is_object_get(target: &str) -> bool {
     if target.starts_with("/storage/v1/") {
         target.contains("alt=media")
     } else {
-        !target.contains("list-type")
+        // S3's ListObjectsV2, Azure's List Blobs.
+        !target.contains("list-type") && !target.contains("comp=list")
     }
 }
 
