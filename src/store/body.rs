@@ -349,6 +349,31 @@ mod tests {
             ),
             (s3(&[("x-amz-checksum-crc32c", "4waSgw==-3")]), vec![]),
             (s3(&[("x-amz-checksum-crc32c", "!!!")]), vec![]),
+            // Cloud Storage's XML API serving a gzip-encoded object
+            // decompressed: the ETag is the compressed bytes' MD5.
+            (
+                s3(&[
+                    ("etag", "\"5d41402abc4b2a76b9719d911017c592\""),
+                    ("x-goog-stored-content-encoding", "gzip"),
+                ]),
+                vec![],
+            ),
+            // Served as stored (asked with Accept-Encoding: gzip): checked.
+            (
+                s3(&[
+                    ("etag", "\"5d41402abc4b2a76b9719d911017c592\""),
+                    ("x-goog-stored-content-encoding", "gzip"),
+                    ("content-encoding", "gzip"),
+                ]),
+                vec![Checksum::Md5(md5_hello)],
+            ),
+            (
+                s3(&[
+                    ("etag", "\"5d41402abc4b2a76b9719d911017c592\""),
+                    ("x-goog-stored-content-encoding", "identity"),
+                ]),
+                vec![Checksum::Md5(md5_hello)],
+            ),
             (
                 Checksum::from_goog_hash(&["crc32c=4waSgw==,md5=XUFAKrxLKna5cZ2REBfFkg==".into()]),
                 vec![Checksum::Crc32c(0xE306_9283), Checksum::Md5(md5_hello)],
