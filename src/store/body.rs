@@ -39,6 +39,11 @@ impl Checksum {
     /// A full-object checksum only: a composite one (`-N`) is of the
     /// parts.
     pub fn from_s3(header: &dyn Fn(&str) -> Option<String>) -> Vec<Checksum> {
+        // Cloud Storage's XML API (s3:// with HMAC keys) serves a
+        // gzip-encoded object decompressed, its ETag the stored bytes' MD5.
+        if transcoded(header) {
+            return Vec::new();
+        }
         let crc = |name: &str| {
             header(name)
                 .filter(|v| !v.contains('-'))
@@ -98,6 +103,21 @@ impl Checksum {
             .into_iter()
             .collect()
     }
+}
+
+/// Whether Cloud Storage served a gzip-encoded object decompressed
+/// ("decompressive transcoding"): the object's hashes (`x-goog-hash`, the
+/// ETag) are then of the stored, compressed bytes and say nothing about
+/// the body (<https://cloud.google.com/storage/docs/transcoding>), so none
+/// is checked, as Google's own clients do not.
+pub fn transcoded(header: &dyn Fn(&str) -> Option<String>) -> bool {
+    let Some(stored) = header("x-goog-stored-content-encoding") else {
+        return false;
+    };
+    let stored = stored.trim();
+    !stored.is_empty()
+        && !stored.eq_ignore_ascii_case("identity")
+        && !header("content-encoding").is_some_and(|sent| sent.trim().eq_ignore_ascii_case(stored))
 }
 
 /// Running checksums of what was read.
