@@ -616,7 +616,7 @@ impl Session {
                     }
                     let this = Some((note, look.state.clone()));
                     if note != Note::None && this != noted {
-                        self.log_note(archive, name, note, why, now.unchanged);
+                        self.log_note(archive, name, note, look.seen, why, now.unchanged);
                         noted = this;
                     }
                     if self.waiter.is_none() {
