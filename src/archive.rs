@@ -683,4 +683,71 @@ mod tests {
             fs::remove_file(path).unwrap();
         }
     }
+
+    /// Counts the requests it is sent; answers each at once.
+    #[cfg(feature = "remote")]
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[cfg(feature = "remote")]
+    impl ObjectStore for Counting {
+        fn location(&self) -> String {
+            "s3://b/".into()
+        }
+        fn credentials_source(&self) -> String {
+            String::new()
+        }
+        fn endpoint(&self) -> String {
+            String::new()
+        }
+        fn get_to(
+            &self,
+            _: &str,
+            _: &mut dyn io::Write,
+            _: u64,
+            _: &dyn Fn() -> bool,
+        ) -> Result<u64, Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(Error::NotFound)
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }
+        fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {
+            unreachable!()
+        }
+        fn verify(&self) -> Result<(), Error> {
+            unreachable!()
+        }
+    }
+
+    /// A failover decided before a request goes out (during the one
+    /// before it, which answered first) gives it up unsent: no request
+    /// after the decision.
+    #[cfg(feature = "remote")]
+    #[test]
+    fn no_request_is_sent_once_it_is_to_be_given_up() {
+        let store = std::sync::Arc::new(Counting::default());
+        let remote = Remote {
+            store: store.clone(),
+            url: PathBuf::from("s3://b"),
+            looked: std::cell::Cell::new(true),
+            last_form: std::cell::Cell::new(None),
+            give_up: std::cell::RefCell::new(Some(Box::new(|| true))),
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let name = SegmentName::parse("000000010000000000000005").unwrap();
+        assert!(matches!(
+            remote.segment(&name, scratch.path()),
+            Probe::Unreachable { .. }
+        ));
+        assert!(matches!(remote.list(""), Err(Error::Abandoned)));
+        assert!(matches!(
+            remote.download("x", scratch.path()),
+            Err(Error::Abandoned)
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(store.0.load(Ordering::SeqCst), 0, "requests sent");
+    }
 }
