@@ -398,6 +398,15 @@ impl Remote {
         request: impl FnOnce(&dyn ObjectStore, &AtomicBool) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         use std::sync::mpsc::{self, RecvTimeoutError};
+        let give_up = self.give_up.borrow();
+        // Decided while the request before this one ran (a listing after
+        // a GET): never sent.
+        if crate::signals::terminating().is_some() {
+            return Err(Error::Interrupted);
+        }
+        if give_up.as_ref().is_some_and(|g| g()) {
+            return Err(Error::Abandoned);
+        }
         let store = std::sync::Arc::clone(&self.store);
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stopping = std::sync::Arc::clone(&stop);
@@ -408,7 +417,6 @@ impl Remote {
                 let _ = done.send(request(&*store, &stopping));
             })
             .map_err(Error::Io)?;
-        let give_up = self.give_up.borrow();
         loop {
             match result.recv_timeout(REQUEST_POLL) {
                 Ok(answer) => return answer,
