@@ -167,6 +167,7 @@ every_store!(
     a_byte_changed_on_the_way_is_never_delivered,
     a_body_changed_on_every_download_stops_recovery,
     a_store_that_gives_no_checksum_still_works,
+    standby_wait_ends_a_paced_wait_on_time,
 );
 
 #[track_caller]
@@ -387,4 +388,26 @@ fn a_store_that_gives_no_checksum_still_works(kind: Kind) {
     s.proxy.always(Action::NoChecksums);
     s.call(&[]).finish_within(Duration::from_secs(30)).exited(0);
     assert_delivered(&s.env, &bytes);
+}
+
+/// Standby mode with `--standby-wait 4` and a failing store: requests at
+/// about 0, 1 and 3 s (1 s, then 2 s, each cut by at most a fifth), the
+/// next paced for 5.6 to 7 s. The call answers "not available" when its
+/// wait is up (the server streams meanwhile), not at the next paced
+/// request.
+fn standby_wait_ends_a_paced_wait_on_time(kind: Kind) {
+    let s = Store::new(kind);
+    fs::write(s.env.datadir.join("standby.signal"), "").unwrap();
+    s.proxy.always(s.busy());
+    let done = s
+        .call(&["--standby-wait", "4"])
+        .finish_within(Duration::from_secs(20));
+    done.exited(1);
+    assert!(
+        done.elapsed < Duration::from_millis(5000),
+        "answered after {:?}\n{}",
+        done.elapsed,
+        done.log
+    );
+    assert!(!s.env.restored().exists());
 }
