@@ -444,8 +444,11 @@ impl Session {
             let waited = self.started.elapsed();
             if archive.is_remote() {
                 // Object storage is asked at the pace of its answers; the
-                // trigger, the signals and -w are looked at meanwhile.
-                if let Some(left) = pace.left(self.failover, self.failing_over(waited)) {
+                // trigger, the signals, -w and the call's budget (standby
+                // mode's wait) are looked at meanwhile.
+                let due = self.failing_over(waited)
+                    || self.rules.budget.is_some_and(|budget| waited >= budget);
+                if let Some(left) = pace.left(self.failover, due) {
                     self.waiter().wait(left.min(policy::ARCHIVE_GONE_POLL));
                     continue;
                 }
@@ -1017,9 +1020,10 @@ impl Pace {
     }
 
     /// How long until the next request, if it must wait: not once a
-    /// failover is asked for (it looks at once, then ends the call).
-    fn left(&self, failover: Failover, failing_over: bool) -> Option<Duration> {
-        if failover != Failover::None || failing_over {
+    /// failover is asked for, or `due` (failing over, or the call's
+    /// budget spent): it looks at once, then ends the call.
+    fn left(&self, failover: Failover, due: bool) -> Option<Duration> {
+        if failover != Failover::None || due {
             return None;
         }
         let left = self.next?.saturating_duration_since(Instant::now());
