@@ -168,6 +168,7 @@ every_store!(
     a_body_changed_on_every_download_stops_recovery,
     a_store_that_gives_no_checksum_still_works,
     standby_wait_ends_a_paced_wait_on_time,
+    a_store_failing_the_second_look_of_a_failover_is_reported_unreachable,
 );
 
 #[track_caller]
@@ -407,6 +408,33 @@ fn standby_wait_ends_a_paced_wait_on_time(kind: Kind) {
         done.elapsed < Duration::from_millis(5000),
         "answered after {:?}\n{}",
         done.elapsed,
+        done.log
+    );
+    assert!(!s.env.restored().exists());
+}
+
+/// A smart failover looks twice before it ends recovery past a segment
+/// (a listing and a read may disagree). A store that answers the first
+/// look (absent) and fails the second, twice: the call stops, and says
+/// the store cannot be reached, not that its listing and reads disagree.
+fn a_store_failing_the_second_look_of_a_failover_is_reported_unreachable(kind: Kind) {
+    let s = Store::new(kind);
+    let trigger = s.env.path("trigger");
+    fs::write(&trigger, "").unwrap();
+    // GET (404), the bucket's check, the listing; the second look; the
+    // listing; the second look.
+    let pass = || Action::Pass;
+    s.proxy
+        .then([pass(), pass(), pass(), s.busy(), pass(), s.busy()]);
+    let trigger = trigger.display().to_string();
+    let done = s
+        .call(&["-t", trigger.as_str()])
+        .finish_within(Duration::from_secs(20));
+    done.exited(FATAL).logged("cannot be reached");
+    assert!(
+        !done.log.contains("listing and reads disagree"),
+        "{:?}\n{}",
+        s.methods(),
         done.log
     );
     assert!(!s.env.restored().exists());
