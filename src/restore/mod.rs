@@ -502,26 +502,48 @@ impl Session {
             let look = self.classify(archive, name, &found, waited, &mut never_exists_checked);
             // The in-flight file may have been renamed into place between
             // the look at the name and the look for temporary names.
-            if look.seen == Seen::Absent
-                && self.failing_over(waited)
-                && !matches!(archive.segment(&name, self.sysid, &scratch), Probe::Absent)
-            {
+            let relook = (look.seen == Seen::Absent && self.failing_over(waited))
+                .then(|| archive.segment(&name, self.sysid, &scratch))
+                .filter(|probe| !matches!(probe, Probe::Absent));
+            if let Some(probe) = relook {
                 if !relooked {
                     relooked = true;
                     continue;
                 }
-                // Twice: a store whose listing and downloads disagree. Never
-                // a failover past a segment the archive says it has, and no
-                // loop without a pause either.
-                return self.fatal(
-                    Fatal::Archive,
-                    format!(
-                        "{name} is listed in the archive \"{}\" but cannot be found when read; not \
-                         failing over past it: check the archive (an object store whose listing \
-                         and reads disagree), then start the server",
-                        archive.dir().display()
-                    ),
-                );
+                if let Probe::Unreachable { why, .. } = probe {
+                    // The store failed the second look (or it was given
+                    // up): not a disagreement, an archive out of reach.
+                    if let Some(signal) = signals::terminating() {
+                        return self.shut_down(signal);
+                    }
+                    self.update_failover(name);
+                    if self.failover != Failover::Fast {
+                        let now = Observation {
+                            seen: Seen::ArchiveGone,
+                            unchanged: Duration::ZERO,
+                            waited,
+                            failover: self.failover,
+                        };
+                        let reason = Reason::ArchiveGoneNoFailover;
+                        let message = self.fatal_message(archive, name, reason, &why, &now);
+                        return self.fatal(Fatal::Archive, message);
+                    }
+                    // A fast failover asked for meanwhile: it ends the call
+                    // below, as for an absent segment.
+                } else {
+                    // Twice: a store whose listing and downloads disagree.
+                    // Never a failover past a segment the archive says it
+                    // has, and no loop without a pause either.
+                    return self.fatal(
+                        Fatal::Archive,
+                        format!(
+                            "{name} is listed in the archive \"{}\" but cannot be found when \
+                             read; not failing over past it: check the archive (an object store \
+                             whose listing and reads disagree), then start the server",
+                            archive.dir().display()
+                        ),
+                    );
+                }
             }
             let why = look.why.as_str();
             let now = Observation {
