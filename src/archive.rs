@@ -730,6 +730,73 @@ mod tests {
         }
     }
 
+    /// A body that never ends, unless the request is stopped (5 s at most).
+    #[cfg(feature = "remote")]
+    #[derive(Debug)]
+    struct Stalling;
+
+    #[cfg(feature = "remote")]
+    impl ObjectStore for Stalling {
+        fn location(&self) -> String {
+            "s3://b/".into()
+        }
+        fn credentials_source(&self) -> String {
+            String::new()
+        }
+        fn endpoint(&self) -> String {
+            String::new()
+        }
+        fn get_to(
+            &self,
+            _: &str,
+            _: &mut dyn io::Write,
+            _: u64,
+            should_stop: &dyn Fn() -> bool,
+        ) -> Result<u64, Error> {
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(5) {
+                if should_stop() {
+                    return Err(Error::Interrupted);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(Error::NotFound)
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, Error> {
+            unreachable!()
+        }
+        fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {
+            unreachable!()
+        }
+        fn verify(&self) -> Result<(), Error> {
+            unreachable!()
+        }
+    }
+
+    /// A timeline history file's download (the call's look at whether a
+    /// segment can ever exist) ends with the failover too: a store that
+    /// trickles it never holds the call.
+    #[cfg(feature = "remote")]
+    #[test]
+    fn a_history_download_is_given_up_like_a_segment() {
+        let t0 = std::time::Instant::now();
+        let remote = Remote {
+            store: std::sync::Arc::new(Stalling),
+            url: PathBuf::from("s3://b"),
+            looked: std::cell::Cell::new(true),
+            last_form: std::cell::Cell::new(None),
+            give_up: std::cell::RefCell::new(Some(Box::new(move || {
+                t0.elapsed() > std::time::Duration::from_millis(100)
+            }))),
+        };
+        assert_eq!(remote.small_text("00000002.history"), None);
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
     /// A failover decided before a request goes out (during the one
     /// before it, which answered first) gives it up unsent: no request
     /// after the decision.
