@@ -564,9 +564,16 @@ impl Remote {
 
     /// A small object as text (a timeline history file), plain only.
     fn small_text(&self, name: &str) -> Option<String> {
-        let mut body = Vec::new();
-        self.store
-            .get_to(name, &mut body, 1 << 20, &|| false)
+        // On the request thread: a shutdown or a failover ends it as it
+        // ends a segment's.
+        let name = name.to_string();
+        let body = self
+            .interruptible(move |store, stopping| {
+                let mut body = Vec::new();
+                let stop = || stopping.load(Ordering::Relaxed);
+                store.get_to(&name, &mut body, 1 << 20, &stop)?;
+                Ok(body)
+            })
             .ok()?;
         String::from_utf8(body).ok()
     }
