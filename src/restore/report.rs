@@ -216,6 +216,19 @@ impl Session {
                 "not restoring {name}: {why}; not failing over past it; {}",
                 fix_bad_file(&path)
             ),
+            Reason::ArchiveGoneNoFailover
+                if archive.is_remote() && why == crate::store::Error::Abandoned.to_string() =>
+            {
+                format!(
+                    "a request to archive location \"{}\" was still under way {} s after the \
+                     failover was asked for ({why}); not failing over past what it may hold: \
+                     start the server and repeat the failover (a failover asked for before a \
+                     request lets it run its course), or fail over fast to end recovery without \
+                     it",
+                    archive.dir().display(),
+                    policy::FAILOVER_GRACE.as_secs()
+                )
+            }
             Reason::ArchiveGoneNoFailover if archive.is_remote() => format!(
                 "archive location \"{}\" cannot be reached ({why}); not failing over past what it \
                  may hold: check the store's status, the network and the endpoint, then start the \
