@@ -446,6 +446,18 @@ mod tests {
             run(b"hellO", Some(5), &[crc]),
             Err(Error::Corrupt(_))
         ));
+        // The values as an operator compares them with the store's
+        // console: hex, no Rust in the log.
+        let Err(Error::Corrupt(why)) = run(b"hellO", Some(5), &[md5]) else {
+            panic!("not corrupt");
+        };
+        assert!(
+            why.contains(
+                "the MD5 the store gives for the object (5d41402abc4b2a76b9719d911017c592)"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("Some(") && !why.contains("Md5("), "{why}");
         assert!(matches!(
             run(b"hell", Some(5), &[md5]),
             Err(Error::Transient(_))
