@@ -22,6 +22,14 @@ pub enum Checksum {
 }
 
 impl Checksum {
+    /// The value as stores and their consoles show it: hex.
+    fn value(self) -> String {
+        match self {
+            Checksum::Md5(d) => d.iter().map(|b| format!("{b:02x}")).collect(),
+            Checksum::Crc32c(c) | Checksum::Crc32(c) => format!("{c:08x}"),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Checksum::Md5(_) => "MD5",
@@ -160,7 +168,7 @@ impl Hashers {
                 Checksum::Crc32c(_) => crc32c.map(Checksum::Crc32c),
                 Checksum::Crc32(_) => crc32.map(Checksum::Crc32),
             };
-            (got != Some(*want)).then(|| (*want, format!("{got:?}")))
+            (got != Some(*want)).then(|| (*want, got.map_or("none".into(), Checksum::value)))
         })
     }
 }
@@ -220,9 +228,10 @@ pub fn copy(
     }
     if let Some((want, got)) = hashers.mismatch(expected) {
         return Err(Error::Corrupt(format!(
-            "{what}: the {} the store gives for the object ({want:?}) does not match the {done} \
+            "{what}: the {} the store gives for the object ({}) does not match the {done} \
              bytes received ({got}): changed on the way",
-            want.name()
+            want.name(),
+            want.value()
         )));
     }
     Ok(done)
