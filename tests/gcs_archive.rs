@@ -608,3 +608,26 @@ fn a_segment_stored_gzip_encoded_is_restored() {
         .logged(&format!("restored {NAME}"));
     assert_delivered(&s.env, &bytes);
 }
+
+/// A timeline history file changed on the way (or a store failing) at
+/// the server's question for it: the call stops, and the operator is
+/// never told to remove the file from the archive, which holds it intact
+/// (a history file removed lets a later promotion pick its timeline again).
+#[test]
+fn a_history_file_changed_on_the_way_is_never_to_be_removed() {
+    let s = setup();
+    let history = "00000002.history";
+    s.put(history, b"1\t0/5000000\tno recovery target specified\n");
+    s.proxy.always(Action::ByRequest {
+        get: Box::new(Action::FlipByte(5)),
+        other: Box::new(Action::Pass),
+    });
+    let cmd = s.command(
+        &s.proxy.endpoint,
+        &s.args("gs://wal/archive", &[], history, &[]),
+    );
+    let done = Job::launch(&s.env, cmd).finish_within(Duration::from_secs(10));
+    done.exited(FATAL).logged("changed on the way");
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
+    assert!(!s.env.path("pg_wal/RECOVERYHISTORY").exists());
+}
