@@ -377,8 +377,19 @@ impl Session {
                             )
                         },
                     );
-                    let fix = crate::access::unreadable_fix(&archive.path_of(&name))
-                        .unwrap_or_else(|| FIX_FILE.to_string());
+                    // Object storage failed or the body changed on the way:
+                    // its copy is not at fault as far as we know, and a
+                    // history file removed lets a later promotion pick its
+                    // timeline again.
+                    let fix = if archive.is_remote() && e.kind() == std::io::ErrorKind::Other {
+                        "the archive's copy is most likely intact: do not remove it; check the \
+                         store's status and what lies between the standby and the store, then \
+                         start the server"
+                            .to_string()
+                    } else {
+                        crate::access::unreadable_fix(&archive.path_of(&name))
+                            .unwrap_or_else(|| FIX_FILE.to_string())
+                    };
                     return self.fatal(Fatal::Io, format!("{why}; {fix}"));
                 }
             };
