@@ -511,6 +511,15 @@ impl Remote {
         request: impl FnOnce(&dyn ObjectStore, &AtomicBool) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         use std::sync::mpsc::{self, RecvTimeoutError};
+        let give_up = self.give_up.borrow();
+        // Decided while the request before this one ran (a listing after
+        // a GET): never sent.
+        if crate::signals::terminating().is_some() {
+            return Err(Error::Interrupted);
+        }
+        if give_up.as_ref().is_some_and(|g| g()) {
+            return Err(Error::Abandoned);
+        }
         let store = std::sync::Arc::clone(&self.store);
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stopping = std::sync::Arc::clone(&stop);
@@ -521,7 +530,6 @@ impl Remote {
                 let _ = done.send(request(&*store, &stopping));
             })
             .map_err(Error::Io)?;
-        let give_up = self.give_up.borrow();
         loop {
             match result.recv_timeout(REQUEST_POLL) {
                 Ok(answer) => return answer,
@@ -669,9 +677,16 @@ impl Remote {
 
     /// A small object as text (a timeline history file), plain only.
     fn small_text(&self, name: &str) -> Option<String> {
-        let mut body = Vec::new();
-        self.store
-            .get_to(name, &mut body, 1 << 20, &|| false)
+        // On the request thread: a shutdown or a failover ends it as it
+        // ends a segment's.
+        let name = name.to_string();
+        let body = self
+            .interruptible(move |store, stopping| {
+                let mut body = Vec::new();
+                let stop = || stopping.load(Ordering::Relaxed);
+                store.get_to(&name, &mut body, 1 << 20, &stop)?;
+                Ok(body)
+            })
             .ok()?;
         String::from_utf8(body).ok()
     }
@@ -795,5 +810,139 @@ mod tests {
             assert!(archive.in_flight(name).unwrap().contains(&in_flight));
             fs::remove_file(path).unwrap();
         }
+    }
+
+    /// Counts the requests it is sent; answers each at once.
+    #[cfg(feature = "remote")]
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[cfg(feature = "remote")]
+    impl ObjectStore for Counting {
+        fn location(&self) -> String {
+            "s3://b/".into()
+        }
+        fn credentials_source(&self) -> String {
+            String::new()
+        }
+        fn endpoint(&self) -> String {
+            String::new()
+        }
+        fn get_to(
+            &self,
+            _: &str,
+            _: &mut dyn io::Write,
+            _: u64,
+            _: &dyn Fn() -> bool,
+        ) -> Result<u64, Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(Error::NotFound)
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }
+        fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {
+            unreachable!()
+        }
+        fn verify(&self) -> Result<(), Error> {
+            unreachable!()
+        }
+    }
+
+    /// A body that never ends, unless the request is stopped (5 s at most).
+    #[cfg(feature = "remote")]
+    #[derive(Debug)]
+    struct Stalling;
+
+    #[cfg(feature = "remote")]
+    impl ObjectStore for Stalling {
+        fn location(&self) -> String {
+            "s3://b/".into()
+        }
+        fn credentials_source(&self) -> String {
+            String::new()
+        }
+        fn endpoint(&self) -> String {
+            String::new()
+        }
+        fn get_to(
+            &self,
+            _: &str,
+            _: &mut dyn io::Write,
+            _: u64,
+            should_stop: &dyn Fn() -> bool,
+        ) -> Result<u64, Error> {
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(5) {
+                if should_stop() {
+                    return Err(Error::Interrupted);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(Error::NotFound)
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, Error> {
+            unreachable!()
+        }
+        fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {
+            unreachable!()
+        }
+        fn verify(&self) -> Result<(), Error> {
+            unreachable!()
+        }
+    }
+
+    /// A timeline history file's download (the call's look at whether a
+    /// segment can ever exist) ends with the failover too: a store that
+    /// trickles it never holds the call.
+    #[cfg(feature = "remote")]
+    #[test]
+    fn a_history_download_is_given_up_like_a_segment() {
+        let t0 = std::time::Instant::now();
+        let remote = Remote {
+            store: std::sync::Arc::new(Stalling),
+            url: PathBuf::from("s3://b"),
+            looked: std::cell::Cell::new(true),
+            last_form: std::cell::Cell::new(None),
+            give_up: std::cell::RefCell::new(Some(Box::new(move || {
+                t0.elapsed() > std::time::Duration::from_millis(100)
+            }))),
+        };
+        assert_eq!(remote.small_text("00000002.history"), None);
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    /// A failover decided before a request goes out (during the one
+    /// before it, which answered first) gives it up unsent: no request
+    /// after the decision.
+    #[cfg(feature = "remote")]
+    #[test]
+    fn no_request_is_sent_once_it_is_to_be_given_up() {
+        let store = std::sync::Arc::new(Counting::default());
+        let remote = Remote {
+            store: store.clone(),
+            url: PathBuf::from("s3://b"),
+            looked: std::cell::Cell::new(true),
+            last_form: std::cell::Cell::new(None),
+            give_up: std::cell::RefCell::new(Some(Box::new(|| true))),
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let name = SegmentName::parse("000000010000000000000005").unwrap();
+        assert!(matches!(
+            remote.segment(&name, scratch.path()),
+            Probe::Unreachable { .. }
+        ));
+        assert!(matches!(remote.list(""), Err(Error::Abandoned)));
+        assert!(matches!(
+            remote.download("x", scratch.path()),
+            Err(Error::Abandoned)
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(store.0.load(Ordering::SeqCst), 0, "requests sent");
     }
 }

@@ -586,3 +586,51 @@ fn gclouds_user_credentials_are_exchanged_for_a_token() {
         s.proxy.seen()
     );
 }
+
+/// An object stored gzip-encoded (`gcloud storage cp -Z`, `gsutil cp -Z`,
+/// or `Content-Encoding: gzip` set by the archive command) is served
+/// decompressed ("decompressive transcoding"), while its `x-goog-hash` is
+/// of the stored, compressed bytes
+/// (<https://cloud.google.com/storage/docs/transcoding>): the hashes say
+/// nothing about the body, and a segment served whole must be restored, not
+/// taken for one changed on the way and waited on forever.
+#[test]
+fn a_segment_stored_gzip_encoded_is_restored() {
+    let s = setup();
+    let bytes = segment(NAME);
+    let target = format!(
+        "/upload/storage/v1/b/{BUCKET}/o?uploadType=media&contentEncoding=gzip&name={}",
+        gcs_server::pct(&format!("{PREFIX}{NAME}"))
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.server.port));
+    let (status, answer) = gcs_server::http(addr, "POST", &target, &gzip(&bytes)).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    s.start(&[], NAME)
+        .finish_within(Duration::from_secs(10))
+        .exited(0)
+        .logged(&format!("restored {NAME}"));
+    assert_delivered(&s.env, &bytes);
+}
+
+/// A timeline history file changed on the way (or a store failing) at
+/// the server's question for it: the call stops, and the operator is
+/// never told to remove the file from the archive, which holds it intact
+/// (a history file removed lets a later promotion pick its timeline again).
+#[test]
+fn a_history_file_changed_on_the_way_is_never_to_be_removed() {
+    let s = setup();
+    let history = "00000002.history";
+    s.put(history, b"1\t0/5000000\tno recovery target specified\n");
+    s.proxy.always(Action::ByRequest {
+        get: Box::new(Action::FlipByte(5)),
+        other: Box::new(Action::Pass),
+    });
+    let cmd = s.command(
+        &s.proxy.endpoint,
+        &s.args("gs://wal/archive", &[], history, &[]),
+    );
+    let done = Job::launch(&s.env, cmd).finish_within(Duration::from_secs(10));
+    done.exited(FATAL).logged("changed on the way");
+    assert!(!done.log.contains("remove or replace"), "{}", done.log);
+    assert!(!s.env.path("pg_wal/RECOVERYHISTORY").exists());
+}

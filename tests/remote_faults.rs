@@ -211,6 +211,8 @@ every_store!(
     a_byte_changed_on_the_way_is_never_delivered,
     a_body_changed_on_every_download_stops_recovery,
     a_store_that_gives_no_checksum_still_works,
+    standby_wait_ends_a_paced_wait_on_time,
+    a_store_failing_the_second_look_of_a_failover_is_reported_unreachable,
 );
 
 #[track_caller]
@@ -334,7 +336,11 @@ fn a_smart_trigger_ends_a_crawling_download_within_the_bound(kind: Kind) {
     });
     done.exited(FATAL)
         .logged("request given up for the failover")
-        .logged("not failing over past what it may hold");
+        .logged("not failing over past what it may hold")
+        .logged("repeat the failover");
+    // The store answers, slowly: the operator is not sent to look for an
+    // outage.
+    assert!(!done.log.contains("cannot be reached"), "{}", done.log);
     assert!(took < FAILOVER_BOUND, "{took:?}\n{}", done.log);
 }
 
@@ -411,10 +417,15 @@ fn a_body_changed_on_every_download_stops_recovery(kind: Kind) {
         get: Box::new(Action::FlipByte(5_000_000)),
         other: Box::new(Action::Pass),
     });
-    s.call(&[])
-        .finish_within(Duration::from_secs(30))
-        .exited(FATAL)
-        .logged("changed on the way");
+    let done = s.call(&[]).finish_within(Duration::from_secs(30));
+    done.exited(FATAL).logged("changed on the way");
+    // The object in the archive is likely intact (its own checksum says
+    // what it holds): the operator is never told to remove or replace what
+    // may be the only copy of that WAL, but to look at the way to it.
+    for advice in ["remove or replace", "replace the file in the archive"] {
+        assert!(!done.log.contains(advice), "{advice:?} in:\n{}", done.log);
+    }
+    done.logged("between the standby and the store");
     assert!(!s.env.restored().exists());
     assert_eq!(s.env.stray_files(), Vec::<String>::new());
 }
@@ -427,4 +438,53 @@ fn a_store_that_gives_no_checksum_still_works(kind: Kind) {
     s.proxy.always(Action::NoChecksums);
     s.call(&[]).finish_within(Duration::from_secs(30)).exited(0);
     assert_delivered(&s.env, &bytes);
+}
+
+/// Standby mode with `--standby-wait 4` and a failing store: requests at
+/// about 0, 1 and 3 s (1 s, then 2 s, each cut by at most a fifth), the
+/// next paced for 5.6 to 7 s. The call answers "not available" when its
+/// wait is up (the server streams meanwhile), not at the next paced
+/// request.
+fn standby_wait_ends_a_paced_wait_on_time(kind: Kind) {
+    let s = Store::new(kind);
+    fs::write(s.env.datadir.join("standby.signal"), "").unwrap();
+    s.proxy.always(s.busy());
+    let done = s
+        .call(&["--standby-wait", "4"])
+        .finish_within(Duration::from_secs(20));
+    done.exited(1);
+    assert!(
+        done.elapsed < Duration::from_millis(5000),
+        "answered after {:?}\n{}",
+        done.elapsed,
+        done.log
+    );
+    assert!(!s.env.restored().exists());
+}
+
+/// A smart failover looks twice before it ends recovery past a segment
+/// (a listing and a read may disagree). A store that answers the first
+/// look (absent) and fails the second, twice: the call stops, and says
+/// the store cannot be reached, not that its listing and reads disagree.
+fn a_store_failing_the_second_look_of_a_failover_is_reported_unreachable(kind: Kind) {
+    let s = Store::new(kind);
+    let trigger = s.env.path("trigger");
+    fs::write(&trigger, "").unwrap();
+    // GET (404), the bucket's check, the listing; the second look; the
+    // listing; the second look.
+    let pass = || Action::Pass;
+    s.proxy
+        .then([pass(), pass(), pass(), s.busy(), pass(), s.busy()]);
+    let trigger = trigger.display().to_string();
+    let done = s
+        .call(&["-t", trigger.as_str()])
+        .finish_within(Duration::from_secs(20));
+    done.exited(FATAL).logged("cannot be reached");
+    assert!(
+        !done.log.contains("listing and reads disagree"),
+        "{:?}\n{}",
+        s.methods(),
+        done.log
+    );
+    assert!(!s.env.restored().exists());
 }

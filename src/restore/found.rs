@@ -187,9 +187,12 @@ impl Session {
                     anyhow::Error::new(e).context("could not write the downloaded object"),
                 );
             }
+            // The object's own checksum says it holds something else: the
+            // way to the archive is at fault, not (as far as we know) the
+            // object.
             Err(Error::Corrupt(why)) => {
                 return Found::NotReady(Look {
-                    seen: Seen::Bad(Fatal::BadSegment),
+                    seen: Seen::Bad(Fatal::Archive),
                     why,
                     state: key.clone(),
                 });

@@ -377,8 +377,19 @@ impl Session {
                             )
                         },
                     );
-                    let fix = crate::access::unreadable_fix(&archive.path_of(&name))
-                        .unwrap_or_else(|| FIX_FILE.to_string());
+                    // Object storage failed or the body changed on the way:
+                    // its copy is not at fault as far as we know, and a
+                    // history file removed lets a later promotion pick its
+                    // timeline again.
+                    let fix = if archive.is_remote() && e.kind() == std::io::ErrorKind::Other {
+                        "the archive's copy is most likely intact: do not remove it; check the \
+                         store's status and what lies between the standby and the store, then \
+                         start the server"
+                            .to_string()
+                    } else {
+                        crate::access::unreadable_fix(&archive.path_of(&name))
+                            .unwrap_or_else(|| FIX_FILE.to_string())
+                    };
                     return self.fatal(Fatal::Io, format!("{why}; {fix}"));
                 }
             };
@@ -444,8 +455,11 @@ impl Session {
             let waited = self.started.elapsed();
             if archive.is_remote() {
                 // Object storage is asked at the pace of its answers; the
-                // trigger, the signals and -w are looked at meanwhile.
-                if let Some(left) = pace.left(self.failover, self.failing_over(waited)) {
+                // trigger, the signals, -w and the call's budget (standby
+                // mode's wait) are looked at meanwhile.
+                let due = self.failing_over(waited)
+                    || self.rules.budget.is_some_and(|budget| waited >= budget);
+                if let Some(left) = pace.left(self.failover, due) {
                     self.waiter().wait(left.min(policy::ARCHIVE_GONE_POLL));
                     continue;
                 }
@@ -499,26 +513,48 @@ impl Session {
             let look = self.classify(archive, name, &found, waited, &mut never_exists_checked);
             // The in-flight file may have been renamed into place between
             // the look at the name and the look for temporary names.
-            if look.seen == Seen::Absent
-                && self.failing_over(waited)
-                && !matches!(archive.segment(&name, self.sysid, &scratch), Probe::Absent)
-            {
+            let relook = (look.seen == Seen::Absent && self.failing_over(waited))
+                .then(|| archive.segment(&name, self.sysid, &scratch))
+                .filter(|probe| !matches!(probe, Probe::Absent));
+            if let Some(probe) = relook {
                 if !relooked {
                     relooked = true;
                     continue;
                 }
-                // Twice: a store whose listing and downloads disagree. Never
-                // a failover past a segment the archive says it has, and no
-                // loop without a pause either.
-                return self.fatal(
-                    Fatal::Archive,
-                    format!(
-                        "{name} is listed in the archive \"{}\" but cannot be found when read; not \
-                         failing over past it: check the archive (an object store whose listing \
-                         and reads disagree), then start the server",
-                        archive.dir().display()
-                    ),
-                );
+                if let Probe::Unreachable { why, .. } = probe {
+                    // The store failed the second look (or it was given
+                    // up): not a disagreement, an archive out of reach.
+                    if let Some(signal) = signals::terminating() {
+                        return self.shut_down(signal);
+                    }
+                    self.update_failover(name);
+                    if self.failover != Failover::Fast {
+                        let now = Observation {
+                            seen: Seen::ArchiveGone,
+                            unchanged: Duration::ZERO,
+                            waited,
+                            failover: self.failover,
+                        };
+                        let reason = Reason::ArchiveGoneNoFailover;
+                        let message = self.fatal_message(archive, name, reason, &why, &now);
+                        return self.fatal(Fatal::Archive, message);
+                    }
+                    // A fast failover asked for meanwhile: it ends the call
+                    // below, as for an absent segment.
+                } else {
+                    // Twice: a store whose listing and downloads disagree.
+                    // Never a failover past a segment the archive says it
+                    // has, and no loop without a pause either.
+                    return self.fatal(
+                        Fatal::Archive,
+                        format!(
+                            "{name} is listed in the archive \"{}\" but cannot be found when \
+                             read; not failing over past it: check the archive (an object store \
+                             whose listing and reads disagree), then start the server",
+                            archive.dir().display()
+                        ),
+                    );
+                }
             }
             let why = look.why.as_str();
             let now = Observation {
@@ -616,7 +652,7 @@ impl Session {
                     }
                     let this = Some((note, look.state.clone()));
                     if note != Note::None && this != noted {
-                        self.log_note(archive, name, note, why, now.unchanged);
+                        self.log_note(archive, name, note, look.seen, why, now.unchanged);
                         noted = this;
                     }
                     if self.waiter.is_none() {
@@ -1039,9 +1075,10 @@ impl Pace {
     }
 
     /// How long until the next request, if it must wait: not once a
-    /// failover is asked for (it looks at once, then ends the call).
-    fn left(&self, failover: Failover, failing_over: bool) -> Option<Duration> {
-        if failover != Failover::None || failing_over {
+    /// failover is asked for, or `due` (failing over, or the call's
+    /// budget spent): it looks at once, then ends the call.
+    fn left(&self, failover: Failover, due: bool) -> Option<Duration> {
+        if failover != Failover::None || due {
             return None;
         }
         let left = self.next?.saturating_duration_since(Instant::now());

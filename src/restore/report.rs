@@ -73,11 +73,16 @@ impl Session {
         archive: &Archive,
         name: SegmentName,
         note: Note,
+        seen: Seen,
         why: &str,
         unchanged: Duration,
     ) {
         match note {
             Note::None => {}
+            Note::BadFile if seen == Seen::Bad(Fatal::Archive) => tracing::warn!(
+                "not restoring {name}: {why}; downloading it again for up to {} s ({CHANGED_FIX})",
+                self.rules.bad_file_timeout.as_secs(),
+            ),
             Note::BadFile => tracing::warn!(
                 "not restoring {name}: {why}; waiting up to {} s for a valid copy ({})",
                 self.rules.bad_file_timeout.as_secs(),
@@ -187,6 +192,20 @@ impl Session {
         now: &Observation,
     ) -> String {
         let path = archive.path_of(&name.to_string());
+        // Changed on the way from object storage: the object may be the
+        // only copy of that WAL, and is most likely intact.
+        if now.seen == Seen::Bad(Fatal::Archive)
+            && matches!(
+                reason,
+                Reason::BadFile | Reason::BadFileUnchanged | Reason::BadFileNoFailoverPastIt
+            )
+        {
+            return format!(
+                "not restoring {name}: {why}, unchanged for {} s; not failing over past it; \
+                 {CHANGED_FIX}, then start the server",
+                now.unchanged.as_secs()
+            );
+        }
         match reason {
             Reason::BadFileUnchanged => format!(
                 "not restoring {name}: {why}, unchanged for {} s; {}",
@@ -197,6 +216,19 @@ impl Session {
                 "not restoring {name}: {why}; not failing over past it; {}",
                 fix_bad_file(&path)
             ),
+            Reason::ArchiveGoneNoFailover
+                if archive.is_remote() && why == crate::store::Error::Abandoned.to_string() =>
+            {
+                format!(
+                    "a request to archive location \"{}\" was still under way {} s after the \
+                     failover was asked for ({why}); not failing over past what it may hold: \
+                     start the server and repeat the failover (a failover asked for before a \
+                     request lets it run its course), or fail over fast to end recovery without \
+                     it",
+                    archive.dir().display(),
+                    policy::FAILOVER_GRACE.as_secs()
+                )
+            }
             Reason::ArchiveGoneNoFailover if archive.is_remote() => format!(
                 "archive location \"{}\" cannot be reached ({why}); not failing over past what it \
                  may hold: check the store's status, the network and the endpoint, then start the \
@@ -212,6 +244,11 @@ impl Session {
         }
     }
 }
+
+/// What to do about a body that does not match its object's checksum.
+const CHANGED_FIX: &str = "the object in the archive is most likely intact: do not remove it; check \
+                           what lies between the standby and the store (a proxy, TLS inspection, \
+                           a plain-http endpoint, the network card)";
 
 /// A size for the log: "512 bytes", "16.4 KiB", "16 MiB", "15.9 MiB".
 pub(super) fn size(bytes: u64) -> String {
