@@ -842,6 +842,9 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok(Vec::new())
         }
+        fn put(&self, _: &str, _: &[u8]) -> Result<(), Error> {
+            unreachable!()
+        }
         fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {
             unreachable!()
         }
@@ -883,6 +886,9 @@ mod tests {
             Err(Error::NotFound)
         }
         fn list(&self, _: &str) -> Result<Vec<(String, u64)>, Error> {
+            unreachable!()
+        }
+        fn put(&self, _: &str, _: &[u8]) -> Result<(), Error> {
             unreachable!()
         }
         fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {

@@ -293,7 +293,8 @@ fn cleanup_without_batch_delete_deletes_one_by_one() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     left.sort();
-    assert_eq!(left, [NAME, "00000002.history"]);
+    // The standbys' registry (one PUT, not a POST) stays.
+    assert_eq!(left, [".pg_standby", NAME, "00000002.history"]);
     let methods = s.methods();
     let post = methods
         .iter()
