@@ -564,7 +564,7 @@ fn a_credential_process_that_leaves_a_helper_running() {
     fs::write(
         &script,
         format!(
-            "#!/bin/sh\n(touch {m}; sleep 60; rm -f {m}) &\necho '{{\"Version\": 1, \"AccessKeyId\": \"{ACCESS_KEY}\", \
+            "#!/bin/sh\ntouch {m}\n(sleep 60; rm -f {m}) &\necho '{{\"Version\": 1, \"AccessKeyId\": \"{ACCESS_KEY}\", \
              \"SecretAccessKey\": \"{SECRET_KEY}\"}}'\n",
             m = marker.display()
         ),
@@ -584,9 +584,11 @@ fn a_credential_process_that_leaves_a_helper_running() {
         "restored",
     );
     done.within(Duration::from_secs(10));
-    assert!(marker.exists(), "the helper ran");
-    // It went with the group: no process is left holding its command line.
-    let needle = marker.display().to_string();
+    assert!(marker.exists(), "the program ran");
+    // The helper went with the group: no process is left with the
+    // program's command line (the helper is a subshell of it, which has
+    // the same), so the marker it would remove stays.
+    let needle = script.display().to_string();
     let alive: Vec<_> = fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
