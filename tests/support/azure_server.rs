@@ -86,13 +86,27 @@ impl AzureServer {
         fs::create_dir(&data).map_err(|e| e.to_string())?;
         let log_path = dir.path().join("azurite.log");
         let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let mut child = Command::new(bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", "0", "--location"])
+        let mut cmd = Command::new(bin);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", "0", "--location"])
             .arg(&data)
             .args(["--disableTelemetry", "--silent"])
             // Its own process group: node and whatever it starts are
             // killed together on drop.
-            .process_group(0)
+            .process_group(0);
+        // And killed by the kernel when the thread that started it ends
+        // (the test), even if nothing dropped it: CI once found an Azurite
+        // still running after the whole suite.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
