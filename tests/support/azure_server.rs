@@ -131,6 +131,7 @@ impl AzureServer {
             }
             if Instant::now() > deadline {
                 kill_group(&mut child);
+                end_processes_using(&data);
                 return Err(format!("no port announced after 30 s: {text}"));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -225,5 +226,42 @@ fn kill_group(child: &mut Child) {
 impl Drop for AzureServer {
     fn drop(&mut self) {
         kill_group(&mut self.child);
+        // Whatever else runs on this server's data (its location is ours
+        // alone), ended before the directory goes: CI twice found an
+        // Azurite still running for a few seconds after the suite.
+        let location = self.dir.path().join("data");
+        end_processes_using(&location);
+    }
+}
+
+/// SIGKILLs every process whose command line names `location`, and waits
+/// (10 s at most) until none is left.
+fn end_processes_using(location: &Path) {
+    let needle = location.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids: Vec<i32> = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+                let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+                // A zombie is ended; its parent reaps it.
+                let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
+                (!zombie && String::from_utf8_lossy(&cmdline).contains(&needle)).then_some(pid)
+            })
+            .collect();
+        if pids.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: signalling a process of this test's own server.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
