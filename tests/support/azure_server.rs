@@ -86,27 +86,13 @@ impl AzureServer {
         fs::create_dir(&data).map_err(|e| e.to_string())?;
         let log_path = dir.path().join("azurite.log");
         let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", "0", "--location"])
+        let mut child = Command::new(bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", "0", "--location"])
             .arg(&data)
             .args(["--disableTelemetry", "--silent"])
             // Its own process group: node and whatever it starts are
             // killed together on drop.
-            .process_group(0);
-        // And killed by the kernel when the thread that started it ends
-        // (the test), even if nothing dropped it: CI once found an Azurite
-        // still running after the whole suite.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between
-        // fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -131,7 +117,6 @@ impl AzureServer {
             }
             if Instant::now() > deadline {
                 kill_group(&mut child);
-                end_processes_using(&data);
                 return Err(format!("no port announced after 30 s: {text}"));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -226,42 +211,5 @@ fn kill_group(child: &mut Child) {
 impl Drop for AzureServer {
     fn drop(&mut self) {
         kill_group(&mut self.child);
-        // Whatever else runs on this server's data (its location is ours
-        // alone), ended before the directory goes: CI twice found an
-        // Azurite still running for a few seconds after the suite.
-        let location = self.dir.path().join("data");
-        end_processes_using(&location);
-    }
-}
-
-/// SIGKILLs every process whose command line names `location`, and waits
-/// (10 s at most) until none is left.
-fn end_processes_using(location: &Path) {
-    let needle = location.display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let pids: Vec<i32> = fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-                let cmdline = fs::read(e.path().join("cmdline")).ok()?;
-                let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-                // A zombie is ended; its parent reaps it.
-                let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
-                (!zombie && String::from_utf8_lossy(&cmdline).contains(&needle)).then_some(pid)
-            })
-            .collect();
-        if pids.is_empty() || Instant::now() > deadline {
-            return;
-        }
-        for pid in pids {
-            // SAFETY: signalling a process of this test's own server.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
