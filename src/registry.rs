@@ -176,6 +176,53 @@ pub struct Plan {
     pub unreadable: Vec<(String, String)>,
 }
 
+/// Where one entry stands for a standby of cluster `sysid` (unknown for
+/// `--check` with an archive alone): the one rule the cleanup and
+/// `--check` read entries by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Holds cleanup back.
+    Live,
+    /// Not written for longer than the expiry: no longer holds it back.
+    Expired(Duration),
+    /// Another cluster's (or another segment size): ignored.
+    OtherCluster,
+    /// Cannot be read and may be this cluster's: stops every cleanup.
+    Unreadable,
+}
+
+pub fn standing(
+    found: &Found,
+    sysid: Option<u64>,
+    segment_size: Option<u64>,
+    now: u64,
+    expiry: Duration,
+) -> Standing {
+    match found {
+        Found::Bad { file_name, .. } => match (Entry::cluster_of(file_name), sysid) {
+            (Some(theirs), Some(ours)) if theirs != ours => Standing::OtherCluster,
+            _ => Standing::Unreadable,
+        },
+        Found::Read { entry, .. } => {
+            let same_cluster = sysid.is_none_or(|s| s == entry.system_identifier)
+                && match (entry.segment_size, segment_size) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                };
+            // A clock behind ours makes an entry look younger: that only
+            // keeps more.
+            let age = Duration::from_secs(now.saturating_sub(entry.written));
+            if !same_cluster {
+                Standing::OtherCluster
+            } else if age > expiry {
+                Standing::Expired(age)
+            } else {
+                Standing::Live
+            }
+        }
+    }
+}
+
 /// The cutoff a cleanup may use: its own, or the oldest restart point of
 /// the other live standbys of its cluster, whichever is older. An entry
 /// written longer than `expiry` ago no longer counts. An unreadable entry
@@ -191,28 +238,17 @@ pub fn plan(own: SegmentName, me: &Me, found: &[Found], now: u64, expiry: Durati
         unreadable: Vec::new(),
     };
     for f in found {
-        match f {
-            Found::Bad { file_name, why } => {
-                if Entry::cluster_of(file_name).is_none_or(|c| c == me.system_identifier) {
-                    plan.unreadable.push((file_name.clone(), why.clone()));
-                }
+        let sysid = Some(me.system_identifier);
+        match (f, standing(f, sysid, me.segment_size, now, expiry)) {
+            (_, Standing::OtherCluster) => {}
+            (Found::Bad { file_name, why }, _) => {
+                plan.unreadable.push((file_name.clone(), why.clone()));
             }
-            Found::Read { file_name, entry } => {
-                let same_cluster = entry.system_identifier == me.system_identifier
-                    && match (entry.segment_size, me.segment_size) {
-                        (Some(a), Some(b)) => a == b,
-                        _ => true,
-                    };
-                if !same_cluster || *file_name == mine {
-                    continue;
-                }
-                // A clock behind ours makes an entry look younger: that
-                // only keeps more.
-                let age = Duration::from_secs(now.saturating_sub(entry.written));
-                if age > expiry {
-                    plan.expired.push((entry.name.clone(), age));
-                    continue;
-                }
+            (Found::Read { file_name, .. }, _) if *file_name == mine => {}
+            (Found::Read { entry, .. }, Standing::Expired(age)) => {
+                plan.expired.push((entry.name.clone(), age));
+            }
+            (Found::Read { entry, .. }, _) => {
                 plan.live.push(entry.name.clone());
                 if plan
                     .cutoff

@@ -1,6 +1,6 @@
 //! `--check`: the standbys registered in the archive (src/registry.rs),
 //! what each still needs and how old its entry is, read with the same
-//! rule the cleanup uses ([`crate::registry::plan`]).
+//! rule the cleanup uses ([`crate::registry::standing`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Finding, Severity, finding, ok};
 use crate::archive::Archive;
 use crate::logging::human_duration;
-use crate::registry::{self, Entry, Found};
+use crate::registry::{self, Found, Standing};
 
 /// The registry's findings: one line per standby of this cluster, a
 /// WARNING for an expired or unreadable entry, a NOTE for other clusters.
@@ -41,13 +41,9 @@ pub fn findings(archive: &Archive, sysid: Option<u64>, expiry: Duration, out: &m
     let mut standbys = Vec::new();
     let mut others = 0;
     for f in &found {
-        match f {
-            Found::Bad { file_name, why } => {
-                if Entry::cluster_of(file_name).is_some_and(|c| Some(c) != sysid && sysid.is_some())
-                {
-                    others += 1;
-                    continue;
-                }
+        match (f, registry::standing(f, sysid, None, now, expiry)) {
+            (_, Standing::OtherCluster) => others += 1,
+            (Found::Bad { file_name, why }, _) => {
                 let path = archive.path_of(&format!("{}/{file_name}", registry::DIR));
                 out.push(finding(
                     Warning,
@@ -63,35 +59,30 @@ pub fn findings(archive: &Archive, sysid: Option<u64>, expiry: Duration, out: &m
                     ),
                 ));
             }
-            Found::Read { file_name, entry } => {
-                if sysid.is_some_and(|s| s != entry.system_identifier) {
-                    others += 1;
-                    continue;
-                }
-                let age = Duration::from_secs(now.saturating_sub(entry.written));
-                if age > expiry {
-                    let path = archive.path_of(&format!("{}/{file_name}", registry::DIR));
-                    out.push(finding(
-                        Warning,
-                        "registry-entry-expired",
-                        format!(
-                            "standby \"{}\" ({}, {}) last wrote its position {} ago, more than \
+            (Found::Read { file_name, entry }, Standing::Expired(age)) => {
+                let path = archive.path_of(&format!("{}/{file_name}", registry::DIR));
+                out.push(finding(
+                    Warning,
+                    "registry-entry-expired",
+                    format!(
+                        "standby \"{}\" ({}, {}) last wrote its position {} ago, more than \
                              --standby-expiry ({}): it no longer holds cleanup back, so it may \
                              find the segments it needs removed",
-                            entry.name,
-                            entry.host,
-                            entry.data_directory,
-                            human_duration(age),
-                            human_duration(expiry)
-                        ),
-                        format!(
-                            "if that standby is gone for good, remove {}; if it is only down, \
+                        entry.name,
+                        entry.host,
+                        entry.data_directory,
+                        human_duration(age),
+                        human_duration(expiry)
+                    ),
+                    format!(
+                        "if that standby is gone for good, remove {}; if it is only down, \
                              start it soon or raise --standby-expiry",
-                            path.display()
-                        ),
-                    ));
-                    continue;
-                }
+                        path.display()
+                    ),
+                ));
+            }
+            (Found::Read { entry, .. }, _) => {
+                let age = Duration::from_secs(now.saturating_sub(entry.written));
                 standbys.push(format!(
                     "\"{}\" needs {} on (written {} ago)",
                     entry.name,
