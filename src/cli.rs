@@ -375,9 +375,12 @@ pub fn parse() -> Result<Cli, clap::Error> {
 /// `pg_standby VERSION` (PostgreSQL's tools print that line), then the
 /// codecs and stores built in.
 fn version_text() -> String {
-    let codecs: Vec<&str> = crate::codec::Codec::ALL.iter().map(|c| c.name()).collect();
+    let codecs: Vec<&str> = crate::archive::codec::Codec::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
     let mut stores = vec!["directory"];
-    stores.extend(crate::store::built_in());
+    stores.extend(crate::archive::store::built_in());
     format!(
         "{}\ncodecs: {}\nstores: {}",
         env!("CARGO_PKG_VERSION"),
@@ -545,7 +548,7 @@ mod tests {
 
     #[test]
     fn the_help_names_every_compressed_form_and_environment_variable() {
-        for codec in crate::codec::Codec::ALL {
+        for codec in crate::archive::codec::Codec::ALL {
             assert!(
                 HELP.contains(&format!("%f{},", codec.suffix()))
                     || HELP.contains(&format!("%f{} ", codec.suffix())),
@@ -555,7 +558,7 @@ mod tests {
         }
         // Every variable the S3 store reads for its own settings (the
         // credential chain's sources are in the manual page).
-        let source = include_str!("store/s3.rs");
+        let source = include_str!("archive/store/s3.rs");
         let mut rest = source.split("#[cfg(test)]").next().unwrap();
         let mut seen = 0;
         while let Some(at) = rest.find("\"") {
@@ -575,7 +578,7 @@ mod tests {
         assert!(seen >= 10, "only {seen} variables found in s3.rs");
         assert!(HELP.contains("s3://BUCKET/PREFIX"));
         // And every variable the Cloud Storage store reads.
-        let source = include_str!("store/gcs.rs");
+        let source = include_str!("archive/store/gcs.rs");
         let code = source.split("#[cfg(test)]").next().unwrap();
         let mut seen = 0;
         for var in code.split('"').skip(1).step_by(2) {
@@ -594,7 +597,7 @@ mod tests {
         assert!(HELP.contains("gs://BUCKET/PREFIX"));
         // And every variable the Azure store reads (read by name: a string
         // literal that is a whole name).
-        let source = include_str!("store/azure.rs");
+        let source = include_str!("archive/store/azure.rs");
         let code = source.split("#[cfg(test)]").next().unwrap();
         let mut seen = 0;
         for piece in code.split("\"").skip(1) {
@@ -618,7 +621,7 @@ mod tests {
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some(env!("CARGO_PKG_VERSION")));
         let codecs = lines.next().unwrap();
-        for codec in crate::codec::Codec::ALL {
+        for codec in crate::archive::codec::Codec::ALL {
             assert!(codecs.contains(codec.name()), "{codecs}");
         }
         let stores = lines.next().unwrap();

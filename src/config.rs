@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::cleanup::Registration;
+use crate::archive::cleanup::Registration;
 use crate::cli::Cli;
 use crate::wal::{SegmentName, WalFileName};
 

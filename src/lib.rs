@@ -7,71 +7,61 @@
 //! ([`header`]), the object stores ([`store`]) and the `-k` cleanup
 //! arithmetic ([`cutoff_keeping`]).
 //!
-//! A map of the modules, by what the program is made of:
+//! A map of the modules, by what the program is made of (docs/guide.md
+//! says what it does; this says where):
 //!
-//! * The call: `cli` parses, `config` validates, `restore` runs one call
-//!   (`restore::found` looks, `restore::report` logs the outcome,
-//!   `restore::prefetching` uses the spool, `restore::ended` marks the end
-//!   of recovery), `exit` builds the one exit message and status.
+//! * The call: `cli` parses the command line, `config` validates it into a
+//!   [`config::Mode`], `restore` runs one restore call (`restore::found`
+//!   looks, `restore::report` logs the outcome, `restore::prefetching` uses
+//!   the spool, `restore::ended` marks the end of recovery), `exit` builds
+//!   the one exit message and status.
 //! * The decisions, pure and table-tested: `policy` (what to do next, the
-//!   back-off, who is failing over), `trigger` (what the trigger file says,
-//!   whether it is stale), `store::classify` (what a store's answer means),
-//!   `spool::next_to_fetch`, `cleanup::cutoff_keeping`.
-//! * The archive: `archive` (a directory or object storage, one boundary),
-//!   `store` (object stores: `store::s3`, `store::gcs`), `aws_credentials` and
-//!   `credentials` (where keys come from, refreshed), `codec` and `unpack`
-//!   (compressed segments), `probe` and `header` (is this the segment
-//!   asked for), `copy` (into place, atomically), `cleanup` (`%r`/`-k`).
-//! * WAL names: `wal`, `timeline`.
-//! * Prefetch: `prefetch` (the fetcher process), `spool` (its directory).
-//! * The server around us: `datadir` (recovery mode, start time, system
-//!   identifier), `pgconf` (postgresql.conf as the server reads it).
-//! * `--check`: `check` (and its `access`, `control`, `server`, `shell`).
-//! * The system: `open` (opening files others control), `flock`,
-//!   `mounts`, `signals`, `waiter` (inotify and signal wake-ups), `access`
-//!   (advice for files we may not read), `json`.
-//! * What an operator sees: `logging` (stderr, never fatal), `metrics`.
+//!   pace, who is failing over), `trigger` (what the trigger file says,
+//!   whether it is stale), `archive::store::classify` (what a store's answer
+//!   means), `prefetch::spool::next_to_fetch`, `archive::cleanup` (which
+//!   names go), `archive::registry::standing` (where a standby stands).
+//! * `archive/`: where segments come from, one boundary (`archive`) over a
+//!   directory or object storage (`archive::store`: `s3`, `gcs`, `azure`,
+//!   with `classify`, `body` and the credential sources), compressed
+//!   segments (`codec`, `unpack`), is this the segment asked for
+//!   (`validate`), what may be removed (`cleanup`, `registry`).
+//! * `destination`: delivering into `%p`, atomically, never partial.
+//! * `wal/`: WAL file names and LSN arithmetic (`wal`), the segment header
+//!   (`wal::header`), timeline history (`wal::timeline`).
+//! * `prefetch/`: the fetcher process (`prefetch`) and its spool
+//!   (`prefetch::spool`).
+//! * `server/`: the server around us: `datadir` (recovery mode, start time,
+//!   system identifier), `pgconf` (postgresql.conf as the server reads it),
+//!   `control` (pg_control).
+//! * `check/`: `--check`, which reads the same rules the restore applies.
+//! * `sys/`: `open` (files others control), `access` (advice for files we
+//!   may not read), `flock`, `mounts`, `signals`, `waiter` (inotify and
+//!   signal wake-ups).
+//! * `obs/`: what an operator sees: `logging` (stderr, never fatal),
+//!   `metrics`.
 
-mod access;
 mod archive;
-#[cfg(feature = "s3")]
-mod aws_credentials;
 mod check;
-mod cleanup;
 mod cli;
-pub mod codec;
 mod config;
-mod copy;
-#[cfg(feature = "remote")]
-mod credentials;
-mod datadir;
+mod destination;
 mod exit;
-mod flock;
-/// Public as an API for tests and tools (benchmarks write synthetic
-/// segments with it); not a stable interface.
-pub mod header;
-#[cfg(feature = "remote")]
-mod json;
-mod logging;
-mod metrics;
-mod mounts;
-mod open;
-mod pgconf;
+mod obs;
 mod policy;
 mod prefetch;
-mod probe;
-mod registry;
 mod restore;
-mod signals;
-mod spool;
-pub mod store;
-mod timeline;
+mod server;
+mod sys;
 mod trigger;
-mod unpack;
-mod waiter;
 /// Public as an API for tests and tools (WAL file names and segment
-/// arithmetic); not a stable interface.
+/// arithmetic, the segment header); not a stable interface.
 pub mod wal;
+
+/// Public as an API for tests and tools (the codecs, the object stores);
+/// not a stable interface.
+pub use archive::{codec, store};
+/// Public as an API for tests and tools; not a stable interface.
+pub use wal::header;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,12 +70,15 @@ use clap::error::ErrorKind;
 
 /// Public as an API for the property tests: the oldest segment `-k N`
 /// keeps.
-pub use cleanup::cutoff_keeping;
+pub use archive::cleanup::cutoff_keeping;
 
+use archive::cleanup;
 use cli::Cli;
 use config::Mode;
 use exit::{Fatal, Outcome};
+use obs::logging;
 use restore::Session;
+use sys::signals;
 
 /// When the process started, as near as we can tell: the phases of a
 /// call (`-d`) are measured from here.

@@ -16,7 +16,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::open;
+use crate::sys::open;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
@@ -24,7 +24,7 @@ pub enum Trigger {
     Smart,
     Fast,
     /// Present but not understood: no failover. The content, escaped for
-    /// the log ([`crate::logging::escape`]): it is untrusted text.
+    /// the log ([`crate::obs::logging::escape`]): it is untrusted text.
     Invalid(String),
     /// Present but unreadable: no failover.
     Unreadable(String),
@@ -53,7 +53,7 @@ pub fn classify(content: &[u8]) -> Trigger {
             .iter()
             .rposition(|b| !b.is_ascii_whitespace())
             .map_or(0, |i| i + 1);
-        Trigger::Invalid(crate::logging::escape(&content[..end]))
+        Trigger::Invalid(crate::obs::logging::escape(&content[..end]))
     }
 }
 

@@ -98,16 +98,16 @@ fn the_page_has_every_section_of_a_manual_page() {
 }
 
 /// Every AWS_*, AZURE_* and IDENTITY_* variable the object-storage clients
-/// read (src/store/s3.rs, src/aws_credentials.rs, src/store/azure.rs
+/// read (src/archive/store/s3.rs, src/archive/store/aws_credentials.rs, src/archive/store/azure.rs
 /// outside their tests) is in ENVIRONMENT.
 #[test]
 fn the_page_documents_every_environment_variable_read() {
     let page = page();
     let env_section = &page[page.find(".SH ENVIRONMENT").unwrap()..page.find(".SH FILES").unwrap()];
     let code: String = [
-        "src/store/s3.rs",
-        "src/aws_credentials.rs",
-        "src/store/azure.rs",
+        "src/archive/store/s3.rs",
+        "src/archive/store/aws_credentials.rs",
+        "src/archive/store/azure.rs",
     ]
     .iter()
     .map(|f| {
@@ -139,9 +139,9 @@ fn the_page_documents_every_environment_variable_read() {
         );
     }
     assert!(env_section.contains("PGDATA"));
-    // And every variable the Cloud Storage store reads (src/store/gcs.rs).
+    // And every variable the Cloud Storage store reads (src/archive/store/gcs.rs).
     let source =
-        std::fs::read_to_string(format!("{}/src/store/gcs.rs", env!("CARGO_MANIFEST_DIR")))
+        std::fs::read_to_string(format!("{}/src/archive/store/gcs.rs", env!("CARGO_MANIFEST_DIR")))
             .unwrap();
     let code = source.split("#[cfg(test)]").next().unwrap();
     let read: Vec<&str> = code

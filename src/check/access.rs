@@ -23,7 +23,7 @@ impl Owner {
     pub fn of(path: &Path) -> std::io::Result<Self> {
         let meta = std::fs::metadata(path)?;
         let uid = meta.uid();
-        let (name, gid) = match crate::access::user_by_uid(uid) {
+        let (name, gid) = match crate::sys::access::user_by_uid(uid) {
             Some((name, gid)) => (Some(name), gid),
             None => (None, meta.gid()),
         };

@@ -6,7 +6,6 @@
 //! restore_command mode: the server never runs this, so 1 cannot promote.)
 
 mod access;
-mod control;
 mod registry;
 mod server;
 mod shell;
@@ -19,16 +18,16 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use crate::archive::codec::{Codec, decompress_to};
 use crate::archive::is_object_storage;
 use crate::cli::Cli;
-use crate::codec::{Codec, decompress_to};
-use crate::datadir::RecoveryMode;
-use crate::header::{LONG_HEADER_LEN, LongPageHeader, fmt_lsn};
-use crate::pgconf::Conf;
+use crate::server::datadir::RecoveryMode;
+use crate::server::pgconf::Conf;
 use crate::wal::SegmentName;
+use crate::wal::header::{LONG_HEADER_LEN, LongPageHeader, fmt_lsn};
 
+use crate::server::control::Control;
 pub use access::Owner;
-pub use control::Control;
 pub use server::ServerEnv;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -105,7 +104,7 @@ pub fn main(cli: &Cli) -> u8 {
         } else {
             to_text(archive, &findings)
         };
-        crate::logging::write_stdout(out.as_bytes());
+        crate::obs::logging::write_stdout(out.as_bytes());
         return exit_status(&findings);
     }
     let datadir = datadir_from(cli.pgdata.clone());
@@ -116,7 +115,7 @@ pub fn main(cli: &Cli) -> u8 {
     } else {
         to_text(&datadir, &findings)
     };
-    crate::logging::write_stdout(out.as_bytes());
+    crate::obs::logging::write_stdout(out.as_bytes());
     exit_status(&findings)
 }
 
@@ -330,7 +329,7 @@ fn read_setup(datadir: &Path, out: &mut Vec<Finding>) -> Option<Setup> {
     }
     let opts_file = datadir.join("postmaster.opts");
     for (name, value) in opts {
-        conf.settings.push(crate::pgconf::Setting {
+        conf.settings.push(crate::server::pgconf::Setting {
             name,
             value,
             file: opts_file.clone(),
@@ -691,7 +690,9 @@ fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
         Some(url) if is_object_storage(url) => {
             check_remote_archive(setup, url, &assignments, out);
             #[cfg(feature = "remote")]
-            if let Ok(store) = crate::store::open_with(url, &command_env(setup, &assignments)) {
+            if let Ok(store) =
+                crate::archive::store::open_with(url, &command_env(setup, &assignments))
+            {
                 let archive = crate::archive::Archive::in_store(url, store);
                 registry::findings(&archive, sysid, expiry, out);
             }
@@ -729,8 +730,8 @@ fn command_env<'a>(
 
 /// [`remote_failure`] for an `azure://` archive: the same findings, with
 /// Azure's names for the fixes.
-fn azure_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
-    use crate::store::{Error, Fatal};
+fn azure_failure(e: &crate::archive::store::Error) -> (&'static str, &'static str) {
+    use crate::archive::store::{Error, Fatal};
     let code = remote_failure(e, "").0;
     let fix = match e {
         Error::Config {
@@ -761,8 +762,8 @@ fn azure_failure(e: &crate::store::Error) -> (&'static str, &'static str) {
 
 /// Which finding an object storage failure is, and its fix (in the terms
 /// of the store `url` names).
-fn remote_failure(e: &crate::store::Error, url: &str) -> (&'static str, &'static str) {
-    use crate::store::{Error, Fatal};
+fn remote_failure(e: &crate::archive::store::Error, url: &str) -> (&'static str, &'static str) {
+    use crate::archive::store::{Error, Fatal};
     if url.starts_with("azure:") {
         return azure_failure(e);
     }
@@ -844,7 +845,7 @@ fn check_remote_archive(
             "this process's environment".to_string()
         }
     };
-    let fail = |out: &mut Vec<Finding>, e: crate::store::Error| {
+    let fail = |out: &mut Vec<Finding>, e: crate::archive::store::Error| {
         let (code, fix) = remote_failure(&e, url);
         out.push(finding(
             Error,
@@ -853,7 +854,7 @@ fn check_remote_archive(
             fix.into(),
         ));
     };
-    if let Err(why) = crate::store::validate_url(url) {
+    if let Err(why) = crate::archive::store::validate_url(url) {
         out.push(finding(
             Error,
             "archive-url",
@@ -864,7 +865,7 @@ fn check_remote_archive(
         ));
         return;
     }
-    let store = match crate::store::open_with(url, &env) {
+    let store = match crate::archive::store::open_with(url, &env) {
         Ok(s) => s,
         Err(e) => return fail(out, e),
     };
@@ -1305,7 +1306,7 @@ fn check_trigger(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
         // The restore's rule (crate::trigger::staleness): a trigger last
         // changed before the server started is left over, and ignored.
         let running = matches!(setup.server_env, ServerEnv::Known { .. });
-        let start = crate::datadir::server_started(&setup.datadir).filter(|_| running);
+        let start = crate::server::datadir::server_started(&setup.datadir).filter(|_| running);
         let changed = crate::trigger::changed_at(&meta);
         let stale = match start {
             Some(start) => {
@@ -1457,19 +1458,19 @@ fn check_spool(setup: &Setup, cli: &Cli, out: &mut Vec<Finding>) {
             .any(|(_, file)| file.contains('.'))
     };
     // The restore's rule, for the server's calls (the caller here).
-    let on = crate::spool::depth(cli.prefetch, true, remote, !remote && compressed()) > 0;
+    let on = crate::prefetch::spool::depth(cli.prefetch, true, remote, !remote && compressed()) > 0;
     let Some(spool) = cli
         .spool_dir
         .as_ref()
         .map(|d| setup.datadir.join(d))
-        .or_else(|| crate::spool::default_dir(&setup.datadir))
+        .or_else(|| crate::prefetch::spool::default_dir(&setup.datadir))
     else {
         return;
     };
     if !on {
         return;
     }
-    if crate::spool::inside(&spool, &setup.datadir) {
+    if crate::prefetch::spool::inside(&spool, &setup.datadir) {
         out.push(finding(
             Warning,
             "spool-in-datadir",

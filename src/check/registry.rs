@@ -1,14 +1,14 @@
-//! `--check`: the standbys registered in the archive (src/registry.rs),
+//! `--check`: the standbys registered in the archive (src/archive/registry.rs),
 //! what each still needs and how old its entry is, read with the same
-//! rule the cleanup uses ([`crate::registry::standing`]).
+//! rule the cleanup uses ([`crate::archive::registry::standing`]).
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::{Finding, Severity, finding, ok};
 use crate::archive::Archive;
-use crate::logging::human_duration;
-use crate::registry::{self, Found, Standing};
+use crate::archive::registry::{self, Found, Standing};
+use crate::obs::logging::human_duration;
 
 /// The registry's findings: one line per standby of this cluster, a
 /// WARNING for an expired or unreadable entry, a NOTE for other clusters.

@@ -73,7 +73,7 @@ impl Fixture {
     }
 
     fn control(&self, sysid: u64, redo: u64, seg_size: u32) {
-        let img = control::tests::image(sysid, redo, 1, seg_size, self.major == 10);
+        let img = crate::server::control::tests::image(sysid, redo, 1, seg_size, self.major == 10);
         fs::write(self.data().join("global/pg_control"), img).unwrap();
     }
 
@@ -652,7 +652,7 @@ fn a_standby_archiving_into_its_own_archive() {
 #[cfg(feature = "remote")]
 #[test]
 fn object_storage_failures_have_their_codes() {
-    use crate::store::{Error, Fatal};
+    use crate::archive::store::{Error, Fatal};
     for (e, code) in [
         (
             Error::refused(

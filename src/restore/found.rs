@@ -174,7 +174,7 @@ impl Session {
         object: crate::archive::RemoteObject,
         last: &mut Option<(Identity, Look)>,
     ) -> Found {
-        use crate::store::Error;
+        use crate::archive::store::Error;
         let scratch = destination_dir(&self.config.destination);
         let (key, size, codec) = (object.key.clone(), object.size, object.codec);
         let file = match archive.download(object, scratch) {
@@ -209,7 +209,7 @@ impl Session {
             }
         };
         match codec {
-            None => Found::Plain(probe::probe_file(file, &name, self.sysid)),
+            None => Found::Plain(validate::probe_file(file, &name, self.sysid)),
             Some(codec) => {
                 let Ok(meta) = file.metadata() else {
                     return Found::Plain(Probe::Unreachable {
@@ -254,7 +254,7 @@ impl Session {
         let sysid = self.sysid;
         let verify = |copy: &File| {
             unchanged(&ready.file, ready.identity)?;
-            probe::recheck(copy, &name, sysid, ready.accepted)
+            validate::recheck(copy, &name, sysid, ready.accepted)
         };
         self.deliver(&ready.file, ready.len, ready.identity, &verify)
     }
@@ -267,7 +267,7 @@ impl Session {
         verify: &dyn Fn(&File) -> Result<(), String>,
     ) -> Delivery {
         let source = self.config.archive_path();
-        match copy::deliver(
+        match destination::deliver(
             src,
             len,
             &source,

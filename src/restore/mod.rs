@@ -14,24 +14,24 @@ mod prefetching;
 mod report;
 
 use crate::archive::Archive;
-use crate::cleanup;
+use crate::archive::cleanup;
+use crate::archive::unpack::{self, Unpacked};
+use crate::archive::validate::{self, CompressedEntry, Probe, ReadySegment};
 use crate::config::Config;
-use crate::copy::{self, CopyError, Staged, destination_dir};
-use crate::datadir::{self, RecoveryMode};
+use crate::destination::{self, CopyError, Staged, destination_dir};
 use crate::exit::{self, Fatal, Outcome};
-use crate::header::Accepted;
-use crate::logging;
-use crate::metrics::{self, CallOutcome, CallReport, FailoverKind};
-use crate::mounts;
-use crate::open::{Identity, unchanged};
+use crate::obs::logging;
+use crate::obs::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
-use crate::probe::{self, CompressedEntry, Probe, ReadySegment};
-use crate::signals;
-use crate::spool;
-use crate::timeline;
+use crate::prefetch::spool;
+use crate::server::datadir::{self, RecoveryMode};
+use crate::sys::mounts;
+use crate::sys::open::{Identity, unchanged};
+use crate::sys::signals;
+use crate::sys::waiter::Waiter;
 use crate::trigger::{self, Trigger};
-use crate::unpack::{self, Unpacked};
-use crate::waiter::Waiter;
+use crate::wal::header::Accepted;
+use crate::wal::timeline;
 use crate::wal::{SegmentName, WalFileName};
 use found::{Delivery, Found};
 
@@ -83,7 +83,7 @@ pub struct Session {
     /// Where a failover ended recovery, when this call is the server
     /// asking again for the last segment it replayed (see [`ended`]).
     asked_again_after: Option<SegmentName>,
-    spool: Option<crate::spool::Spool>,
+    spool: Option<crate::prefetch::spool::Spool>,
     /// When each phase of the call ended, for the `-d` trace.
     phases: Vec<(&'static str, Instant)>,
     /// The archive cleanup was started before the wait.
@@ -248,7 +248,7 @@ impl Session {
         let seg_size = self
             .seg_size
             .or_else(|| archive.segment_size(self.sysid))
-            .or_else(|| probe::archive_segment_size(&self.cwd.join("pg_wal"), self.sysid))
+            .or_else(|| validate::archive_segment_size(&self.cwd.join("pg_wal"), self.sysid))
             .unwrap_or(16 << 20);
         Some((newest.start_lsn(seg_size)?, newest.tli))
     }
@@ -269,7 +269,7 @@ impl Session {
         };
         self.log_settings();
         self.read_end_of_recovery_mark();
-        copy::sweep_leftovers(destination_dir(&self.config.destination));
+        destination::sweep_leftovers(destination_dir(&self.config.destination));
         self.discard_spool_after_promotion();
         match self.config.request {
             WalFileName::Segment(name) => self.restore_segment(archive, name),
@@ -387,7 +387,7 @@ impl Session {
                          start the server"
                             .to_string()
                     } else {
-                        crate::access::unreadable_fix(&archive.path_of(&name))
+                        crate::sys::access::unreadable_fix(&archive.path_of(&name))
                             .unwrap_or_else(|| FIX_FILE.to_string())
                     };
                     return self.fatal(Fatal::Io, format!("{why}; {fix}"));
@@ -853,7 +853,7 @@ impl Session {
         };
         let Some(seg_size) = archive
             .segment_size(self.sysid)
-            .or_else(|| probe::archive_segment_size(&pg_wal, self.sysid))
+            .or_else(|| validate::archive_segment_size(&pg_wal, self.sysid))
         else {
             return false;
         };
@@ -867,9 +867,9 @@ impl Session {
             .config
             .standby_name
             .clone()
-            .unwrap_or_else(|| crate::registry::default_name(&self.cwd));
+            .unwrap_or_else(|| crate::archive::registry::default_name(&self.cwd));
         Some(cleanup::Registration {
-            me: crate::registry::Me {
+            me: crate::archive::registry::Me {
                 name,
                 system_identifier: self.sysid?,
                 segment_size: seg_size,
@@ -1007,7 +1007,7 @@ const FIX_FILE: &str = "remove or replace the file in the archive, then start th
 /// cannot be read for lack of permission is fixed by a chmod or chown,
 /// never by removing what may be the only copy.
 fn fix_bad_file(path: &Path) -> String {
-    if let Some(fix) = crate::access::unreadable_fix(path) {
+    if let Some(fix) = crate::sys::access::unreadable_fix(path) {
         return fix;
     }
     format!(

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::prefetch;
-use crate::spool::{self, Spool, Stamp, Taken};
+use crate::prefetch::spool::{self, Spool, Stamp, Taken};
 
 impl Session {
     /// Where this call's spool is, if prefetch may be used at all: never

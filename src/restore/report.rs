@@ -86,7 +86,7 @@ impl Session {
             Note::BadFile => tracing::warn!(
                 "not restoring {name}: {why}; waiting up to {} s for a valid copy ({})",
                 self.rules.bad_file_timeout.as_secs(),
-                crate::access::unreadable_fix(&archive.path_of(&name.to_string()))
+                crate::sys::access::unreadable_fix(&archive.path_of(&name.to_string()))
                     .unwrap_or_else(|| "replace the file in the archive".into())
             ),
             Note::Stalled => tracing::warn!(
@@ -217,7 +217,8 @@ impl Session {
                 fix_bad_file(&path)
             ),
             Reason::ArchiveGoneNoFailover
-                if archive.is_remote() && why == crate::store::Error::Abandoned.to_string() =>
+                if archive.is_remote()
+                    && why == crate::archive::store::Error::Abandoned.to_string() =>
             {
                 format!(
                     "a request to archive location \"{}\" was still under way {} s after the \

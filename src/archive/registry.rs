@@ -16,7 +16,7 @@
 //! The one exposed moment is a standby's first cleanup (see docs/safety.md).
 //!
 //! [`plan`] is the rule, pure and table-tested; the cleanup process reads
-//! and writes the entries (src/cleanup.rs).
+//! and writes the entries (src/archive/cleanup.rs).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -83,7 +83,7 @@ impl Entry {
                 .map_or("unknown".into(), |s| s.to_string()),
             self.restart,
             self.written,
-            crate::logging::timestamp(self.written, 0),
+            crate::obs::logging::timestamp(self.written, 0),
             one_line(&self.host),
             one_line(&self.data_directory),
         )

@@ -11,6 +11,13 @@
 //! Names given to a store are relative to the archive's prefix, like file
 //! names in a directory.
 
+#[cfg(feature = "s3")]
+pub(crate) mod aws_credentials;
+#[cfg(feature = "remote")]
+pub(crate) mod credentials;
+#[cfg(feature = "remote")]
+pub(crate) mod json;
+
 #[cfg(feature = "azure")]
 pub mod azure;
 #[cfg(feature = "remote")]

@@ -348,7 +348,7 @@ fn try_update(path: &Path, change: impl FnOnce(Samples) -> Samples) -> Result<()
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("opening \"{}\"", lock_path.display()))?;
-    crate::flock::exclusive(&lock, crate::flock::Wait::Block)
+    crate::sys::flock::exclusive(&lock, crate::sys::flock::Wait::Block)
         .context("locking the metrics file")?;
     let previous = match fs::read_to_string(path) {
         Ok(text) => parse(&text).unwrap_or_else(|why| {

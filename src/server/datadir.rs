@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::pgconf::{Conf, parse_bool};
+use crate::server::pgconf::{Conf, parse_bool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryMode {
@@ -71,7 +71,7 @@ impl RecoveryMode {
 /// server is involved (a call by hand, by a script, outside a data
 /// directory).
 pub fn server_started(datadir: &Path) -> Option<SystemTime> {
-    let (_, start) = crate::spool::postmaster(datadir)?;
+    let (_, start) = crate::prefetch::spool::postmaster(datadir)?;
     let secs: u64 = start.parse().ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }

@@ -67,7 +67,7 @@ pub fn advice(b: &Blocker, me: &Reader) -> String {
 /// may (or the path is not a local file: object storage).
 pub fn unreadable_fix(path: &Path) -> Option<String> {
     // Never a blocking open: the name may be a FIFO.
-    match crate::open::regular(path) {
+    match crate::sys::open::regular(path) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
         _ => return None,
     }

@@ -15,13 +15,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::archive::Archive;
-use crate::flock;
-use crate::logging::human_duration;
-use crate::registry::{self, Entry, Me};
+use crate::archive::registry::{self, Entry, Me};
+use crate::obs::logging::human_duration;
+use crate::sys::flock;
 use crate::wal::SegmentName;
 
 /// This standby in the archive's registry of standbys
-/// (src/registry.rs): its entry, and how long the others' count.
+/// (src/archive/registry.rs): its entry, and how long the others' count.
 #[derive(Debug, Clone)]
 pub struct Registration {
     pub me: Me,
@@ -251,7 +251,7 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
         );
     }
     if let Some(path) = &reg.metrics_file {
-        let report = crate::metrics::RegistryReport {
+        let report = crate::obs::metrics::RegistryReport {
             standbys: plan.live.len() + 1,
             expired: plan.expired.len(),
             oldest_kept: plan
@@ -259,7 +259,7 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
                 .zip(me.segment_size)
                 .and_then(|(c, size)| c.start_lsn(size)),
         };
-        crate::metrics::record_registry(path, &report);
+        crate::obs::metrics::record_registry(path, &report);
     }
     let Some(cutoff) = plan.cutoff else { return };
     if let Some(by) = &plan.held_by {

@@ -23,12 +23,12 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::copy;
-use crate::flock;
-use crate::header::Accepted;
-use crate::open;
-use crate::probe::{self, Probe};
+use crate::archive::validate::{self, Probe};
+use crate::destination;
+use crate::sys::flock;
+use crate::sys::open;
 use crate::wal::SegmentName;
+use crate::wal::header::Accepted;
 
 /// Segments fetched ahead when nothing else is asked.
 pub const DEFAULT_DEPTH: u32 = 8;
@@ -252,7 +252,7 @@ impl Spool {
             return;
         }
         if let Ok(text) = fs::read(&taken) {
-            crate::logging::write_stderr(&text);
+            crate::obs::logging::write_stderr(&text);
         }
         let _ = fs::remove_file(&taken);
     }
@@ -370,7 +370,7 @@ impl Spool {
             Ok(file) => file,
             Err(why) => return why,
         };
-        let ready = match probe::probe_file(file, &name, sysid) {
+        let ready = match validate::probe_file(file, &name, sysid) {
             Probe::Ready(ready) => ready,
             other => {
                 remove(&path);
@@ -402,13 +402,13 @@ impl Spool {
                 }
             },
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                let verify = |copy: &File| probe::recheck(copy, &name, sysid, ready.accepted);
-                match copy::deliver(&ready.file, ready.len, &path, dest, flush, &verify) {
+                let verify = |copy: &File| validate::recheck(copy, &name, sysid, ready.accepted);
+                match destination::deliver(&ready.file, ready.len, &path, dest, flush, &verify) {
                     Ok(()) => {
                         remove(&path);
                         taken(ready.accepted)
                     }
-                    Err(copy::CopyError::Interrupted) => Taken::Interrupted,
+                    Err(destination::CopyError::Interrupted) => Taken::Interrupted,
                     Err(e) => Taken::Miss(format!("could not copy the spooled file: {e:?}")),
                 }
             }

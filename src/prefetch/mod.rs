@@ -10,6 +10,8 @@
 //! Nothing it does decides a restore call's outcome: a call that does not
 //! find its segment here restores it itself, by the usual rules.
 
+pub mod spool;
+
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -21,14 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::archive::Archive;
-use crate::copy::{self, CopyError};
-use crate::datadir::RecoveryMode;
-use crate::open::unchanged;
-use crate::probe::{self, Probe};
-use crate::signals;
-use crate::spool::{self, Spool, Stamp};
-use crate::unpack::{self, Unpacked};
+use crate::archive::unpack::{self, Unpacked};
+use crate::archive::validate::{self, Probe};
+use crate::destination::{self, CopyError};
+use crate::server::datadir::RecoveryMode;
+use crate::sys::open::unchanged;
+use crate::sys::signals;
 use crate::wal::SegmentName;
+use spool::{Spool, Stamp};
 
 /// With nothing to fetch for this long, the fetcher exits; the next call
 /// starts another.
@@ -73,7 +75,7 @@ pub fn worker(dir: PathBuf) -> ExitCode {
     let Some(stamp) = spool.stamp() else {
         return ExitCode::SUCCESS;
     };
-    crate::logging::set_debug(stamp.debug);
+    crate::obs::logging::set_debug(stamp.debug);
     let lock = match spool.lock_as_fetcher() {
         Ok(Some(lock)) => lock,
         Ok(None) => return ExitCode::SUCCESS, // another fetcher runs
@@ -85,7 +87,7 @@ pub fn worker(dir: PathBuf) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    copy::sweep_leftovers(spool.dir());
+    destination::sweep_leftovers(spool.dir());
     if let Err(e) = Archive::open(Path::new(&stamp.archive)) {
         tracing::debug!("prefetch: {e}");
         return ExitCode::SUCCESS;
@@ -296,11 +298,11 @@ fn fetch_one(spool: &Spool, stamp: &Stamp, archive: &Archive, name: SegmentName)
         Probe::Ready(ready) => {
             let verify = |copy: &fs::File| {
                 unchanged(&ready.file, ready.identity)?;
-                probe::recheck(copy, &name, stamp.sysid, ready.accepted)
+                validate::recheck(copy, &name, stamp.sysid, ready.accepted)
             };
             let source = archive.path_of(&name.to_string());
             copied(
-                copy::deliver(&ready.file, ready.len, &source, &dest, false, &verify),
+                destination::deliver(&ready.file, ready.len, &source, &dest, false, &verify),
                 ready.len,
             )
         }
@@ -341,7 +343,7 @@ fn fetch_remote(
     name: SegmentName,
     object: crate::archive::RemoteObject,
 ) -> Fetched {
-    use crate::store::Error;
+    use crate::archive::store::Error;
     let dest = spool.path(&name.to_string());
     let codec = object.codec;
     let file = match archive.download(object, spool.dir()) {
@@ -357,12 +359,12 @@ fn fetch_remote(
         Err(e) => return Fetched::Refused(e.to_string()),
     };
     match codec {
-        None => match probe::probe_file(file, &name, stamp.sysid) {
+        None => match validate::probe_file(file, &name, stamp.sysid) {
             Probe::Ready(ready) => {
                 let verify =
-                    |copy: &fs::File| probe::recheck(copy, &name, stamp.sysid, ready.accepted);
+                    |copy: &fs::File| validate::recheck(copy, &name, stamp.sysid, ready.accepted);
                 copied(
-                    copy::deliver(&ready.file, ready.len, &dest, &dest, false, &verify),
+                    destination::deliver(&ready.file, ready.len, &dest, &dest, false, &verify),
                     ready.len,
                 )
             }

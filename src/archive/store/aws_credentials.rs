@@ -30,8 +30,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use crate::credentials::Expiring;
-use crate::store::Error;
+use crate::archive::store::Error;
+use crate::archive::store::credentials::Expiring;
 
 /// The keys that sign a request.
 #[derive(Clone, PartialEq, Eq)]
@@ -552,7 +552,7 @@ fn expiration(text: Option<&String>, what: &str) -> Result<Option<SystemTime>, E
 /// session token (`Token` from metadata endpoints, `SessionToken` from a
 /// credential_process).
 fn keys_from_json(body: &str, token_field: &str, what: &str) -> Result<Expiring<Keys>, Error> {
-    let m = crate::json::string_members(body)
+    let m = crate::archive::store::json::string_members(body)
         .map_err(|e| Error::config(format!("{what}: malformed answer ({e})")))?;
     let field = |k: &str| {
         m.get(k)
@@ -664,7 +664,7 @@ fn sts_answer(
     what: &str,
     hint: &str,
 ) -> Result<Expiring<Keys>, Error> {
-    use crate::store::s3::xml_field;
+    use crate::archive::store::s3::xml_field;
     let (status, text) = answer(result, what)?;
     if status != 200 {
         let code = xml_field(&text, "Code").unwrap_or_default();
@@ -883,7 +883,7 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
     {
         // Nothing listens there (a laptop, bare metal): no instance role
         // to fall back on.
-        Err(e) if crate::credentials::nothing_listens(&e) => {
+        Err(e) if crate::archive::store::credentials::nothing_listens(&e) => {
             let mut tried = tried.to_vec();
             tried.push(format!(
                 "instance metadata: nothing answers at {endpoint} ({e})"

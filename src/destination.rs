@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::flock;
-use crate::signals;
+use crate::sys::flock;
+use crate::sys::signals;
 
 /// Bytes per copy_file_range call: small enough to notice a shutdown
 /// signal within milliseconds, large enough to cost nothing.
@@ -158,7 +158,7 @@ pub fn sweep_leftovers(dir: &Path) -> usize {
         let shown = format!(
             "{}/{}",
             dir.display(),
-            crate::logging::escape(name.as_bytes())
+            crate::obs::logging::escape(name.as_bytes())
         );
         match remove_if_dead(&path) {
             Ok(Some(len)) => {

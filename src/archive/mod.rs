@@ -5,6 +5,13 @@
 //! (`s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX`), whose objects are downloaded into unnamed
 //! temporary files beside `%p` and from there handled as local files.
 
+pub mod cleanup;
+pub mod codec;
+pub mod registry;
+pub mod store;
+pub mod unpack;
+pub mod validate;
+
 use std::fs::{self, File};
 use std::io;
 #[cfg(feature = "remote")]
@@ -14,15 +21,14 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "remote")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cleanup::{self, Summary};
-use crate::codec::Codec;
-use crate::open::{self, Identity};
-use crate::probe::{self, CompressedEntry, Probe};
-use crate::registry;
+use crate::archive::codec::Codec;
 #[cfg(feature = "remote")]
-use crate::store::{Error, ObjectStore};
-use crate::timeline;
+use crate::archive::store::{Error, ObjectStore};
+use crate::sys::open::{self, Identity};
 use crate::wal::SegmentName;
+use crate::wal::timeline;
+use cleanup::Summary;
+use validate::{CompressedEntry, Probe};
 
 pub enum Archive {
     Local(LocalDir),
@@ -52,7 +58,7 @@ pub struct Entry {
 /// `--check`, in every build (with or without the `s3` feature). Cheap: no
 /// other part of object storage is touched.
 pub fn is_object_storage(location: &str) -> bool {
-    crate::store::is_url(location)
+    crate::archive::store::is_url(location)
 }
 
 impl Archive {
@@ -339,7 +345,7 @@ impl LocalDir {
     /// The segment, plain or compressed. Plain wins when both exist.
     pub fn segment(&self, name: &SegmentName, sysid: Option<u64>) -> Probe {
         let plain = name.to_string();
-        match probe::probe_segment(&self.path_of(&plain), name, sysid) {
+        match validate::probe_segment(&self.path_of(&plain), name, sysid) {
             Probe::Absent => {}
             found => return found,
         }
@@ -449,7 +455,7 @@ impl LocalDir {
     }
 
     pub fn segment_size(&self, sysid: Option<u64>) -> Option<u64> {
-        probe::archive_segment_size(&self.dir, sysid)
+        validate::archive_segment_size(&self.dir, sysid)
     }
 
     /// Remove (or list, with `dry_run`) the segments before `cutoff`.
@@ -486,7 +492,7 @@ pub struct Remote {
 #[cfg(feature = "remote")]
 impl Remote {
     fn open(url: &str) -> Result<Self, String> {
-        let store = crate::store::open(url)
+        let store = crate::archive::store::open(url)
             .map_err(|e| format!("archive location \"{url}\" cannot be used: {e}"))?;
         Ok(Self::with(url, store))
     }
@@ -514,7 +520,7 @@ impl Remote {
         let give_up = self.give_up.borrow();
         // Decided while the request before this one ran (a listing after
         // a GET): never sent.
-        if crate::signals::terminating().is_some() {
+        if crate::sys::signals::terminating().is_some() {
             return Err(Error::Interrupted);
         }
         if give_up.as_ref().is_some_and(|g| g()) {
@@ -533,7 +539,7 @@ impl Remote {
         loop {
             match result.recv_timeout(REQUEST_POLL) {
                 Ok(answer) => return answer,
-                Err(RecvTimeoutError::Timeout) if crate::signals::terminating().is_some() => {
+                Err(RecvTimeoutError::Timeout) if crate::sys::signals::terminating().is_some() => {
                     stop.store(true, Ordering::Relaxed);
                     return Err(Error::Interrupted);
                 }
@@ -845,7 +851,7 @@ mod tests {
         fn put(&self, _: &str, _: &[u8]) -> Result<(), Error> {
             unreachable!()
         }
-        fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {
+        fn delete_many(&self, _: &[String]) -> Result<crate::archive::store::DeleteReport, Error> {
             unreachable!()
         }
         fn verify(&self) -> Result<(), Error> {
@@ -891,7 +897,7 @@ mod tests {
         fn put(&self, _: &str, _: &[u8]) -> Result<(), Error> {
             unreachable!()
         }
-        fn delete_many(&self, _: &[String]) -> Result<crate::store::DeleteReport, Error> {
+        fn delete_many(&self, _: &[String]) -> Result<crate::archive::store::DeleteReport, Error> {
             unreachable!()
         }
         fn verify(&self) -> Result<(), Error> {

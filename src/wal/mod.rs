@@ -1,6 +1,9 @@
 //! WAL file names: segments, timeline history, backup history and partial
 //! segments, and the arithmetic that relates a segment name to an LSN.
 
+pub mod header;
+pub(crate) mod timeline;
+
 use std::fmt;
 
 /// Bytes of LSN space covered by one "log" (the middle 8 hex digits).

@@ -44,8 +44,8 @@ use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
-use crate::aws_credentials::{Keys, Profile, Source};
-use crate::credentials::{Expiring, Refreshing};
+use crate::archive::store::aws_credentials::{Keys, Profile, Source};
+use crate::archive::store::credentials::{Expiring, Refreshing};
 
 /// How long a signed URL stays valid: only long enough for the request to
 /// start, so a leaked URL is of little use.
@@ -228,7 +228,7 @@ impl Settings {
             }
         };
 
-        let credentials = crate::aws_credentials::choose(
+        let credentials = crate::archive::store::aws_credentials::choose(
             &var,
             &region,
             &Profile {

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::open;
+use crate::sys::open;
 use crate::wal::SegmentName;
 
 /// The LSN at which a timeline begins: the switch point on the last line of

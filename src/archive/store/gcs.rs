@@ -23,7 +23,7 @@
 //!    unless `NO_GCE_CHECK=true`.
 //!
 //! Access tokens last an hour: they are cached and fetched again a little
-//! before they expire ([`crate::credentials::Refreshing`]). Tokens and keys
+//! before they expire ([`crate::archive::store::credentials::Refreshing`]). Tokens and keys
 //! never reach a message.
 //!
 //! Permissions: `storage.objects.get` and `storage.objects.list` (the role
@@ -40,8 +40,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
-use crate::credentials::{Expiring, Refreshing};
-use crate::json::{self, Value};
+use crate::archive::store::credentials::{Expiring, Refreshing};
+use crate::archive::store::json::{self, Value};
 
 /// The JSON API's address.
 const API: &str = "https://storage.googleapis.com";
@@ -541,7 +541,7 @@ fn metadata_token(host: &str, tried: &[String]) -> Result<Expiring<Secret>, Erro
         .build()
         .new_agent();
     match agent.get(&url).header("Metadata-Flavor", "Google").call() {
-        Err(e) if crate::credentials::nothing_listens(&e) => {
+        Err(e) if crate::archive::store::credentials::nothing_listens(&e) => {
             let mut tried = tried.to_vec();
             tried.push(format!(
                 "the metadata server: nothing answers at {host} ({e})"

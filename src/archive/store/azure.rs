@@ -30,7 +30,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::body::{self, Checksum};
 use super::classify::{Answer, Fatal, Verdict, classify};
 use super::{DeleteReport, Error, ObjectStore};
-use crate::credentials::{Expiring, Refreshing, nothing_listens};
+use crate::archive::store::credentials::{Expiring, Refreshing, nothing_listens};
 
 /// The REST API version every request names (`x-ms-version`). Pinned: a
 /// service answers as this version documents whatever it supports besides;
@@ -1145,7 +1145,7 @@ fn fetch_token(
 /// (`{"access_token": "...", "expires_on": "1506484173", ...}`; IMDS and
 /// App Service send the numbers as strings). Never quotes the answer.
 fn token_from_json(body: &str, what: &str, now: SystemTime) -> Result<Expiring<Secret>, Error> {
-    let m = crate::json::string_members(body)
+    let m = crate::archive::store::json::string_members(body)
         .map_err(|e| Error::config(format!("{what}: malformed answer ({e})")))?;
     let token = m
         .get("access_token")

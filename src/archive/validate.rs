@@ -7,10 +7,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::archive::RemoteObject;
-use crate::codec::Codec;
-use crate::header::{self, Accepted, Defect, LONG_HEADER_LEN, LongPageHeader};
-use crate::open::{self, Identity};
+use crate::archive::codec::Codec;
+use crate::sys::open::{self, Identity};
 use crate::wal::SegmentName;
+use crate::wal::header::{self, Accepted, Defect, LONG_HEADER_LEN, LongPageHeader};
 
 #[derive(Debug)]
 #[cfg_attr(not(feature = "remote"), allow(dead_code))]
@@ -68,7 +68,7 @@ pub struct ReadySegment {
 impl Probe {
     /// Object storage failed in a way waiting may mend.
     #[cfg(feature = "remote")]
-    pub fn unreachable(e: &crate::store::Error) -> Self {
+    pub fn unreachable(e: &crate::archive::store::Error) -> Self {
         Probe::Unreachable {
             why: e.to_string(),
             retry_after: e.retry_after(),

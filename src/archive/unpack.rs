@@ -8,12 +8,12 @@ use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::Path;
 
-use crate::codec::{self, Codec, DecodeError};
-use crate::copy::{CopyError, Staged};
+use crate::archive::codec::{self, Codec, DecodeError};
+use crate::destination::{CopyError, Staged};
 use crate::exit::Fatal;
-use crate::header::{self, Accepted, LONG_HEADER_LEN, LongPageHeader};
-use crate::signals;
+use crate::sys::signals;
 use crate::wal::SegmentName;
+use crate::wal::header::{self, Accepted, LONG_HEADER_LEN, LongPageHeader};
 
 /// The largest segment PostgreSQL can be built with.
 const MAX_SEGMENT: u64 = 1 << 30;
