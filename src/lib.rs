@@ -18,13 +18,14 @@
 //! * The decisions, pure and table-tested: `policy` (what to do next, the
 //!   pace, who is failing over), `trigger` (what the trigger file says,
 //!   whether it is stale), `archive::store::classify` (what a store's answer
-//!   means), `prefetch::spool::next_to_fetch`, `archive::cleanup` (which
-//!   names go), `archive::registry::standing` (where a standby stands).
+//!   means), `prefetch::spool::next_to_fetch`, `archive::cutoff` (which
+//!   names the cleanup removes), `archive::registry::standing` (where a standby stands).
 //! * `archive/`: where segments come from, one boundary (`archive`) over a
 //!   directory or object storage (`archive::store`: `s3`, `gcs`, `azure`,
 //!   with `classify`, `body` and the credential sources), compressed
 //!   segments (`codec`, `unpack`), is this the segment asked for
-//!   (`validate`), what may be removed (`cleanup`, `registry`).
+//!   (`validate`), what may be removed (`cutoff`, `registry`) and its removal
+//!   (`cleanup`, in a process of its own).
 //! * `destination`: delivering into `%p`, atomically, never partial.
 //! * `wal/`: WAL file names and LSN arithmetic (`wal`), the segment header
 //!   (`wal::header`), timeline history (`wal::timeline`).
@@ -70,7 +71,7 @@ use clap::error::ErrorKind;
 
 /// Public as an API for the property tests: the oldest segment `-k N`
 /// keeps.
-pub use archive::cleanup::cutoff_keeping;
+pub use archive::cutoff::cutoff_keeping;
 
 use archive::cleanup;
 use cli::Cli;

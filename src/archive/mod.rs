@@ -7,6 +7,7 @@
 
 pub mod cleanup;
 pub mod codec;
+pub mod cutoff;
 pub mod registry;
 pub mod store;
 pub mod unpack;
@@ -345,7 +346,7 @@ impl LocalDir {
     /// The segment, plain or compressed. Plain wins when both exist.
     pub fn segment(&self, name: &SegmentName, sysid: Option<u64>) -> Probe {
         let plain = name.to_string();
-        match validate::probe_segment(&self.path_of(&plain), name, sysid) {
+        match validate::path(&self.path_of(&plain), name, sysid) {
             Probe::Absent => {}
             found => return found,
         }
@@ -708,7 +709,7 @@ impl Remote {
         let doomed: Vec<String> = self
             .segment_names()?
             .into_iter()
-            .filter(|k| cleanup::is_removable(k, cutoff))
+            .filter(|k| cutoff::is_removable(k, cutoff))
             .collect();
         if dry_run {
             for key in &doomed {

@@ -359,7 +359,7 @@ fn fetch_remote(
         Err(e) => return Fetched::Refused(e.to_string()),
     };
     match codec {
-        None => match validate::probe_file(file, &name, stamp.sysid) {
+        None => match validate::file(file, &name, stamp.sysid) {
             Probe::Ready(ready) => {
                 let verify =
                     |copy: &fs::File| validate::recheck(copy, &name, stamp.sysid, ready.accepted);

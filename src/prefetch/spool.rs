@@ -370,7 +370,7 @@ impl Spool {
             Ok(file) => file,
             Err(why) => return why,
         };
-        let ready = match validate::probe_file(file, &name, sysid) {
+        let ready = match validate::file(file, &name, sysid) {
             Probe::Ready(ready) => ready,
             other => {
                 remove(&path);
