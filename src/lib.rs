@@ -81,14 +81,6 @@ use obs::logging;
 use restore::Session;
 use sys::signals;
 
-/// When the process started, as near as we can tell: the phases of a
-/// call (`-d`) are measured from here.
-static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-fn process_start() -> std::time::Instant {
-    *STARTED.get_or_init(std::time::Instant::now)
-}
-
 /// The command line's definition, for the generators of the manual page
 /// and the shell completion (examples/man.rs); not a stable interface.
 #[doc(hidden)]
@@ -98,7 +90,7 @@ pub fn command() -> clap::Command {
 
 /// The whole program, for src/main.rs.
 pub fn main() -> ExitCode {
-    process_start();
+    logging::process_start();
     // Every line on stderr goes through the logger, from the first one on.
     logging::init();
     // Any panic must stop recovery, not look like "file not available";

@@ -24,7 +24,6 @@ use crate::exit::{self, Fatal, Outcome};
 use crate::obs::logging;
 use crate::obs::metrics::{self, CallOutcome, CallReport, FailoverKind};
 use crate::policy::{self, Failover, Note, Observation, ReadyStep, Reason, Rules, Seen, Step};
-use crate::prefetch::spool;
 use crate::server::datadir::{self, RecoveryMode};
 use crate::sys::mounts;
 use crate::sys::open::{Identity, unchanged};
@@ -216,7 +215,7 @@ impl Session {
         if !matches!(self.report.outcome, CallOutcome::Failover(_)) {
             return;
         }
-        if let Some(run) = spool::postmaster(&self.cwd) {
+        if let Some(run) = crate::server::datadir::postmaster(&self.cwd) {
             ended::record(&self.cwd, &run, name);
         }
     }
@@ -228,7 +227,7 @@ impl Session {
         let Some(mark) = ended::read(&self.cwd) else {
             return;
         };
-        let run = spool::postmaster(&self.cwd);
+        let run = crate::server::datadir::postmaster(&self.cwd);
         match self.config.request {
             WalFileName::Segment(name)
                 if ended::is_asked_again(Some(&mark), run.as_ref(), name) =>
@@ -790,7 +789,7 @@ impl Session {
 
     /// `-d`: where the call's time went, in ms since the process started.
     fn log_phases(&self) {
-        let start = crate::process_start();
+        let start = logging::process_start();
         let phases: Vec<String> = self
             .phases
             .iter()
