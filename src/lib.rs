@@ -12,7 +12,8 @@
 //!
 //! * The call: `cli` parses the command line, `config` validates it into a
 //!   [`config::Mode`], `restore` runs one restore call (`restore::found`
-//!   looks, `restore::report` logs the outcome, `restore::prefetching` uses
+//!   looks, `restore::failover` reads who asks for a failover,
+//!   `restore::report` logs the outcome, `restore::prefetching` uses
 //!   the spool, `restore::ended` marks the end of recovery), `exit` builds
 //!   the one exit message and status.
 //! * The decisions, pure and table-tested: `policy` (what to do next, the
