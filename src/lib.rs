@@ -35,7 +35,11 @@
 //! * `server/`: the server around us: `datadir` (recovery mode, start time,
 //!   system identifier), `pgconf` (postgresql.conf as the server reads it),
 //!   `control` (pg_control).
-//! * `check/`: `--check`, which reads the same rules the restore applies.
+//! * `check/`: `--check`, which reads the same rules the restore applies:
+//!   the data directory (`setup`), restore_command (`command`, `shell`,
+//!   `access`), the archive (`archive`, `remote`, `registry`), what ends or
+//!   stalls recovery (`recovery`), the server's environment (`server`), and
+//!   the findings as text or JSON (`report`).
 //! * `sys/`: `open` (files others control), `access` (advice for files we
 //!   may not read), `flock`, `mounts`, `signals`, `waiter` (inotify and
 //!   signal wake-ups).
