@@ -158,12 +158,34 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
     let now = registry::now();
     let me = &reg.me;
     let file_name = Entry::file_name(me.system_identifier, &me.name);
+    let host = registry::host_name();
+    let data_directory = reg.data_directory.display().to_string();
+    let last = archive.entry(&file_name);
+    if let Some(other) = &last
+        && registry::written_by_another(other, &host, &data_directory, now, reg.expiry)
+    {
+        tracing::warn!(
+            "archive cleanup skipped: the standby name \"{}\" is also used by the standby at \
+             {}:{} (its entry \"{}\" was written {} ago): two standbys with one name overwrite \
+             each other's position, and the one behind may lose segments it needs. Give each \
+             standby its own --standby-name (if that entry is this standby's own from before it \
+             moved, remove the file)",
+            me.name,
+            other.host,
+            other.data_directory,
+            archive
+                .path_of(&format!("{}/{file_name}", registry::DIR))
+                .display(),
+            human_duration(Duration::from_secs(now.saturating_sub(other.written)))
+        );
+        return;
+    }
     // The same position as the last cleanup, recently published: that
     // cleanup removed what could go, and what the others' moves free is
     // removed by their own cleanups. One read instead of a write, a listing
     // and a read per standby (on a store, a request each).
     if !dry_run
-        && let Some(last) = archive.entry(&file_name)
+        && let Some(last) = last
         && last.restart == cutoff
         && now.saturating_sub(last.written) < registry::REFRESH.as_secs()
     {
@@ -176,8 +198,8 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
         segment_size: me.segment_size,
         restart: cutoff,
         written: now,
-        host: registry::host_name(),
-        data_directory: reg.data_directory.display().to_string(),
+        host,
+        data_directory,
     };
     if !dry_run && let Err(e) = archive.publish(&file_name, &entry.encode()) {
         tracing::warn!(

@@ -149,9 +149,21 @@ pub(super) fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
         return;
     };
     let expiry = std::time::Duration::from_secs(cli.standby_expiry * 3600);
-    let sysid = Control::read(&setup.datadir)
-        .ok()
-        .map(|c| c.system_identifier);
+    // The cluster as the restore reads it for the registry.
+    let sysid = crate::server::datadir::system_identifier(&setup.datadir).ok();
+    // As the cleanup names this standby's entry: the server's working
+    // directory is the data directory, symbolic links resolved.
+    let datadir = fs::canonicalize(&setup.datadir).unwrap_or_else(|_| setup.datadir.clone());
+    let mine = sysid.map(|sysid| registry::Mine {
+        file_name: crate::archive::registry::Entry::file_name(
+            sysid,
+            &cli.standby_name
+                .clone()
+                .unwrap_or_else(|| crate::archive::registry::default_name(&datadir)),
+        ),
+        host: crate::archive::registry::host_name(),
+        data_directory: datadir.display().to_string(),
+    });
     match archive.to_str() {
         Some(url) if is_object_storage(url) => {
             check_remote_archive(setup, url, &assignments, out);
@@ -160,14 +172,14 @@ pub(super) fn check_restore_command(setup: &Setup, out: &mut Vec<Finding>) {
                 crate::archive::store::open_with(url, &command_env(setup, &assignments))
             {
                 let archive = crate::archive::Archive::in_store(url, store);
-                registry::findings(&archive, sysid, expiry, out);
+                registry::findings(&archive, sysid, mine.as_ref(), expiry, out);
             }
         }
         _ => {
             let path = setup.datadir.join(archive);
             check_local_archive(setup, &path, out);
             if let Ok(archive) = crate::archive::Archive::open(&path) {
-                registry::findings(&archive, sysid, expiry, out);
+                registry::findings(&archive, sysid, mine.as_ref(), expiry, out);
             }
         }
     }
