@@ -5,6 +5,7 @@
 //! kept, and fetched again a little before they expire. Shared by every
 //! store whose credentials expire.
 
+use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +19,16 @@ const MARGIN: Duration = Duration::from_secs(5 * 60);
 pub struct Expiring<T> {
     pub value: T,
     pub expires: Option<SystemTime>,
+}
+
+/// A secret that prints redacted: keys, tokens, client secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
 }
 
 /// Whether credentials fetched at `fetched` and valid until `expires`

@@ -25,8 +25,12 @@ pub mod body;
 pub mod classify;
 #[cfg(feature = "gcs")]
 pub mod gcs;
+#[cfg(feature = "remote")]
+mod http;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(any(feature = "s3", feature = "azure"))]
+mod xml;
 
 use std::fmt;
 use std::io::{self, Write};

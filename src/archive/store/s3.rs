@@ -42,7 +42,10 @@ use md5::{Digest, Md5};
 use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 
 use super::body::{self, Checksum};
-use super::classify::{Answer, Fatal, Verdict, classify};
+use super::classify::Fatal;
+pub use super::http::Timeouts;
+use super::http::{self, ListPage, Response, read_text, transport};
+use super::xml::{self, field as xml_field};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::archive::store::aws_credentials::{Keys, Profile, Source};
 use crate::archive::store::credentials::{Expiring, Refreshing};
@@ -52,13 +55,8 @@ use crate::archive::store::credentials::{Expiring, Refreshing};
 const SIGNED_URL_TTL: Duration = Duration::from_secs(300);
 /// DeleteObjects takes at most 1000 keys per request (S3 API reference).
 const DELETE_BATCH: usize = 1000;
-/// Error bodies are small XML documents; never read more than this of one.
-const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// ListObjectsV2 pages are at most 1000 keys of at most 1 KiB each.
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
-
-/// How long an idle connection is kept for the next request.
-const IDLE_REUSE: Duration = Duration::from_secs(4);
 
 /// Where in object storage the archive is: `s3://BUCKET[/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,29 +116,6 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.prefix)
-    }
-}
-
-/// Per-request limits. Short, so that a hung server turns into a
-/// [`Error::Transient`] the waiting loop logs and retries.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// TCP connect plus TLS handshake.
-    pub connect: Duration,
-    /// From the request sent to the response headers received.
-    pub response: Duration,
-    /// Longest silence while reading a body (each read, not the whole body:
-    /// a 16 MiB segment over a slow link may take longer as a whole).
-    pub read: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(2),
-            response: Duration::from_secs(10),
-            read: Duration::from_secs(10),
-        }
     }
 }
 
@@ -252,7 +227,7 @@ impl Settings {
                 },
             },
         )?;
-        let proxy = proxy_for(&endpoint, &var);
+        let proxy = http::proxy_for(&endpoint, &var);
         Ok(Self {
             endpoint,
             path_style,
@@ -261,40 +236,6 @@ impl Settings {
             proxy,
         })
     }
-}
-
-/// The proxy for the endpoint from the usual variables (`HTTPS_PROXY` or
-/// `HTTP_PROXY` by scheme, else `ALL_PROXY`; lower case too), unless
-/// `NO_PROXY` names the host (exactly, as a domain suffix, or `*`).
-/// Loopback endpoints are never proxied.
-fn proxy_for(endpoint: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let url: url::Url = endpoint.parse().ok()?;
-    let host = url
-        .host_str()?
-        .trim_matches(['[', ']'])
-        .to_ascii_lowercase();
-    if host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-    {
-        return None;
-    }
-    let get = |k: &str| var(k).or_else(|| var(&k.to_ascii_lowercase()));
-    let no_proxy = get("NO_PROXY").unwrap_or_default();
-    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let entry = entry.trim_start_matches('*').trim_start_matches('.');
-        let entry = entry.to_ascii_lowercase();
-        if entry.is_empty() || host == entry || host.ends_with(&format!(".{entry}")) {
-            return None;
-        }
-    }
-    let scheme_var = if url.scheme() == "https" {
-        "HTTPS_PROXY"
-    } else {
-        "HTTP_PROXY"
-    };
-    get(scheme_var).or_else(|| get("ALL_PROXY"))
 }
 
 fn show(p: &Option<PathBuf>) -> String {
@@ -430,30 +371,9 @@ impl Store {
                     s.endpoint, location.bucket
                 ))
             })?;
-        let proxy = match &s.proxy {
-            Some(p) => Some(
-                ureq::Proxy::new(p)
-                    .map_err(|e| Error::config(format!("proxy \"{p}\" is malformed: {e}")))?,
-            ),
-            None => None,
-        };
-        let agent = ureq::Agent::config_builder()
-            // The proxy comes from the same environment as the rest.
-            .proxy(proxy)
-            .http_status_as_error(false)
-            // A redirect means a wrong region or endpoint: report it.
-            .max_redirects(0)
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_recv_response(Some(timeouts.response))
-            .timeout_per_read(Some(timeouts.read))
-            .timeout_per_write(Some(timeouts.read))
-            // No retries here, so a kept-alive connection the server has
-            // closed would fail the next poll: reuse only fresh ones
-            // (servers close idle connections after 5 s and more).
-            .max_idle_age(IDLE_REUSE)
-            .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        // The proxy comes from the same environment as the rest.
+        let proxy = s.proxy.as_deref().map(http::proxy).transpose()?;
+        let agent = http::store_agent(proxy, timeouts);
         Ok(Self {
             location,
             bucket,
@@ -545,17 +465,10 @@ impl Store {
             .map_err(|e| transport(e, &what()))?;
         match self.check(resp, &what()) {
             Ok(resp) => {
-                let h = |n: &str| {
-                    resp.headers()
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let size = h("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| {
-                        Error::Transient(format!("{}: no Content-Length in the answer", what()))
-                    })?;
+                let h = |n: &str| http::header(&resp, n);
+                let size = http::content_length(&resp).ok_or_else(|| {
+                    Error::Transient(format!("{}: no Content-Length in the answer", what()))
+                })?;
                 Ok(Some(ObjectMeta {
                     size,
                     etag: h("etag"),
@@ -596,14 +509,8 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let length = header("content-length").and_then(|v| v.parse().ok());
-        let checksums = Checksum::from_s3(&header);
+        let length = http::content_length(&resp);
+        let checksums = Checksum::from_s3(&|name: &str| http::header(&resp, name));
         let mut body = resp.into_body().into_reader();
         body::copy(
             &mut body,
@@ -641,18 +548,16 @@ impl Store {
     pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let prefix = self.key(name_prefix);
         let what = format!("listing {}{name_prefix}", self.location);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.list_page.to_string();
+        let page = self.list_page.to_string();
+        http::list_all(&self.location.prefix, |token| {
             let mut query = vec![
                 ("delimiter", "/"),
                 ("list-type", "2"),
                 ("max-keys", page.as_str()),
                 ("prefix", prefix.as_str()),
             ];
-            if let Some(t) = &token {
-                query.push(("continuation-token", t.as_str()));
+            if let Some(t) = token {
+                query.push(("continuation-token", t));
             }
             let url = self.sign_bucket(Method::Get, query)?;
             let resp = self
@@ -662,31 +567,15 @@ impl Store {
                 .map_err(|e| transport(e, &what))?;
             let resp = self.check_bucket_request(resp, &what)?;
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
-            let page = parse_list_page(&text)
-                .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))?;
-            for (key, size) in page.objects {
-                if let Some(name) = key.strip_prefix(&self.location.prefix)
-                    && !name.is_empty()
-                {
-                    out.push((name.to_string(), size));
-                }
-            }
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-        Ok(out)
+            parse_list_page(&text)
+                .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))
+        })
     }
 
     /// The answer to a request on the bucket itself (a listing, a batch
     /// delete): never 404 for a present bucket, so a 404 is a
     /// configuration error.
-    fn check_bucket_request(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    fn check_bucket_request(&self, resp: Response, what: &str) -> Result<Response, Error> {
         self.check(resp, what).map_err(|e| match e {
             Error::NotFound => Error::refused(
                 Fatal::NoBucket,
@@ -845,69 +734,27 @@ impl Store {
     }
 
     /// Sorts an HTTP answer onto the contract ([`classify`]): Ok for the
-    /// answer asked for.
-    fn check(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let status = resp.status().as_u16();
-        let content_type = header("content-type");
-        let retry_after = header("retry-after");
-        let quick = Answer {
-            status,
-            code: None,
-            retry_after: None,
-            content_type: content_type.as_deref(),
-        };
-        if classify(&quick) == Verdict::Ok {
-            return Ok(resp);
-        }
-        let reason = resp.status().canonical_reason().unwrap_or("").to_string();
-        // HEAD answers have no body; others carry <Error><Code>…</Code>.
-        let body = read_text(resp, ERROR_BODY_LIMIT, what).unwrap_or_default();
-        let code = xml_field(&body, "Code");
-        let message = xml_field(&body, "Message");
-        let detail = match (&code, &message) {
-            (Some(c), Some(m)) => format!("{status} {c}: {m}"),
-            (Some(c), None) => format!("{status} {c}"),
-            _ if (200..300).contains(&status) => {
-                format!(
-                    "{status} with a {} page",
-                    content_type.as_deref().unwrap_or("?")
-                )
-            }
-            _ => format!("{status} {reason}"),
-        };
-        let answer = Answer {
-            code: code.as_deref(),
-            retry_after: retry_after.as_deref(),
-            ..quick
-        };
-        Err(match classify(&answer) {
-            Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
-            Verdict::Absent => Error::NotFound,
-            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
-            Verdict::Refresh => {
-                self.credentials.invalidate();
-                if self.source.fixed().is_some() {
-                    Error::refused(
-                        Fatal::Denied,
-                        format!("{what}: {detail}: the session token has expired (renew it)"),
-                    )
-                } else {
-                    Error::Transient(format!("{what}: {detail}: fetching new credentials"))
-                }
-            }
-            Verdict::Fatal(kind) => {
-                Error::refused(kind, format!("{what}: {detail} ({})", kind.hint()))
-            }
+    /// answer asked for. Error bodies carry `<Error><Code>…</Code>`.
+    fn check(&self, resp: Response, what: &str) -> Result<Response, Error> {
+        http::sort(resp, what, None, |body| {
+            (xml_field(body, "Code"), xml_field(body, "Message"))
+        })
+        .map_err(|refusal| {
+            refusal.into_error(
+                what,
+                |said| {
+                    self.credentials.invalidate();
+                    if self.source.fixed().is_some() {
+                        Error::refused(
+                            Fatal::Denied,
+                            format!("{said}: the session token has expired (renew it)"),
+                        )
+                    } else {
+                        Error::Transient(format!("{said}: fetching new credentials"))
+                    }
+                },
+                |_| String::new(),
+            )
         })
     }
 
@@ -956,41 +803,6 @@ impl ObjectStore for Store {
     }
 }
 
-/// Sorts a failed request (no HTTP answer) onto the contract.
-fn transport(e: ureq::Error, what: &str) -> Error {
-    use ureq::Error as E;
-    match e {
-        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
-            Error::config(format!("{what}: {e}"))
-        }
-        // A certificate the TLS stack refuses will not change by waiting.
-        E::Tls(_) | E::Rustls(_) | E::Pem(_) => Error::config(format!("{what}: TLS: {e}")),
-        E::Timeout(t) => Error::Transient(format!("{what}: timed out ({t:?})")),
-        E::HostNotFound => Error::Transient(format!("{what}: host not found (DNS)")),
-        // Refused connections, resets, cut bodies, garbled answers: the
-        // server may be restarting.
-        other => Error::Transient(format!("{what}: {other}")),
-    }
-}
-
-fn read_text(
-    resp: ureq::http::Response<ureq::Body>,
-    limit: u64,
-    what: &str,
-) -> Result<String, Error> {
-    resp.into_body()
-        .with_config()
-        .limit(limit)
-        .read_to_string()
-        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))
-}
-
-struct ListPage {
-    objects: Vec<(String, u64)>,
-    /// The continuation token, if the listing is truncated.
-    next: Option<String>,
-}
-
 /// Reads a ListObjectsV2 answer, taking only Key and Size of each
 /// Contents: servers differ in which other fields they send (s3s-fs
 /// leaves out the ETag of files it did not write itself), and a strict
@@ -1000,15 +812,10 @@ fn parse_list_page(body: &str) -> Option<ListPage> {
         return None;
     }
     let mut objects = Vec::new();
-    let mut rest = body;
-    while let Some(start) = rest.find("<Contents>") {
-        let after = &rest[start..];
-        let end = after.find("</Contents>")?;
-        let item = &after[..end];
+    for item in xml::elements(body, "Contents")? {
         let key = xml_field(item, "Key")?;
         let size = xml_field(item, "Size")?.parse().ok()?;
         objects.push((key, size));
-        rest = &after[end..];
     }
     let truncated = xml_field(body, "IsTruncated").is_some_and(|v| v == "true");
     let next = match (truncated, xml_field(body, "NextContinuationToken")) {
@@ -1047,16 +854,11 @@ fn parse_delete_errors(body: &str) -> Option<Vec<(String, String)>> {
         return None;
     }
     let mut out = Vec::new();
-    let mut rest = body;
-    while let Some(start) = rest.find("<Error>") {
-        let after = &rest[start..];
-        let end = after.find("</Error>")?;
-        let item = &after[..end];
+    for item in xml::elements(body, "Error")? {
         let key = xml_field(item, "Key")?;
         let code = xml_field(item, "Code").unwrap_or_default();
         let message = xml_field(item, "Message").unwrap_or_default();
         out.push((key, format!("{code}: {message}")));
-        rest = &after[end..];
     }
     Some(out)
 }
@@ -1081,21 +883,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// The text of the first `<tag>…</tag>` (S3 error documents are flat).
-pub(crate) fn xml_field(body: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = body.find(&open)? + open.len();
-    let end = body[start..].find(&format!("</{tag}>"))? + start;
-    let v = body[start..end].trim();
-    (!v.is_empty()).then(|| {
-        v.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&")
-    })
 }
 
 #[cfg(test)]
@@ -1203,28 +990,6 @@ mod tests {
     }
 
     #[test]
-    fn proxies() {
-        let env = env_of(&[
-            ("HTTPS_PROXY", "http://proxy:3128"),
-            ("http_proxy", "http://plain:3128"),
-            ("NO_PROXY", "internal.example, .corp"),
-        ]);
-        assert_eq!(
-            proxy_for("https://s3.eu-west-3.amazonaws.com", &env).as_deref(),
-            Some("http://proxy:3128")
-        );
-        assert_eq!(
-            proxy_for("http://minio:9000", &env).as_deref(),
-            Some("http://plain:3128")
-        );
-        assert_eq!(proxy_for("http://s3.internal.example", &env), None);
-        assert_eq!(proxy_for("http://minio.corp:9000", &env), None);
-        assert_eq!(proxy_for("http://127.0.0.1:9000", &env), None);
-        assert_eq!(proxy_for("http://[::1]:9000", &env), None);
-        assert_eq!(proxy_for("http://minio:9000", &env_of(&[])), None);
-    }
-
-    #[test]
     fn settings_from_profile_files() {
         let dir = tempfile::tempdir().unwrap();
         let aws = dir.path().join(".aws");
@@ -1290,15 +1055,6 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<Store>();
         check::<Error>();
-    }
-
-    #[test]
-    fn error_fields() {
-        let body = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>\
-                    <Message>a &amp; b</Message></Error>";
-        assert_eq!(xml_field(body, "Code").as_deref(), Some("NoSuchBucket"));
-        assert_eq!(xml_field(body, "Message").as_deref(), Some("a & b"));
-        assert_eq!(xml_field("", "Code"), None);
     }
 
     #[test]
