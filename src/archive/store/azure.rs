@@ -31,6 +31,7 @@ use super::body::{self, Checksum};
 use super::classify::Fatal;
 pub use super::http::Timeouts;
 use super::http::{self, ListPage, Response, read_text};
+use super::location;
 use super::xml::{self, field as xml_field};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::archive::store::credentials::{Expiring, Refreshing, nothing_listens};
@@ -86,14 +87,8 @@ pub struct Location {
 
 impl Location {
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::config(format!("malformed archive URL \"{url}\": {why}"));
-        let rest = url
-            .strip_prefix("azure://")
-            .ok_or_else(|| bad("expected azure://CONTAINER[/PREFIX]"))?;
-        let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if container.is_empty() {
-            return Err(bad("the container name is empty"));
-        }
+        let (container, prefix) = location::split(url, "azure", "container")?;
+        let bad = |why: &str| location::malformed(url, why);
         // Container naming rules:
         // https://learn.microsoft.com/en-us/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata#container-names
         if !(3..=63).contains(&container.len()) {
@@ -110,19 +105,7 @@ impl Location {
                 "a container name starts and ends with a letter or digit, without \"--\"",
             ));
         }
-        if prefix
-            .chars()
-            .any(|c| c.is_control() || c == '?' || c == '#' || c == '\\')
-        {
-            return Err(bad(
-                "the prefix has a control character, '\\', '?' or '#' (no query or fragment)",
-            ));
-        }
-        let mut norm = String::new();
-        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
-            norm.push_str(seg);
-            norm.push('/');
-        }
+        let norm = location::prefix(url, prefix, &['\\', '?', '#'])?;
         Ok(Self {
             container: container.to_string(),
             prefix: norm,

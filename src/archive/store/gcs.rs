@@ -41,6 +41,7 @@ use super::body::{self, Checksum};
 use super::classify::Fatal;
 pub use super::http::Timeouts;
 use super::http::{self, ListPage, Response, read_text, transport};
+use super::location;
 use super::{DeleteReport, Error, ObjectStore};
 use crate::archive::store::credentials::{Expiring, Refreshing};
 use crate::archive::store::json::{self, Value};
@@ -75,48 +76,19 @@ pub struct Location {
 
 impl Location {
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::config(format!("malformed archive URL \"{url}\": {why}"));
-        let rest = url
-            .strip_prefix("gs://")
-            .ok_or_else(|| bad("expected gs://BUCKET[/PREFIX]"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("the bucket name is empty"));
-        }
+        let (bucket, prefix) = location::split(url, "gs", "bucket")?;
         // Bucket naming rules
         // (https://cloud.google.com/storage/docs/buckets#naming): 3 to 63
         // characters, or up to 222 with dots and each part at most 63.
         let parts_ok = bucket.split('.').all(|p| !p.is_empty() && p.len() <= 63);
         if bucket.len() < 3 || bucket.len() > 222 || !parts_ok {
-            return Err(bad(
+            return Err(location::malformed(
+                url,
                 "a bucket name has 3 to 63 characters (222 with dots, 63 between them)",
             ));
         }
-        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-        if !bucket
-            .chars()
-            .all(|c| ok(c) || matches!(c, '.' | '-' | '_'))
-        {
-            return Err(bad(
-                "a bucket name has only lowercase letters, digits, '.', '-' and '_'",
-            ));
-        }
-        if !bucket.starts_with(ok) || !bucket.ends_with(ok) {
-            return Err(bad("a bucket name starts and ends with a letter or digit"));
-        }
-        if prefix
-            .chars()
-            .any(|c| c.is_control() || c == '?' || c == '#')
-        {
-            return Err(bad(
-                "the prefix has a control character, '?' or '#' (no query or fragment)",
-            ));
-        }
-        let mut norm = String::new();
-        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
-            norm.push_str(seg);
-            norm.push('/');
-        }
+        location::bucket_characters(url, bucket)?;
+        let norm = location::prefix(url, prefix, &['?', '#'])?;
         Ok(Self {
             bucket: bucket.to_string(),
             prefix: norm,

@@ -84,6 +84,7 @@ pub(crate) fn endpoint_agent(
 }
 
 /// A proxy URL from the configuration, refused at start-up if malformed.
+#[cfg(any(feature = "s3", feature = "azure"))]
 pub(crate) fn proxy(url: &str) -> Result<ureq::Proxy, Error> {
     ureq::Proxy::new(url).map_err(|e| Error::config(format!("proxy \"{url}\" is malformed: {e}")))
 }
@@ -100,7 +101,9 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
 /// `HTTP_PROXY` by scheme, else `ALL_PROXY`; lower case too), unless
 /// `NO_PROXY` names the host (exactly, as a domain suffix, or `*`).
 /// Loopback endpoints are never proxied. Read from `env`, so that
-/// `--check` sees the server's.
+/// `--check` sees the server's. (The Cloud Storage store leaves its proxy
+/// to ureq, which reads the process environment.)
+#[cfg(any(feature = "s3", feature = "azure"))]
 pub(crate) fn proxy_for(endpoint: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let var = |k: &str| env(k).filter(|v| !v.is_empty());
     let url: url::Url = endpoint.parse().ok()?;
@@ -129,6 +132,7 @@ pub(crate) fn proxy_for(endpoint: &str, env: &dyn Fn(&str) -> Option<String>) ->
 }
 
 /// Sorts a failed request (no HTTP answer) onto the contract.
+#[cfg(any(feature = "s3", feature = "gcs"))]
 pub(crate) fn transport(e: ureq::Error, what: &str) -> Error {
     let text = e.to_string();
     transport_saying(e, what, text)
@@ -288,7 +292,7 @@ pub(crate) fn list_all(
     Ok(out)
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "s3", feature = "azure")))]
 mod tests {
     use super::*;
 

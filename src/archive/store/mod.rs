@@ -27,6 +27,8 @@ pub mod classify;
 pub mod gcs;
 #[cfg(feature = "remote")]
 mod http;
+#[cfg(feature = "remote")]
+mod location;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(feature = "s3", feature = "azure"))]

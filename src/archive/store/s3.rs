@@ -45,6 +45,7 @@ use super::body::{self, Checksum};
 use super::classify::Fatal;
 pub use super::http::Timeouts;
 use super::http::{self, ListPage, Response, read_text, transport};
+use super::location;
 use super::xml::{self, field as xml_field};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::archive::store::aws_credentials::{Keys, Profile, Source};
@@ -68,44 +69,16 @@ pub struct Location {
 
 impl Location {
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::config(format!("malformed archive URL \"{url}\": {why}"));
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| bad("expected s3://BUCKET[/PREFIX]"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("the bucket name is empty"));
-        }
-        // S3 bucket naming rules (AWS "Bucket naming rules"), relaxed for
-        // the underscores some S3-compatible servers accept.
+        let (bucket, prefix) = location::split(url, "s3", "bucket")?;
+        // S3 bucket naming rules (AWS "Bucket naming rules").
         if !(3..=63).contains(&bucket.len()) {
-            return Err(bad("a bucket name has 3 to 63 characters"));
-        }
-        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-        if !bucket
-            .chars()
-            .all(|c| ok(c) || matches!(c, '.' | '-' | '_'))
-        {
-            return Err(bad(
-                "a bucket name has only lowercase letters, digits, '.', '-' and '_'",
+            return Err(location::malformed(
+                url,
+                "a bucket name has 3 to 63 characters",
             ));
         }
-        if !bucket.starts_with(ok) || !bucket.ends_with(ok) {
-            return Err(bad("a bucket name starts and ends with a letter or digit"));
-        }
-        if prefix
-            .chars()
-            .any(|c| c.is_control() || c == '?' || c == '#')
-        {
-            return Err(bad(
-                "the prefix has a control character, '?' or '#' (no query or fragment)",
-            ));
-        }
-        let mut norm = String::new();
-        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
-            norm.push_str(seg);
-            norm.push('/');
-        }
+        location::bucket_characters(url, bucket)?;
+        let norm = location::prefix(url, prefix, &['?', '#'])?;
         Ok(Self {
             bucket: bucket.to_string(),
             prefix: norm,
