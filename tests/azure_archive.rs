@@ -99,20 +99,12 @@ impl Setup {
     }
 
     fn args(&self, opts: &[&str], name: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = ["-d", "-s", "2", "--bad-file-timeout", "1"]
+        let opts: Vec<&str> = ["-d", "-s", "2", "--bad-file-timeout", "1"]
             .iter()
             .chain(opts)
-            .map(|s| s.to_string())
+            .copied()
             .collect();
-        args.push(URL.into());
-        args.push(name.into());
-        args.push(if name.ends_with(".history") {
-            "pg_wal/RECOVERYHISTORY".into()
-        } else {
-            "pg_wal/RECOVERYXLOG".into()
-        });
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+        self.env.restore_args_at(URL, &opts, name, extra)
     }
 
     fn blobs(&self) -> Vec<String> {
@@ -297,14 +289,6 @@ fn listings_follow_every_page() {
     assert_eq!(store.list("00000001").unwrap().len(), 4);
 }
 
-fn status(status: u16, code: &'static str) -> Action {
-    Action::Status {
-        status,
-        code,
-        retry_after: None,
-    }
-}
-
 /// A managed identity: the token comes from the instance metadata
 /// protocol (here a local endpoint, through
 /// AZURE_POD_IDENTITY_AUTHORITY_HOST as in Azure's SDKs) and every store
@@ -383,7 +367,7 @@ fn an_expired_token_is_fetched_again() {
     let s = setup();
     let identity = IdentityServer::start();
     let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", s.server.port));
-    proxy.then([status(401, "InvalidAuthenticationInfo")]);
+    proxy.then([Action::status(401, "InvalidAuthenticationInfo", None)]);
     let done = Job::launch(
         &s.env,
         s.command_with(

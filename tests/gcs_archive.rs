@@ -10,20 +10,9 @@
 
 mod support;
 
-#[path = "support/gcs_server.rs"]
-mod gcs_server;
-
 #[path = "support/gcs_token.rs"]
 mod gcs_token;
 
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-
-#[cfg(feature = "azure")]
-#[path = "support/azure_server.rs"]
-mod azure_server;
-#[path = "support/s3_server.rs"]
-mod s3_server;
 #[path = "support/stores.rs"]
 mod stores;
 
@@ -31,9 +20,9 @@ use std::fs;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fault_proxy::{Action, FaultProxy};
-use gcs_server::GcsServer;
 use gcs_token::{TOKEN_PREFIX, TokenServer};
+use stores::fault_proxy::{Action, FaultProxy};
+use stores::gcs_server::GcsServer;
 use stores::{Archive, Kind};
 use support::*;
 
@@ -85,20 +74,12 @@ impl Setup {
     }
 
     fn args(&self, url: &str, opts: &[&str], name: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = ["-d", "-s", "1", "--bad-file-timeout", "1"]
+        let opts: Vec<&str> = ["-d", "-s", "1", "--bad-file-timeout", "1"]
             .iter()
             .chain(opts)
-            .map(|s| s.to_string())
+            .copied()
             .collect();
-        args.push(url.into());
-        args.push(name.into());
-        args.push(if name.ends_with(".history") {
-            "pg_wal/RECOVERYHISTORY".into()
-        } else {
-            "pg_wal/RECOVERYXLOG".into()
-        });
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+        self.env.restore_args_at(url, &opts, name, extra)
     }
 
     /// A call straight to the emulator.
@@ -111,17 +92,12 @@ impl Setup {
     }
 }
 
-fn status(status: u16, code: &'static str, retry_after: Option<u32>) -> Action {
-    Action::Status {
-        status,
-        code,
-        retry_after,
-    }
-}
-
 #[test]
 fn rate_limits_are_waited_out() {
-    Archive::new(Kind::Gcs).restores_after(vec![status(429, "rateLimitExceeded", None); 2], "429");
+    Archive::new(Kind::Gcs).restores_after(
+        vec![Action::status(429, "rateLimitExceeded", None); 2],
+        "429",
+    );
 }
 
 /// A service account key (GOOGLE_APPLICATION_CREDENTIALS) with the
@@ -142,7 +118,7 @@ fn a_service_account_token_reaches_the_store() {
     )
     .unwrap();
     // The first request is refused as with a revoked token.
-    s.proxy.then([status(401, "authError", None)]);
+    s.proxy.then([Action::status(401, "authError", None)]);
     // No fetcher: its process would fetch a token of its own.
     let args = s.args("gs://wal/archive", &["--prefetch=0"], NAME, &[]);
     let mut cmd = s.command(&s.proxy.endpoint, &args);
@@ -327,10 +303,10 @@ fn a_segment_stored_gzip_encoded_is_restored() {
     let bytes = segment(NAME);
     let target = format!(
         "/upload/storage/v1/b/{BUCKET}/o?uploadType=media&contentEncoding=gzip&name={}",
-        gcs_server::pct(&format!("{PREFIX}{NAME}"))
+        stores::gcs_server::pct(&format!("{PREFIX}{NAME}"))
     );
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.server.port));
-    let (status, answer) = gcs_server::http(addr, "POST", &target, &gzip(&bytes)).unwrap();
+    let (status, answer) = stores::gcs_server::http(addr, "POST", &target, &gzip(&bytes)).unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     s.start(&[], NAME)
         .finish_within(Duration::from_secs(10))

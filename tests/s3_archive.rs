@@ -5,15 +5,6 @@
 
 mod support;
 
-#[cfg(feature = "azure")]
-#[path = "support/azure_server.rs"]
-mod azure_server;
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "support/gcs_server.rs"]
-mod gcs_server;
-#[path = "support/s3_server.rs"]
-mod s3_server;
 #[path = "support/stores.rs"]
 mod stores;
 

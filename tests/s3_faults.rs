@@ -8,22 +8,13 @@
 
 mod support;
 
-#[cfg(feature = "azure")]
-#[path = "support/azure_server.rs"]
-mod azure_server;
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "support/gcs_server.rs"]
-mod gcs_server;
-#[path = "support/s3_server.rs"]
-mod s3_server;
 #[path = "support/stores.rs"]
 mod stores;
 
 use std::fs;
 use std::time::Duration;
 
-use fault_proxy::Action;
+use stores::fault_proxy::Action;
 use stores::{Archive, Kind, PREFIX, Via};
 use support::*;
 
@@ -48,21 +39,13 @@ fn start(s: &Archive, opts: &[&str]) -> Job {
     start_with(s, opts, &[])
 }
 
-fn status(status: u16, code: &'static str, retry_after: Option<u32>) -> Action {
-    Action::Status {
-        status,
-        code,
-        retry_after,
-    }
-}
-
 #[test]
 fn server_errors_are_waited_out() {
     setup().restores_after(
         vec![
-            status(500, "InternalError", None),
-            status(502, "BadGateway", None),
-            status(504, "GatewayTimeout", None),
+            Action::status(500, "InternalError", None),
+            Action::status(502, "BadGateway", None),
+            Action::status(504, "GatewayTimeout", None),
         ],
         "cannot be reached",
     );
@@ -70,7 +53,7 @@ fn server_errors_are_waited_out() {
 
 #[test]
 fn too_many_requests_is_waited_out() {
-    setup().restores_after(vec![status(429, "TooManyRequests", None); 2], "429");
+    setup().restores_after(vec![Action::status(429, "TooManyRequests", None); 2], "429");
 }
 
 /// A cut inside the page header, before anything could be checked.
@@ -119,7 +102,7 @@ fn a_slow_answer_is_just_slow() {
 #[test]
 fn a_smart_failover_during_throttling_never_promotes() {
     let s = setup();
-    s.proxy.always(status(503, "SlowDown", Some(1)));
+    s.proxy.always(Action::status(503, "SlowDown", Some(1)));
     let trigger = s.env.path("trigger");
     let trigger_arg = trigger.display().to_string();
     let mut job = start(&s, &["-t", &trigger_arg]);
@@ -139,7 +122,7 @@ fn a_listed_segment_that_cannot_be_read_never_promotes() {
     let s = setup();
     s.put(NAME, &segment(NAME));
     s.proxy.always(Action::ByRequest {
-        get: Box::new(status(404, "NoSuchKey", None)),
+        get: Box::new(Action::status(404, "NoSuchKey", None)),
         other: Box::new(Action::Pass),
     });
     let trigger = s.env.path("trigger");
@@ -164,7 +147,7 @@ fn cleanup_without_batch_delete_deletes_one_by_one() {
     s.put(NAME, &segment(NAME));
     s.proxy.always(Action::ForMethod {
         method: "POST",
-        then: Box::new(status(501, "NotImplemented", None)),
+        then: Box::new(Action::status(501, "NotImplemented", None)),
     });
     let job = start_with(&s, &[], &["000000010000000000000004"]);
     let log = job.log_file();

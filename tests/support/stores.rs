@@ -5,17 +5,27 @@
 //! store shares take a [`Kind`] and run once per store (see
 //! [`every_store`]), so that the behaviour is written once.
 //!
-//! A test file that includes this module declares the servers' and the
-//! proxy's modules beside it (`#[path = "support/s3_server.rs"] mod
-//! s3_server;` and so on).
+//! A test file includes it with `#[path = "support/stores.rs"] mod
+//! stores;` beside `mod support;`, and reaches the servers and the proxy
+//! through it (`stores::fault_proxy::Action`).
 
 #![allow(dead_code)]
 
 use std::fs;
 use std::process::{Command, Stdio};
 
-use crate::fault_proxy::{Action, FaultProxy};
+#[cfg(feature = "azure")]
+#[path = "azure_server.rs"]
+pub mod azure_server;
+#[path = "fault_proxy.rs"]
+pub mod fault_proxy;
+#[path = "gcs_server.rs"]
+pub mod gcs_server;
+#[path = "s3_server.rs"]
+pub mod s3_server;
+
 use crate::support::{Env, Job, binary};
+use fault_proxy::{Action, FaultProxy};
 
 /// The archive's location in the bucket.
 pub const PREFIX: &str = "archive/";
@@ -46,10 +56,10 @@ macro_rules! every_store {
 }
 
 enum Server {
-    S3(crate::s3_server::S3Server),
-    Gcs(crate::gcs_server::GcsServer),
+    S3(s3_server::S3Server),
+    Gcs(gcs_server::GcsServer),
     #[cfg(feature = "azure")]
-    Azure(crate::azure_server::AzureServer),
+    Azure(azure_server::AzureServer),
 }
 
 /// Where a call sends its requests.
@@ -75,18 +85,18 @@ impl Archive {
     pub fn new(kind: Kind) -> Archive {
         let server = match kind {
             Kind::S3 => {
-                let s = crate::s3_server::S3Server::start();
+                let s = s3_server::S3Server::start();
                 s.bucket("wal");
                 Server::S3(s)
             }
             Kind::Gcs => {
-                let s = crate::gcs_server::GcsServer::start();
+                let s = gcs_server::GcsServer::start();
                 s.bucket("wal");
                 Server::Gcs(s)
             }
             #[cfg(feature = "azure")]
             Kind::Azure => {
-                let s = crate::azure_server::AzureServer::start();
+                let s = azure_server::AzureServer::start();
                 s.container("wal");
                 Server::Azure(s)
             }
@@ -220,11 +230,7 @@ impl Archive {
             #[cfg(feature = "azure")]
             Kind::Azure => "ServerBusy",
         };
-        Action::Status {
-            status: 503,
-            code,
-            retry_after: Some(1),
-        }
+        Action::status(503, code, Some(1))
     }
 
     /// The store's own answer when a permission is missing.
@@ -238,11 +244,7 @@ impl Archive {
     }
 
     fn refusal(&self, (status, code): (u16, &'static str)) -> Action {
-        Action::Status {
-            status,
-            code,
-            retry_after: None,
-        }
+        Action::status(status, code, None)
     }
 
     /// A command of the binary with `args`, its requests sent `via`, with
@@ -260,9 +262,9 @@ impl Archive {
         match self.kind {
             Kind::S3 => {
                 cmd.env("AWS_ENDPOINT_URL", address)
-                    .env("AWS_ACCESS_KEY_ID", crate::s3_server::ACCESS_KEY)
-                    .env("AWS_SECRET_ACCESS_KEY", crate::s3_server::SECRET_KEY)
-                    .env("AWS_REGION", crate::s3_server::REGION)
+                    .env("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY)
+                    .env("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY)
+                    .env("AWS_REGION", s3_server::REGION)
                     .env_remove("AWS_PROFILE");
             }
             Kind::Gcs => {
@@ -291,9 +293,9 @@ impl Archive {
                 }
                 // Azurite's addresses are path-style: the account is in
                 // the path.
-                let account = crate::azure_server::ACCOUNT;
+                let account = azure_server::ACCOUNT;
                 cmd.env("AZURE_STORAGE_ACCOUNT", account)
-                    .env("AZURE_STORAGE_KEY", crate::azure_server::KEY)
+                    .env("AZURE_STORAGE_KEY", azure_server::KEY)
                     .env(
                         "AZURE_STORAGE_BLOB_ENDPOINT",
                         format!("{address}/{account}"),
