@@ -917,14 +917,7 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
+    use crate::archive::store::env_of;
 
     type Section = HashMap<String, String>;
 

@@ -654,11 +654,7 @@ impl Store {
         let url = format!("{}?alt=media", self.object_url(name)?);
         let what = format!("GET {}", self.describe(name));
         let resp = self.send(&what, |agent, bearer| {
-            let mut req = agent.get(&url);
-            if let Some(b) = bearer {
-                req = req.header("Authorization", b);
-            }
-            req.call()
+            with_token(agent.get(&url), bearer).call()
         })?;
         let resp = match self.check(resp, &what) {
             Ok(r) => r,
@@ -729,11 +725,7 @@ impl Store {
             url.push_str(&format!("&pageToken={}", pct(t)));
         }
         let resp = self.send(what, |agent, bearer| {
-            let mut req = agent.get(&url);
-            if let Some(b) = bearer {
-                req = req.header("Authorization", b);
-            }
-            req.call()
+            with_token(agent.get(&url), bearer).call()
         })?;
         let resp = self.check_bucket_request(resp, what)?;
         let text = read_text(resp, LIST_BODY_LIMIT, what)?;
@@ -769,13 +761,10 @@ impl Store {
         );
         let what = format!("upload {}", self.describe(name));
         let resp = self.send(&what, |agent, bearer| {
-            let mut req = agent
+            let req = agent
                 .post(&url)
                 .header("Content-Type", "application/octet-stream");
-            if let Some(b) = bearer {
-                req = req.header("Authorization", b);
-            }
-            req.send(data)
+            with_token(req, bearer).send(data)
         })?;
         self.check(resp, &what).map(drop)
     }
@@ -790,11 +779,7 @@ impl Store {
             let url = self.object_url(name)?;
             let what = format!("DELETE {}", self.describe(name));
             let resp = self.send(&what, |agent, bearer| {
-                let mut req = agent.delete(&url);
-                if let Some(b) = bearer {
-                    req = req.header("Authorization", b);
-                }
-                req.call()
+                with_token(agent.delete(&url), bearer).call()
             })?;
             match self.check(resp, &what) {
                 Ok(_) | Err(Error::NotFound) => report.deleted += 1,
@@ -933,6 +918,15 @@ fn parse_list_page(body: &str) -> Option<ListPage> {
     Some(ListPage { objects, next })
 }
 
+/// The request with the access token, if there is one (an emulator
+/// without credentials has none).
+fn with_token<B>(req: ureq::RequestBuilder<B>, bearer: Option<&str>) -> ureq::RequestBuilder<B> {
+    match bearer {
+        Some(b) => req.header("Authorization", b),
+        None => req,
+    }
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters: safe
 /// in a path segment, a query value and a form value alike.
 fn pct(s: &str) -> String {
@@ -1013,7 +1007,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::archive::store::env_of;
 
     #[test]
     fn urls() {
@@ -1053,14 +1047,6 @@ mod tests {
         assert!(super::super::is_url("gs://b"));
         assert!(super::super::validate_url("gs://bkt/p").is_ok());
         assert!(super::super::validate_url("gs://B").is_err());
-    }
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     /// A 2048-bit test key, made with `openssl genpkey -algorithm RSA`

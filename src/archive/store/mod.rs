@@ -92,6 +92,17 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn verify(&self) -> Result<(), Error>;
 }
 
+/// An environment of these pairs, for the stores' tests of their settings
+/// (never the process environment).
+#[cfg(all(test, feature = "remote"))]
+pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let m: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| m.get(k).cloned()
+}
+
 /// Opens the store a URL names, configured from the process environment;
 /// no request is made.
 pub fn open(url: &str) -> Result<Box<dyn ObjectStore>, Error> {

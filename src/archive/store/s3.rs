@@ -861,6 +861,7 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::store::env_of;
 
     #[test]
     fn urls() {
@@ -901,14 +902,6 @@ mod tests {
             crate::archive::is_object_storage("s3://x")
                 && !crate::archive::is_object_storage("/var/lib/archive")
         );
-    }
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     /// The fixed keys the settings chose (access key, secret, token).
