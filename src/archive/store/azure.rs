@@ -20,7 +20,6 @@
 
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -471,9 +470,6 @@ pub struct Store {
     auth: Auth,
     from: String,
     token: Refreshing<Secret>,
-    /// Whether a token was ever fetched: a failure to refresh it is then
-    /// waited out, not taken for a configuration error.
-    had_token: AtomicBool,
     agent: ureq::Agent,
     /// The agent for the identity endpoint: short limits, never a proxy.
     identity_agent: ureq::Agent,
@@ -557,7 +553,6 @@ impl Store {
             auth: s.auth,
             from: s.from,
             token: Refreshing::new(),
-            had_token: AtomicBool::new(false),
             agent,
             identity_agent,
             list_page: MAX_PAGE,
@@ -588,22 +583,12 @@ impl Store {
     /// The managed identity's token: fetched at the first request, again a
     /// little before it expires.
     fn bearer(&self, identity: &Identity, tried: &[String]) -> Result<Secret, Error> {
-        let fetched = self
-            .token
-            .get(|| fetch_token(&self.identity_agent, identity, tried));
-        match fetched {
-            Ok(t) => {
-                if !self.had_token.swap(true, Ordering::Relaxed) {
-                    tracing::debug!("object storage credentials from {}", self.from);
-                }
-                Ok(t)
-            }
-            // The identity answered before: waited out like the store.
-            Err(Error::Config { why, .. }) if self.had_token.load(Ordering::Relaxed) => Err(
-                Error::Transient(format!("refreshing the managed identity's token: {why}")),
-            ),
-            Err(e) => Err(e),
-        }
+        self.token.get_for_store(
+            || fetch_token(&self.identity_agent, identity, tried),
+            "the managed identity's token",
+            "object storage",
+            &|| self.from.clone(),
+        )
     }
 
     /// Authorises and sends a request; the answer as it came (any status).

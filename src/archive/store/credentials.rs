@@ -7,7 +7,10 @@
 
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
+
+use super::Error;
 
 /// Fetch new credentials this long before the old ones expire (the AWS
 /// SDKs refresh 5 minutes ahead), or after half their lifetime when that
@@ -69,12 +72,16 @@ pub fn nothing_listens(e: &ureq::Error) -> bool {
 /// Credentials fetched when first needed and again when due.
 pub struct Refreshing<T> {
     held: Mutex<Option<(Expiring<T>, SystemTime)>>,
+    /// Whether the source ever answered: a failure to refresh is then
+    /// waited out, not taken for a configuration error.
+    answered: AtomicBool,
 }
 
 impl<T: Clone> Refreshing<T> {
     pub fn new() -> Self {
         Self {
             held: Mutex::new(None),
+            answered: AtomicBool::new(false),
         }
     }
 
@@ -84,6 +91,32 @@ impl<T: Clone> Refreshing<T> {
     /// caller's error, which its waiting loop retries.
     pub fn get<E>(&self, fetch: impl FnOnce() -> Result<Expiring<T>, E>) -> Result<T, E> {
         self.get_at(SystemTime::now(), fetch)
+    }
+
+    /// [`Refreshing::get`] for a store's requests: the source is logged
+    /// the first time it answers (`store`, `source`: never a secret), and
+    /// once it has answered, a refresh it refuses with a configuration
+    /// error is waited out like the store itself (`what`: what is
+    /// refreshed, for the message).
+    pub fn get_for_store(
+        &self,
+        fetch: impl FnOnce() -> Result<Expiring<T>, Error>,
+        what: &str,
+        store: &str,
+        source: &dyn Fn() -> String,
+    ) -> Result<T, Error> {
+        match self.get(fetch) {
+            Ok(c) => {
+                if !self.answered.swap(true, Ordering::Relaxed) {
+                    tracing::debug!("{store} credentials from {}", source());
+                }
+                Ok(c)
+            }
+            Err(Error::Config { why, .. }) if self.answered.load(Ordering::Relaxed) => {
+                Err(Error::Transient(format!("refreshing {what}: {why}")))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Forgets the credentials: the store said they expired before we

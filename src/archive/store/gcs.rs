@@ -495,9 +495,6 @@ pub struct Store {
     base: String,
     source: Source,
     token: Refreshing<Secret>,
-    /// Whether a token was ever fetched: a failure to refresh it is then
-    /// waited out, not taken for a configuration error.
-    had_token: AtomicBool,
     agent: ureq::Agent,
     /// For the token endpoint (never the store's proxy rule for loopback).
     token_agent: ureq::Agent,
@@ -566,7 +563,6 @@ impl Store {
             base: s.base,
             source: s.source,
             token: Refreshing::new(),
-            had_token: AtomicBool::new(false),
             list_page: LIST_PAGE,
             bucket_checked: AtomicBool::new(false),
         }
@@ -583,19 +579,14 @@ impl Store {
         if matches!(self.source, Source::Anonymous) {
             return Ok(None);
         }
-        match self.token.get(|| self.source.fetch(&self.token_agent)) {
-            Ok(t) => {
-                if !self.had_token.swap(true, Ordering::Relaxed) {
-                    tracing::debug!("Cloud Storage credentials from {}", self.source.describe());
-                }
-                Ok(Some(t))
-            }
-            // The source worked before: waited out like the store itself.
-            Err(Error::Config { why, .. }) if self.had_token.load(Ordering::Relaxed) => Err(
-                Error::Transient(format!("refreshing the access token: {why}")),
-            ),
-            Err(e) => Err(e),
-        }
+        self.token
+            .get_for_store(
+                || self.source.fetch(&self.token_agent),
+                "the access token",
+                "Cloud Storage",
+                &|| self.source.describe(),
+            )
+            .map(Some)
     }
 
     /// Sends a request with the current token. A 401 means the token is no

@@ -285,9 +285,6 @@ pub struct Store {
     bucket: Bucket,
     source: Source,
     credentials: Refreshing<Credentials>,
-    /// Whether credentials were ever fetched: a failure to refresh them
-    /// is then waited out, not taken for a configuration error.
-    had_credentials: AtomicBool,
     /// The proxy, for STS as for the store.
     proxy: Option<String>,
     agent: ureq::Agent,
@@ -352,7 +349,6 @@ impl Store {
             bucket,
             source: s.credentials.clone(),
             credentials: Refreshing::new(),
-            had_credentials: AtomicBool::new(false),
             proxy: s.proxy.clone(),
             agent,
             list_page: 1000,
@@ -380,25 +376,17 @@ impl Store {
         if let Some(keys) = self.source.fixed() {
             return Ok(signing(keys));
         }
-        let fetched = self.credentials.get(|| {
-            self.source.fetch(self.proxy.as_deref()).map(|e| Expiring {
-                value: signing(&e.value),
-                expires: e.expires,
-            })
-        });
-        match fetched {
-            Ok(c) => {
-                if !self.had_credentials.swap(true, Ordering::Relaxed) {
-                    tracing::debug!("object storage credentials from {}", self.source.describe());
-                }
-                Ok(c)
-            }
-            // The source worked before: waited out like the store itself.
-            Err(Error::Config { why, .. }) if self.had_credentials.load(Ordering::Relaxed) => Err(
-                Error::Transient(format!("refreshing the credentials: {why}")),
-            ),
-            Err(e) => Err(e),
-        }
+        self.credentials.get_for_store(
+            || {
+                self.source.fetch(self.proxy.as_deref()).map(|e| Expiring {
+                    value: signing(&e.value),
+                    expires: e.expires,
+                })
+            },
+            "the credentials",
+            "object storage",
+            &|| self.source.describe(),
+        )
     }
 
     /// Keys per ListObjectsV2 request (1..=1000).
