@@ -74,19 +74,15 @@ fn a_segment_arriving_later_is_seen_within_a_fraction_of_a_second(kind: Kind) {
     let mut job = start(&s, &["-s", "30"], NAME);
     job.wait_ready();
     std::thread::sleep(Duration::from_millis(700));
-    let put = Instant::now();
     s.put(NAME, &bytes);
+    // From the upload's end, when the object is surely there: an upload of
+    // 16 MiB (to Azurite, to fake-gcs-server) takes its own time, more on a
+    // loaded machine, and is not what is measured.
+    let there = Instant::now();
     let done = job.finish_within(Duration::from_secs(10));
     done.exited(0);
-    // The upload's own time counts too: Azurite takes a moment to store
-    // 16 MiB.
-    let bound = match kind {
-        #[cfg(feature = "azure")]
-        Kind::Azure => Duration::from_secs(3),
-        _ => Duration::from_secs(2),
-    };
-    let lag = put.elapsed();
-    assert!(lag < bound, "noticed after {lag:?}");
+    let lag = there.elapsed();
+    assert!(lag < Duration::from_secs(2), "noticed after {lag:?}");
     assert_delivered(&s.env, &bytes);
 }
 
