@@ -200,6 +200,10 @@ pub struct Settings {
     /// `https://storage.googleapis.com`, or the emulator's address.
     pub base: String,
     pub source: Source,
+    /// The proxies to the store and to the token endpoint, if any, by the
+    /// stores' one rule ([`http::proxy_for`]) from the same environment.
+    pub proxy: Option<String>,
+    pub token_proxy: Option<String>,
 }
 
 impl Settings {
@@ -241,8 +245,17 @@ impl Settings {
                 }
             }
         };
+        let base = emulator.unwrap_or_else(|| API.to_string());
+        let token_proxy = match &source {
+            Source::ServiceAccount { token_uri, .. } | Source::AuthorizedUser { token_uri, .. } => {
+                http::proxy_for(token_uri, &var)
+            }
+            _ => None,
+        };
         Ok(Self {
-            base: emulator.unwrap_or_else(|| API.to_string()),
+            proxy: http::proxy_for(&base, &var),
+            token_proxy,
+            base,
             source,
         })
     }
@@ -514,29 +527,6 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Whether a URL names this machine (no proxy for it).
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    http::is_loopback_host(host)
-}
-
-fn agent_for(url: &str, timeouts: Timeouts) -> ureq::Agent {
-    // Proxies come from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY of
-    // the process (ureq's reading); loopback addresses never go through
-    // one.
-    let proxy = if is_loopback(url) {
-        None
-    } else {
-        ureq::Proxy::try_from_env()
-    };
-    http::store_agent(proxy, timeouts)
-}
-
 impl Store {
     pub fn from_url_with(
         url: &str,
@@ -545,27 +535,25 @@ impl Store {
     ) -> Result<Self, Error> {
         let location = Location::parse(url)?;
         let settings = Settings::resolve(env)?;
-        Ok(Self::new(location, settings, timeouts))
+        Self::new(location, settings, timeouts)
     }
 
-    pub fn new(location: Location, s: Settings, timeouts: Timeouts) -> Self {
-        let token_uri = match &s.source {
-            Source::ServiceAccount { token_uri, .. } | Source::AuthorizedUser { token_uri, .. } => {
-                token_uri.as_str()
-            }
-            _ => "",
+    pub fn new(location: Location, s: Settings, timeouts: Timeouts) -> Result<Self, Error> {
+        // The proxies come from the same environment as the rest.
+        let agent = |proxy: &Option<String>| -> Result<ureq::Agent, Error> {
+            let proxy = proxy.as_deref().map(http::proxy).transpose()?;
+            Ok(http::store_agent(proxy, timeouts))
         };
-        let token_agent = agent_for(token_uri, timeouts);
-        Self {
+        Ok(Self {
             location,
-            agent: agent_for(&s.base, timeouts),
-            token_agent,
+            agent: agent(&s.proxy)?,
+            token_agent: agent(&s.token_proxy)?,
             base: s.base,
             source: s.source,
             token: Refreshing::new(),
             list_page: LIST_PAGE,
             bucket_checked: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Names per listing request (1..=1000).
@@ -1123,6 +1111,23 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((s.base.as_str(), kind(&s)), (API, "service account"));
+        // The proxy: the stores' one rule, from the environment given
+        // (the server's, for --check); never for this machine's emulator.
+        let proxied = [
+            ("GOOGLE_APPLICATION_CREDENTIALS", sa),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("NO_PROXY", "oauth2.googleapis.com"),
+        ];
+        let s = Settings::resolve(&env_of(&proxied)).unwrap();
+        assert_eq!(s.proxy.as_deref(), Some("http://proxy:3128"));
+        assert_eq!(s.token_proxy, None);
+        let s = Settings::resolve(&env_of(&[
+            ("STORAGE_EMULATOR_HOST", "127.0.0.1:4443"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("HTTP_PROXY", "http://proxy:3128"),
+        ]))
+        .unwrap();
+        assert_eq!((s.proxy, s.token_proxy), (None, None));
         let s = Settings::resolve(&env_of(&[("CLOUDSDK_CONFIG", gcloud)])).unwrap();
         assert_eq!(kind(&s), "user");
         assert!(!format!("{:?}", s.source).contains("rt"));
@@ -1258,10 +1263,6 @@ mod tests {
         assert!(base64_decode("Zm9v!").is_none());
         assert_eq!(pct("wal/0001 a+b~é"), "wal%2F0001%20a%2Bb~%C3%A9");
         assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        assert!(is_loopback("http://127.0.0.1:4443/x"));
-        assert!(is_loopback("http://localhost"));
-        assert!(is_loopback("http://[::1]:9"));
-        assert!(!is_loopback("https://oauth2.googleapis.com/token"));
     }
 
     #[test]

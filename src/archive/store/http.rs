@@ -84,7 +84,6 @@ pub(crate) fn endpoint_agent(
 }
 
 /// A proxy URL from the configuration, refused at start-up if malformed.
-#[cfg(any(feature = "s3", feature = "azure"))]
 pub(crate) fn proxy(url: &str) -> Result<ureq::Proxy, Error> {
     ureq::Proxy::new(url).map_err(|e| Error::config(format!("proxy \"{url}\" is malformed: {e}")))
 }
@@ -101,9 +100,7 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
 /// `HTTP_PROXY` by scheme, else `ALL_PROXY`; lower case too), unless
 /// `NO_PROXY` names the host (exactly, as a domain suffix, or `*`).
 /// Loopback endpoints are never proxied. Read from `env`, so that
-/// `--check` sees the server's. (The Cloud Storage store leaves its proxy
-/// to ureq, which reads the process environment.)
-#[cfg(any(feature = "s3", feature = "azure"))]
+/// `--check` sees the server's.
 pub(crate) fn proxy_for(endpoint: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let var = |k: &str| env(k).filter(|v| !v.is_empty());
     let url: url::Url = endpoint.parse().ok()?;
