@@ -41,8 +41,8 @@ pub fn hold_inotify_past_exit() {
             let mut byte = 0u8;
             loop {
                 let n = libc::read(read_end, (&raw mut byte).cast(), 1);
-                let interrupted = n < 0
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+                let interrupted =
+                    n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
                 if !interrupted {
                     break;
                 }

@@ -74,6 +74,32 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// are not listed). Follows every page.
     fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error>;
 
+    /// Every name (and size), in byte order, one page at a time: `visit`
+    /// reads a page and answers where the listing goes on, after the page
+    /// (`None`) or after a name further on (a cleanup skips what it keeps,
+    /// so that its cost follows what it removes). This default lists
+    /// everything and skips in memory; a store whose listing can start
+    /// after a name asks only for what is read.
+    fn list_skipping(
+        &self,
+        visit: &mut dyn FnMut(&[(String, u64)]) -> Option<String>,
+    ) -> Result<(), Error> {
+        let mut all = self.list("")?;
+        all.sort();
+        let mut after: Option<String> = None;
+        for page in all.chunks(1000) {
+            let page: Vec<_> = page
+                .iter()
+                .filter(|(name, _)| after.as_ref().is_none_or(|a| name > a))
+                .cloned()
+                .collect();
+            if !page.is_empty() {
+                after = visit(&page);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a small object whole (the standbys' registry entries).
     fn put(&self, name: &str, data: &[u8]) -> Result<(), Error>;
 

@@ -639,10 +639,25 @@ impl Store {
     /// starts with `name_prefix`, like the files of a directory: keys in
     /// deeper "subdirectories" are not listed. Follows every page.
     pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
+        let mut out = Vec::new();
+        self.list_pages(name_prefix, &mut |page| {
+            out.extend_from_slice(page);
+            None
+        })?;
+        Ok(out)
+    }
+
+    /// [`ObjectStore::list_skipping`] under `name_prefix`: a jump is a
+    /// new listing that starts after the name (`start-after`).
+    fn list_pages(
+        &self,
+        name_prefix: &str,
+        visit: &mut dyn FnMut(&[(String, u64)]) -> Option<String>,
+    ) -> Result<(), Error> {
         let prefix = self.key(name_prefix);
         let what = format!("listing {}{name_prefix}", self.location);
-        let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let mut start_after: Option<String> = None;
         loop {
             let page = self.list_page.to_string();
             let mut query = vec![
@@ -653,6 +668,8 @@ impl Store {
             ];
             if let Some(t) = &token {
                 query.push(("continuation-token", t.as_str()));
+            } else if let Some(a) = &start_after {
+                query.push(("start-after", a.as_str()));
             }
             let url = self.sign_bucket(Method::Get, query)?;
             let resp = self
@@ -664,19 +681,31 @@ impl Store {
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             let page = parse_list_page(&text)
                 .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))?;
-            for (key, size) in page.objects {
-                if let Some(name) = key.strip_prefix(&self.location.prefix)
-                    && !name.is_empty()
-                {
-                    out.push((name.to_string(), size));
+            let names: Vec<(String, u64)> = page
+                .objects
+                .into_iter()
+                .filter_map(|(key, size)| {
+                    let name = key.strip_prefix(&self.location.prefix)?;
+                    (!name.is_empty()).then(|| (name.to_string(), size))
+                })
+                .collect();
+            let last = names.last().map(|(name, _)| name.clone());
+            let jump = if names.is_empty() {
+                None
+            } else {
+                visit(&names)
+            };
+            match (page.next, jump) {
+                (None, _) => break,
+                // Only forward: a jump back would list the same page again.
+                (Some(_), Some(after)) if Some(&after) > last.as_ref() => {
+                    token = None;
+                    start_after = Some(self.key(&after));
                 }
-            }
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
+                (Some(t), _) => token = Some(t),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The answer to a request on the bucket itself (a listing, a batch
@@ -941,6 +970,13 @@ impl ObjectStore for Store {
 
     fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         Store::list(self, name_prefix)
+    }
+
+    fn list_skipping(
+        &self,
+        visit: &mut dyn FnMut(&[(String, u64)]) -> Option<String>,
+    ) -> Result<(), Error> {
+        self.list_pages("", visit)
     }
 
     fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
