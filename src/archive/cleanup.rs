@@ -116,6 +116,17 @@ pub fn hand_off(
     debug: bool,
     registration: Option<&Registration>,
 ) -> bool {
+    // The usual call: `%r` moves at restart points only, so most find it
+    // where the last cleanup left it. On a local archive one read of this
+    // standby's entry says so, and no process is started for nothing (on
+    // a store that read is a request: the cleanup process makes it).
+    if let Some(reg) = registration
+        && !crate::archive::is_object_storage(&archive.to_string_lossy())
+        && let Ok(local) = Archive::open(archive)
+        && nothing_new(&local, cutoff, dry_run, reg)
+    {
+        return true;
+    }
     let Ok(exe) = std::env::current_exe() else {
         return false;
     };
@@ -185,16 +196,7 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
     let now = registry::now();
     let me = &reg.me;
     let file_name = Entry::file_name(me.system_identifier, &me.name);
-    // The same position as the last cleanup, recently published: that
-    // cleanup removed what could go, and what the others' moves free is
-    // removed by their own cleanups. One read instead of a write, a listing
-    // and a read per standby (on a store, a request each).
-    if !dry_run
-        && let Some(last) = archive.entry(&file_name)
-        && last.restart == cutoff
-        && now.saturating_sub(last.written) < registry::REFRESH.as_secs()
-    {
-        tracing::debug!("archive cleanup: nothing new since the last one, up to {cutoff}");
+    if nothing_new(archive, cutoff, dry_run, reg) {
         return;
     }
     let entry = Entry {
@@ -268,6 +270,23 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
         );
     }
     report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
+}
+
+/// The same position as the last cleanup, recently published: that
+/// cleanup removed what could go, and what the others' moves free is
+/// removed by their own cleanups. One read instead of a write, a listing
+/// and a read per standby (on a store, a request each).
+fn nothing_new(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: &Registration) -> bool {
+    let file_name = Entry::file_name(reg.me.system_identifier, &reg.me.name);
+    let unchanged = !dry_run
+        && archive.entry(&file_name).is_some_and(|last| {
+            last.restart == cutoff
+                && registry::now().saturating_sub(last.written) < registry::REFRESH.as_secs()
+        });
+    if unchanged {
+        tracing::debug!("archive cleanup: nothing new since the last one, up to {cutoff}");
+    }
+    unchanged
 }
 
 /// The one log line of a cleanup.
