@@ -78,7 +78,14 @@ pub fn archive_size(p: &Progs) -> Result<()> {
         alternate(&sc.data, &cmds, runs)?;
         say("\narriving 1 s into the call:\n");
         let arriving: Vec<_> = bins.iter().map(|(l, b)| (l.clone(), call(b))).collect();
-        arrive(&sc.data, &sc.archive.join(&req), &place, &arriving, runs)?;
+        arrive(
+            &sc.data,
+            &sc.archive.join(&req),
+            &place,
+            &arriving,
+            runs,
+            None,
+        )?;
         say(&format!("\ncleanup removing {REMOVED}:\n"));
         let mut cleanups: Vec<(String, Vec<String>)> = bins
             .iter()
@@ -95,13 +102,19 @@ pub fn archive_size(p: &Progs) -> Result<()> {
                 ],
             ));
         }
-        clean_rounds(&sc.data, &cleanups, runs, &|| {
-            let _ = fs::remove_dir_all(sc.archive.join(".pg_standby/standbys"));
-            for i in 1..=REMOVED {
-                fs::File::create(sc.archive.join(seg_name(i)))?;
-            }
-            Ok(())
-        })?;
+        clean_rounds(
+            &sc.data,
+            &cleanups,
+            runs,
+            &|| {
+                let _ = fs::remove_dir_all(sc.archive.join(".pg_standby/standbys"));
+                for i in 1..=REMOVED {
+                    fs::File::create(sc.archive.join(seg_name(i)))?;
+                }
+                Ok(())
+            },
+            None,
+        )?;
         let left = fs::read_dir(&sc.archive)?.count();
         ensure!(
             left as u64 >= n,
@@ -153,37 +166,41 @@ pub fn archive_size(p: &Progs) -> Result<()> {
             v
         };
         let cmds: Vec<_> = bins.iter().map(|(l, b)| (l.clone(), call(b))).collect();
-        let before = proxy.counts()[0];
+        let ours_sent = || proxy.counts()[0];
         say("present (`--prefetch=0`):\n");
-        alternate(&sc.data, &cmds, runs)?;
-        say(&format!(
-            "\n{:.1} requests per call\n",
-            (proxy.counts()[0] - before) as f64 / (runs as f64 * cmds.len() as f64)
-        ));
+        // The server unlinks %p before it runs restore_command.
+        let unlink = || {
+            let _ = fs::remove_file(sc.data.join("pg_wal/RECOVERYXLOG"));
+            Ok(())
+        };
+        clean_rounds(&sc.data, &cmds, runs, &unlink, Some(&ours_sent))?;
         say("\narriving 1 s into the call (`--prefetch=0`):\n");
-        let before = proxy.counts()[0];
-        arrive(&sc.data, &dir.join(&req), &place, &cmds, runs)?;
-        say(&format!(
-            "\n{:.1} requests per call\n",
-            (proxy.counts()[0] - before) as f64 / (runs as f64 * cmds.len() as f64)
-        ));
+        arrive(
+            &sc.data,
+            &dir.join(&req),
+            &place,
+            &cmds,
+            runs,
+            Some(&ours_sent),
+        )?;
         say(&format!("\ncleanup removing {REMOVED}:\n"));
         let cleanups: Vec<(String, Vec<String>)> = bins
             .iter()
             .map(|(l, b)| (l.clone(), cleanup_cmd(b, &keys, &url)))
             .collect();
-        let before = proxy.counts()[0];
-        clean_rounds(&sc.data, &cleanups, runs, &|| {
-            let _ = fs::remove_dir_all(dir.join(".pg_standby/standbys"));
-            for i in 1..=REMOVED {
-                fs::File::create(dir.join(seg_name(i)))?;
-            }
-            Ok(())
-        })?;
-        say(&format!(
-            "\n{:.1} requests per cleanup\n",
-            (proxy.counts()[0] - before) as f64 / (runs as f64 * cleanups.len() as f64)
-        ));
+        clean_rounds(
+            &sc.data,
+            &cleanups,
+            runs,
+            &|| {
+                let _ = fs::remove_dir_all(dir.join(".pg_standby/standbys"));
+                for i in 1..=REMOVED {
+                    fs::File::create(dir.join(seg_name(i)))?;
+                }
+                Ok(())
+            },
+            Some(&ours_sent),
+        )?;
         // The prefetch lanes: a call as the server makes it, with the next
         // four segments in the bucket for the fetcher to download at once.
         for i in n + 2..=n + 5 {
@@ -225,18 +242,22 @@ fn clean_rounds(
     cmds: &[(String, Vec<String>)],
     runs: u64,
     reset: &dyn Fn() -> Result<()>,
+    requests: Option<&dyn Fn() -> u64>,
 ) -> Result<()> {
     let mut res: Vec<Vec<Usage>> = (0..cmds.len()).map(|_| Vec::new()).collect();
+    let mut sent = vec![0; cmds.len()];
     for _ in 0..runs {
         for (k, (label, argv)) in cmds.iter().enumerate() {
             reset()?;
+            let before = requests.map(|r| r());
             let u = run_usage(Command::new(&argv[0]).args(&argv[1..]).current_dir(cwd))?;
+            sent[k] += requests.zip(before).map_or(0, |(r, b)| r() - b);
             ensure!(u.status == 0, "{label} exited with {}", u.status);
             res[k].push(u);
         }
     }
     reset()?;
-    usage_table(cmds, &res);
+    usage_table(cmds, &res, requests.map(|_| (sent, runs)));
     Ok(())
 }
 
@@ -248,10 +269,13 @@ fn arrive(
     place: &(dyn Fn(&Path) -> Result<()> + Sync),
     cmds: &[(String, Vec<String>)],
     runs: u64,
+    requests: Option<&dyn Fn() -> u64>,
 ) -> Result<()> {
     let mut res: Vec<Vec<Usage>> = (0..cmds.len()).map(|_| Vec::new()).collect();
+    let mut sent = vec![0; cmds.len()];
     for _ in 0..runs {
         for (k, (label, argv)) in cmds.iter().enumerate() {
+            let before = requests.map(|r| r());
             let _ = fs::remove_file(segment);
             let _ = fs::remove_file(cwd.join("pg_wal/RECOVERYXLOG"));
             let mut u = thread::scope(|s| -> Result<Usage> {
@@ -263,25 +287,30 @@ fn arrive(
                 placer.join().map_err(|_| anyhow::anyhow!("placer"))??;
                 u
             })?;
+            sent[k] += requests.zip(before).map_or(0, |(r, b)| r() - b);
             ensure!(u.status == 0, "{label} exited with {}", u.status);
             u.wall_ms -= 1000.0;
             res[k].push(u);
         }
     }
     place(segment)?;
-    usage_table(cmds, &res);
+    usage_table(cmds, &res, requests.map(|_| (sent, runs)));
     Ok(())
 }
 
-fn usage_table(cmds: &[(String, Vec<String>)], res: &[Vec<Usage>]) {
-    say("| program | wall p50 | wall p90 | CPU p50 | peak RSS max |");
-    say("|---|---|---|---|---|");
+/// `sent`: requests to the store per program over `runs` runs, if counted.
+fn usage_table(cmds: &[(String, Vec<String>)], res: &[Vec<Usage>], sent: Option<(Vec<u64>, u64)>) {
+    say("| program | wall p50 | wall p90 | CPU p50 | peak RSS max | requests per run |");
+    say("|---|---|---|---|---|---|");
     for (k, (label, _)) in cmds.iter().enumerate() {
         let wall: Vec<f64> = res[k].iter().map(|u| u.wall_ms).collect();
         let cpu: Vec<f64> = res[k].iter().map(|u| u.cpu_ms).collect();
         let rss = res[k].iter().map(|u| u.maxrss_kib).max().unwrap_or(0);
+        let requests = sent.as_ref().map_or("—".to_string(), |(s, runs)| {
+            format!("{:.1}", s[k] as f64 / *runs as f64)
+        });
         say(&format!(
-            "| {label} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MiB |",
+            "| {label} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MiB | {requests} |",
             median(&wall),
             pct(&wall, 90.0),
             median(&cpu),
