@@ -45,6 +45,10 @@ pub fn is_url(location: &str) -> bool {
     SCHEMES.iter().any(|s| location.starts_with(s))
 }
 
+/// Reads one page of names and sizes, answers where a listing goes on
+/// (see [`ObjectStore::list_skipping`]).
+pub type PageVisitor<'a> = &'a mut dyn FnMut(&[(String, u64)]) -> Option<String>;
+
 /// An archive in object storage.
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// The archive's location as a URL, with its prefix (`s3://b/p/`).
@@ -80,10 +84,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// so that its cost follows what it removes). This default lists
     /// everything and skips in memory; a store whose listing can start
     /// after a name asks only for what is read.
-    fn list_skipping(
-        &self,
-        visit: &mut dyn FnMut(&[(String, u64)]) -> Option<String>,
-    ) -> Result<(), Error> {
+    fn list_skipping(&self, visit: PageVisitor<'_>) -> Result<(), Error> {
         let mut all = self.list("")?;
         all.sort();
         let mut after: Option<String> = None;

@@ -649,11 +649,7 @@ impl Store {
 
     /// [`ObjectStore::list_skipping`] under `name_prefix`: a jump is a
     /// new listing that starts after the name (`start-after`).
-    fn list_pages(
-        &self,
-        name_prefix: &str,
-        visit: &mut dyn FnMut(&[(String, u64)]) -> Option<String>,
-    ) -> Result<(), Error> {
+    fn list_pages(&self, name_prefix: &str, visit: super::PageVisitor<'_>) -> Result<(), Error> {
         let prefix = self.key(name_prefix);
         let what = format!("listing {}{name_prefix}", self.location);
         let mut token: Option<String> = None;
@@ -972,10 +968,7 @@ impl ObjectStore for Store {
         Store::list(self, name_prefix)
     }
 
-    fn list_skipping(
-        &self,
-        visit: &mut dyn FnMut(&[(String, u64)]) -> Option<String>,
-    ) -> Result<(), Error> {
+    fn list_skipping(&self, visit: super::PageVisitor<'_>) -> Result<(), Error> {
         self.list_pages("", visit)
     }
 
