@@ -22,6 +22,8 @@
 //! `target/bench/latency.svg` and `target/bench/catchup.svg` (BENCHMARKS.md
 //! shows copies of them from docs/bench/).
 
+#[path = "bench/archivesize.rs"]
+mod archivesize;
 #[path = "../tests/support/fault_proxy.rs"]
 mod fault_proxy;
 #[path = "../tests/support/pg.rs"]
@@ -76,8 +78,9 @@ fn main() -> Result<()> {
             "slowdown" => slowdown::slowdown(&progs),
             "registry" => registry::registry(&progs),
             "poller" => poller::poller(&progs),
+            "archivesize" => archivesize::archive_size(&progs),
             other => bail!(
-                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, slowdown, registry, poller, all"
+                "unknown scenario {other:?}: latency, failover, catchup, percall, idle, busy, cleanup, bigseg, compressed, s3, s3gz, slowdown, registry, poller, archivesize, all"
             ),
         };
         say(&format!(
@@ -105,6 +108,7 @@ fn main() -> Result<()> {
             "slowdown",
             "registry",
             "poller",
+            "archivesize",
         ] {
             if let Err(e) = run(s) {
                 say(&format!("\n**{s} failed:** {e:#}\n"));

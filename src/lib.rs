@@ -42,7 +42,8 @@
 //!   the findings as text or JSON (`report`).
 //! * `sys/`: `open` (files others control), `access` (advice for files we
 //!   may not read), `flock`, `mounts`, `signals`, `waiter` (inotify and
-//!   signal wake-ups).
+//!   signal wake-ups), `linger` (the inotify instance released after our
+//!   exit, not by it).
 //! * `obs/`: what an operator sees: `logging` (stderr, never fatal),
 //!   `metrics`.
 

@@ -60,6 +60,11 @@ impl Registration {
         })
     }
 
+    /// The file (object) name of this standby's entry.
+    fn entry_file(&self) -> String {
+        Entry::file_name(self.me.system_identifier, &self.me.name)
+    }
+
     fn args(&self) -> Vec<String> {
         let me = &self.me;
         let mut args = vec![
@@ -89,6 +94,22 @@ pub fn hand_off(
     debug: bool,
     registration: Option<&Registration>,
 ) -> bool {
+    // The usual call: `%r` moves at restart points only, so most find it
+    // where the last cleanup left it. On a local archive one read of this
+    // standby's entry says so, and no process is started for nothing (on
+    // a store that read is a request: the cleanup process makes it).
+    if let Some(reg) = registration
+        && !crate::archive::is_object_storage(&archive.to_string_lossy())
+        && let Ok(local) = Archive::open(archive)
+        && nothing_new(
+            local.entry(&reg.entry_file()).as_ref(),
+            cutoff,
+            dry_run,
+            reg,
+        )
+    {
+        return true;
+    }
     let Ok(exe) = std::env::current_exe() else {
         return false;
     };
@@ -157,7 +178,7 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
     };
     let now = registry::now();
     let me = &reg.me;
-    let file_name = Entry::file_name(me.system_identifier, &me.name);
+    let file_name = reg.entry_file();
     let host = registry::host_name();
     let data_directory = reg.data_directory.display().to_string();
     let last = archive.entry(&file_name);
@@ -180,16 +201,7 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
         );
         return;
     }
-    // The same position as the last cleanup, recently published: that
-    // cleanup removed what could go, and what the others' moves free is
-    // removed by their own cleanups. One read instead of a write, a listing
-    // and a read per standby (on a store, a request each).
-    if !dry_run
-        && let Some(last) = last
-        && last.restart == cutoff
-        && now.saturating_sub(last.written) < registry::REFRESH.as_secs()
-    {
-        tracing::debug!("archive cleanup: nothing new since the last one, up to {cutoff}");
+    if nothing_new(last.as_ref(), cutoff, dry_run, reg) {
         return;
     }
     let entry = Entry {
@@ -263,6 +275,35 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
         );
     }
     report(archive.remove_before(cutoff, dry_run), cutoff, dry_run);
+}
+
+/// The same position as the last cleanup, recently published by this
+/// standby: that cleanup removed what could go, and what the others' moves
+/// free is removed by their own cleanups. One read instead of a write, a
+/// listing and a read per standby (on a store, a request each).
+fn nothing_new(
+    last: Option<&Entry>,
+    cutoff: SegmentName,
+    dry_run: bool,
+    reg: &Registration,
+) -> bool {
+    let now = registry::now();
+    let unchanged = !dry_run
+        && last.is_some_and(|last| {
+            last.restart == cutoff
+                && now.saturating_sub(last.written) < registry::REFRESH.as_secs()
+                && !registry::written_by_another(
+                    last,
+                    &registry::host_name(),
+                    &reg.data_directory.display().to_string(),
+                    now,
+                    reg.expiry,
+                )
+        });
+    if unchanged {
+        tracing::debug!("archive cleanup: nothing new since the last one, up to {cutoff}");
+    }
+    unchanged
 }
 
 /// The one log line of a cleanup.

@@ -38,6 +38,38 @@ pub fn is_removable(file_name: &str, cutoff: SegmentName) -> bool {
     crate::archive::segment_of(file_name).is_some_and(|n| n.position() < cutoff.position())
 }
 
+/// One page of a listing of object storage, names in byte order: adds the
+/// names to remove to `doomed`, and answers where the listing may go on
+/// (`None`: after this page). Within a timeline, names sort by position
+/// (fixed-width upper-case hex), so after the first of its segments at or
+/// past the cutoff nothing more of that timeline goes: the listing skips
+/// to the next timeline ("TTTTTTTTG" sorts after every segment name of
+/// timeline TTTTTTTT and before those of the next). The selection is
+/// [`is_removable`]'s, timeline ignored, as pg_archivecleanup's (which
+/// compares names from the ninth character on).
+#[cfg(feature = "remote")]
+pub fn sift(
+    page: &[(String, u64)],
+    cutoff: SegmentName,
+    doomed: &mut Vec<String>,
+) -> Option<String> {
+    let mut skip: Option<String> = None;
+    for (name, _) in page {
+        if skip.as_ref().is_some_and(|past| name <= past) {
+            continue;
+        }
+        skip = None;
+        if is_removable(name, cutoff) {
+            doomed.push(name.clone());
+        } else if let Some(kept) = crate::archive::segment_of(name)
+            && kept.position() >= cutoff.position()
+        {
+            skip = Some(format!("{:08X}G", kept.tli));
+        }
+    }
+    skip
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +183,105 @@ mod tests {
         for (name, removed) in table {
             assert_eq!(is_removable(name, cutoff), removed, "{name}");
         }
+    }
+
+    /// A listing in pages of `size`, each going on where [`sift`] says:
+    /// what a store's listing with `start-after` does.
+    #[cfg(feature = "remote")]
+    fn sift_listing(names: &[&str], cutoff: SegmentName, size: usize) -> (Vec<String>, usize) {
+        let mut sorted: Vec<(String, u64)> = names.iter().map(|n| (n.to_string(), 0)).collect();
+        sorted.sort();
+        let (mut doomed, mut read, mut from) = (Vec::new(), 0, 0);
+        while from < sorted.len() {
+            let page = &sorted[from..(from + size).min(sorted.len())];
+            read += page.len();
+            from += page.len();
+            if let Some(after) = sift(page, cutoff, &mut doomed) {
+                from = sorted.partition_point(|(n, _)| *n <= after);
+            }
+        }
+        (doomed, read)
+    }
+
+    #[cfg(feature = "remote")]
+    #[test]
+    fn a_listing_skips_what_it_keeps_and_misses_nothing() {
+        let cutoff = seg("000000010000000000000005");
+        let names = [
+            "00000001.history",
+            "000000010000000000000001",
+            "000000010000000000000001.gz",
+            "000000010000000000000002",
+            "000000010000000000000002.00000028.backup",
+            "000000010000000000000004.partial",
+            "000000010000000000000005",
+            "000000010000000000000006",
+            "000000010000000000000007",
+            "000000010000000000000008",
+            "00000002.history",
+            "000000020000000000000003",
+            "000000020000000000000009",
+            "00000002000000000000000A",
+            "00000003000000000000000A",
+            "0000000A0000000000000001",
+            "0000000A0000000000000010",
+            "0000000A0000000000000011",
+            "standbys/x",
+            "unrelated",
+        ];
+        let expected: Vec<String> = {
+            let mut v: Vec<_> = names
+                .iter()
+                .filter(|n| is_removable(n, cutoff))
+                .map(|n| n.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(expected.len(), 5, "{expected:?}");
+        for size in 1..=names.len() {
+            let (doomed, read) = sift_listing(&names, cutoff, size);
+            assert_eq!(doomed, expected, "pages of {size}");
+            assert!(read <= names.len(), "pages of {size}: read {read}");
+        }
+        // One name at a time, the kept ones past the first of each
+        // timeline are never read.
+        let (_, read) = sift_listing(&names, cutoff, 1);
+        assert_eq!(read, names.len() - 5, "read {read}");
+    }
+
+    #[cfg(feature = "remote")]
+    #[test]
+    fn sift_says_where_to_go_on() {
+        let cutoff = seg("000000010000000000000005");
+        let page = |names: &[&str]| -> Vec<(String, u64)> {
+            names.iter().map(|n| (n.to_string(), 0)).collect()
+        };
+        let mut doomed = Vec::new();
+        // Nothing kept yet: after the page.
+        assert_eq!(
+            sift(&page(&["000000010000000000000001"]), cutoff, &mut doomed),
+            None
+        );
+        // A kept segment ends the timeline: on after all of it.
+        assert_eq!(
+            sift(&page(&["000000010000000000000006"]), cutoff, &mut doomed).as_deref(),
+            Some("00000001G")
+        );
+        // A later timeline in the same page is read on.
+        assert_eq!(
+            sift(
+                &page(&["000000010000000000000006", "000000020000000000000001"]),
+                cutoff,
+                &mut doomed
+            ),
+            None
+        );
+        assert_eq!(
+            doomed,
+            ["000000010000000000000001", "000000020000000000000001"]
+        );
+        assert!("00000001G" > "000000010000000000000006.zst");
+        assert!("00000009G" < "0000000A0000000000000000");
     }
 }

@@ -707,11 +707,11 @@ impl Remote {
     }
 
     fn remove_before(&self, cutoff: SegmentName, dry_run: bool) -> io::Result<Summary> {
-        let doomed: Vec<String> = self
-            .segment_names()?
-            .into_iter()
-            .filter(|k| cutoff::is_removable(k, cutoff))
-            .collect();
+        // The listing skips what is kept: its cost follows what goes.
+        let mut doomed = Vec::new();
+        self.store
+            .list_skipping(&mut |page| cutoff::sift(page, cutoff, &mut doomed))
+            .map_err(|e| io::Error::other(e.to_string()))?;
         if dry_run {
             for key in &doomed {
                 tracing::info!(

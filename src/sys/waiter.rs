@@ -84,6 +84,9 @@ impl Waiter {
                 }
                 waiter.watcher = Some(watcher);
                 waiter.rearm();
+                // Set up now, while nothing waits for us: our exit must not
+                // wait for the instance's release (see linger.rs).
+                super::linger::hold_inotify_past_exit();
             }
             Err(e) => report_fallback("file events", &e, true),
         }

@@ -264,28 +264,84 @@ pub(crate) struct ListPage {
     pub next: Option<String>,
 }
 
-/// Follows every page of a listing (`page` asks for one, given the last
-/// page's token) and keeps the names below `prefix`, without it.
+/// Where the next page of a listing starts.
+pub(crate) enum Cursor<'a> {
+    First,
+    /// The last page's continuation token.
+    Token(&'a str),
+    /// After this name (without the archive's prefix): a new listing.
+    /// Only S3 starts one there.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    After(&'a str),
+}
+
+/// Follows every page of a listing (`page` asks for one), handing `visit`
+/// the names below `prefix`, without it. Where `visit` answers a name and
+/// the store can start a listing after one (`can_start_after`), the next
+/// page starts there; only forward, so a page is never listed twice.
+pub(crate) fn list_pages(
+    prefix: &str,
+    can_start_after: bool,
+    mut page: impl FnMut(Cursor<'_>) -> Result<ListPage, Error>,
+    visit: super::PageVisitor<'_>,
+) -> Result<(), Error> {
+    enum Next {
+        First,
+        Token(String),
+        After(String),
+    }
+    let mut next = Next::First;
+    loop {
+        let this = page(match &next {
+            Next::First => Cursor::First,
+            Next::Token(t) => Cursor::Token(t),
+            Next::After(a) => Cursor::After(a),
+        })?;
+        let names: Vec<(String, u64)> = this
+            .objects
+            .into_iter()
+            .filter_map(|(key, size)| {
+                let name = key.strip_prefix(prefix)?;
+                (!name.is_empty()).then(|| (name.to_string(), size))
+            })
+            .collect();
+        let last = names.last().map(|(name, _)| name.clone());
+        let jump = if names.is_empty() {
+            None
+        } else {
+            visit(&names)
+        };
+        next = match (this.next, jump) {
+            (None, _) => break,
+            (Some(_), Some(after)) if can_start_after && Some(&after) > last.as_ref() => {
+                Next::After(after)
+            }
+            (Some(token), _) => Next::Token(token),
+        };
+    }
+    Ok(())
+}
+
+/// Every page of a listing: the names below `prefix`, without it.
+#[cfg(any(feature = "gcs", feature = "azure"))]
 pub(crate) fn list_all(
     prefix: &str,
     mut page: impl FnMut(Option<&str>) -> Result<ListPage, Error>,
 ) -> Result<Vec<(String, u64)>, Error> {
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let this = page(token.as_deref())?;
-        for (key, size) in this.objects {
-            if let Some(name) = key.strip_prefix(prefix)
-                && !name.is_empty()
-            {
-                out.push((name.to_string(), size));
-            }
-        }
-        match this.next {
-            Some(t) => token = Some(t),
-            None => break,
-        }
-    }
+    let token = |cursor: Cursor<'_>| match cursor {
+        Cursor::Token(t) => Some(t.to_string()),
+        Cursor::First | Cursor::After(_) => None,
+    };
+    list_pages(
+        prefix,
+        false,
+        |cursor| page(token(cursor).as_deref()),
+        &mut |names| {
+            out.extend_from_slice(names);
+            None
+        },
+    )?;
     Ok(out)
 }
 

@@ -51,6 +51,10 @@ pub fn is_url(location: &str) -> bool {
     SCHEMES.iter().any(|s| location.starts_with(s))
 }
 
+/// Reads one page of names and sizes, answers where a listing goes on
+/// (see [`ObjectStore::list_skipping`]).
+pub type PageVisitor<'a> = &'a mut dyn FnMut(&[(String, u64)]) -> Option<String>;
+
 /// An archive in object storage.
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// The archive's location as a URL, with its prefix (`s3://b/p/`).
@@ -79,6 +83,29 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// `name_prefix`, like the files of a directory (deeper "directories"
     /// are not listed). Follows every page.
     fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error>;
+
+    /// Every name (and size), in byte order, one page at a time: `visit`
+    /// reads a page and answers where the listing goes on, after the page
+    /// (`None`) or after a name further on (a cleanup skips what it keeps,
+    /// so that its cost follows what it removes). This default lists
+    /// everything and skips in memory; a store whose listing can start
+    /// after a name asks only for what is read.
+    fn list_skipping(&self, visit: PageVisitor<'_>) -> Result<(), Error> {
+        let mut all = self.list("")?;
+        all.sort();
+        let mut after: Option<String> = None;
+        for page in all.chunks(1000) {
+            let page: Vec<_> = page
+                .iter()
+                .filter(|(name, _)| after.as_ref().is_none_or(|a| name > a))
+                .cloned()
+                .collect();
+            if !page.is_empty() {
+                after = visit(&page);
+            }
+        }
+        Ok(())
+    }
 
     /// Writes a small object whole (the standbys' registry entries).
     fn put(&self, name: &str, data: &[u8]) -> Result<(), Error>;

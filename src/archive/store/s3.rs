@@ -507,18 +507,35 @@ impl Store {
     /// starts with `name_prefix`, like the files of a directory: keys in
     /// deeper "subdirectories" are not listed. Follows every page.
     pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
+        let mut out = Vec::new();
+        self.list_pages(name_prefix, &mut |page| {
+            out.extend_from_slice(page);
+            None
+        })?;
+        Ok(out)
+    }
+
+    /// [`ObjectStore::list_skipping`] under `name_prefix`: a jump is a
+    /// new listing that starts after the name (`start-after`).
+    fn list_pages(&self, name_prefix: &str, visit: super::PageVisitor<'_>) -> Result<(), Error> {
         let prefix = self.key(name_prefix);
         let what = format!("listing {}{name_prefix}", self.location);
         let page = self.list_page.to_string();
-        http::list_all(&self.location.prefix, |token| {
+        let page_from = |cursor: http::Cursor<'_>| {
             let mut query = vec![
                 ("delimiter", "/"),
                 ("list-type", "2"),
                 ("max-keys", page.as_str()),
                 ("prefix", prefix.as_str()),
             ];
-            if let Some(t) = token {
-                query.push(("continuation-token", t));
+            let after;
+            match cursor {
+                http::Cursor::First => {}
+                http::Cursor::Token(t) => query.push(("continuation-token", t)),
+                http::Cursor::After(name) => {
+                    after = self.key(name);
+                    query.push(("start-after", after.as_str()));
+                }
             }
             let url = self.sign_bucket(Method::Get, query)?;
             let resp = self
@@ -530,7 +547,8 @@ impl Store {
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
             parse_list_page(&text)
                 .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))
-        })
+        };
+        http::list_pages(&self.location.prefix, true, page_from, visit)
     }
 
     /// The answer to a request on the bucket itself (a listing, a batch
@@ -749,6 +767,10 @@ impl ObjectStore for Store {
 
     fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         Store::list(self, name_prefix)
+    }
+
+    fn list_skipping(&self, visit: super::PageVisitor<'_>) -> Result<(), Error> {
+        self.list_pages("", visit)
     }
 
     fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
