@@ -2,7 +2,7 @@
 //!
 //! `cargo build --release && cargo run --release --example bench -- <scenario>`
 //! with scenario one of: latency, failover, catchup, percall, idle, busy,
-//! cleanup, bigseg, compressed, s3, s3call, s3gz, poller, all.
+//! cleanup, bigseg, compressed, s3, s3call, s3gz, pgbrs3, poller, all.
 //!
 //! * The binary under test: `$PG_STANDBY_BIN`, else `target/release/pg_standby`.
 //! * The original pg_standby 13 is compared when `$PG_STANDBY_13` names its
@@ -28,6 +28,8 @@ mod fault_proxy;
 mod pg;
 #[path = "bench/pgbackrest.rs"]
 mod pgbackrest;
+#[path = "bench/pgbrs3.rs"]
+mod pgbrs3;
 #[path = "bench/poller.rs"]
 mod poller;
 #[path = "bench/registry.rs"]
@@ -73,6 +75,7 @@ fn main() -> Result<()> {
             "s3" => object_storage(&progs),
             "s3call" => s3_call(&progs),
             "s3gz" => s3gz::s3_gzip_catch_up(&progs),
+            "pgbrs3" => pgbrs3::pgbackrest_s3(&progs),
             "slowdown" => slowdown::slowdown(&progs),
             "registry" => registry::registry(&progs),
             "poller" => poller::poller(&progs),
@@ -102,6 +105,7 @@ fn main() -> Result<()> {
             "s3",
             "s3call",
             "s3gz",
+            "pgbrs3",
             "slowdown",
             "registry",
             "poller",
@@ -1955,10 +1959,10 @@ fn object_storage(p: &Progs) -> Result<()> {
 }
 
 /// A TCP proxy to 127.0.0.1:`port` that counts HTTP requests, by the
-/// client's User-Agent: index 0 for ours (ureq), 1 for curl.
+/// client's User-Agent: index 0 for ours, 1 for curl, 2 for pgBackRest.
 struct CountingProxy {
     port: u16,
-    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; 3]>,
 }
 
 impl CountingProxy {
@@ -1967,7 +1971,7 @@ impl CountingProxy {
         use std::sync::atomic::{AtomicU64, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
-        let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
         let c = counts.clone();
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -1985,12 +1989,15 @@ impl CountingProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        let text = String::from_utf8_lossy(&buf[..n]);
-                        for line in text
-                            .lines()
-                            .filter(|l| l.to_ascii_lowercase().starts_with("user-agent:"))
-                        {
-                            let k = usize::from(line.contains("curl"));
+                        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                        for line in text.lines().filter(|l| l.starts_with("user-agent:")) {
+                            let k = if line.contains("curl") {
+                                1
+                            } else if line.contains("pgbackrest") {
+                                2
+                            } else {
+                                0
+                            };
                             counts[k].fetch_add(1, Ordering::Relaxed);
                         }
                         if s_out.write_all(&buf[..n]).is_err() {
@@ -2008,11 +2015,12 @@ impl CountingProxy {
         Ok(Self { port, counts })
     }
 
-    fn counts(&self) -> [u64; 2] {
+    fn counts(&self) -> [u64; 3] {
         use std::sync::atomic::Ordering;
         [
             self.counts[0].load(Ordering::Relaxed),
             self.counts[1].load(Ordering::Relaxed),
+            self.counts[2].load(Ordering::Relaxed),
         ]
     }
 }

@@ -140,9 +140,11 @@ fn the_page_documents_every_environment_variable_read() {
     }
     assert!(env_section.contains("PGDATA"));
     // And every variable the Cloud Storage store reads (src/archive/store/gcs.rs).
-    let source =
-        std::fs::read_to_string(format!("{}/src/archive/store/gcs.rs", env!("CARGO_MANIFEST_DIR")))
-            .unwrap();
+    let source = std::fs::read_to_string(format!(
+        "{}/src/archive/store/gcs.rs",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let code = source.split("#[cfg(test)]").next().unwrap();
     let read: Vec<&str> = code
         .split('"')
