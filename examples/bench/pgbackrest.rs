@@ -1,8 +1,8 @@
 //! pgBackRest (Debian's package, 2.45) as the peer for catching up with
 //! prefetch: its `archive-get` with `archive-async=y` from a
 //! posix repository that pgBackRest itself filled with `archive-push`,
-//! gzip-compressed like our archive, or from an S3 repository (s3s-fs
-//! behind stunnel: pgBackRest speaks only TLS to S3). Skipped, with a note,
+//! gzip-compressed like our archive, or from a repository in object
+//! storage (examples/bench/pgbrs3.rs). Skipped, with a note,
 //! when the `pgbackrest` command is not installed (`apt-get install
 //! pgbackrest`).
 
@@ -20,32 +20,23 @@ impl PgBackRest {
     /// `None` when pgBackRest is not installed.
     pub fn set_up(sb: &Sandbox) -> Result<Option<Self>> {
         let repo = format!("repo1-path={}/pgbackrest/repo\n", sb.path().display());
-        Self::set_up_with(sb, &repo)
+        Self::set_up_with(sb, "pgbackrest", &repo)
     }
 
-    /// A repository in `bucket` of the S3 server behind the TLS terminator
-    /// on 127.0.0.1:`tls_port` (path-style, its self-signed certificate
-    /// not verified).
-    pub fn set_up_s3(sb: &Sandbox, tls_port: u16, bucket: &str) -> Result<Option<Self>> {
-        let repo = format!(
-            "repo1-type=s3\nrepo1-path=/repo\nrepo1-s3-bucket={bucket}\nrepo1-s3-endpoint=127.0.0.1\n\
-             repo1-storage-port={tls_port}\nrepo1-s3-uri-style=path\nrepo1-s3-region={}\n\
-             repo1-s3-key={}\nrepo1-s3-key-secret={}\nrepo1-storage-verify-tls=n\n",
-            s3_server::REGION,
-            s3_server::ACCESS_KEY,
-            s3_server::SECRET_KEY
-        );
-        Self::set_up_with(sb, &repo)
+    /// A repository in object storage, configured by `repo` (its `repo1-`
+    /// lines), with its files in the sandbox's directory `name`.
+    pub fn set_up_remote(sb: &Sandbox, name: &str, repo: &str) -> Result<Option<Self>> {
+        Self::set_up_with(sb, name, repo)
     }
 
-    fn set_up_with(sb: &Sandbox, repo: &str) -> Result<Option<Self>> {
+    fn set_up_with(sb: &Sandbox, name: &str, repo: &str) -> Result<Option<Self>> {
         if Command::new("pgbackrest").arg("version").output().is_err() {
             say(
                 "\n_pgBackRest is not installed (`apt-get install pgbackrest`): its row is left out._\n",
             );
             return Ok(None);
         }
-        let root = sb.path().join("pgbackrest");
+        let root = sb.path().join(name);
         sb.mkdir(&root)?;
         for d in ["repo", "log", "lock"] {
             sb.mkdir(&root.join(d))?;
