@@ -15,7 +15,11 @@
 //! * Sample counts: `LATENCY_SAMPLES` (50), `FAILOVER_ROUNDS` (3),
 //!   `CATCHUP_ROUNDS` (3), `CATCHUP_SEGMENTS` (200), `PERCALL_RUNS` (30),
 //!   `IDLE_SECS` (60), `BUSY_FILES` (10000), `CLEANUP_ROUNDS` (3),
-//!   `BIGSEG_RUNS` (5).
+//!   `BIGSEG_RUNS` (5), `S3_SAMPLES` (20), `S3_IDLE_SECS` (60),
+//!   `PGBRS3_SEGMENTS` (100).
+//! * `pgbrs3` needs pgBackRest and stunnel (`apt-get install pgbackrest
+//!   stunnel4`) and the three emulators; `PGBRS3_STORES` (`s3,gcs,azure`)
+//!   picks the stores.
 //!
 //! Results are printed as Markdown and appended to `target/bench/results.md`;
 //! `latency` and `catchup` also draw their results as SVG plots,

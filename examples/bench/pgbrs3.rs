@@ -318,6 +318,15 @@ pub fn pgbackrest_s3(p: &Progs) -> Result<()> {
             ));
         }
     }
+    // What no restore_command from anywhere beats: the same segments from
+    // the local gzip archive, prefetched, i.e. the server's own replay.
+    progs.push((
+        0,
+        "no store: ours from the local gzip archive (the replay's pace)".into(),
+        sb.restore_command(&ours, "", false),
+        false,
+        0,
+    ));
     say(&format!(
         "\n### Object storage against pgBackRest: catch-up through {nseg} segments of rows ({rounds} rounds, programs rotated)\n\n\
          The primary's archive_command gzips each segment ({segs} in all) and, for each store, uploads it with \
@@ -326,7 +335,9 @@ pub fn pgbackrest_s3(p: &Progs) -> Result<()> {
          pgBackRest reaches the proxy through stunnel (TLS, `repo1-storage-verify-tls=n`, path-style). A fresh hot \
          standby from the cold backup replays everything, from `pg_ctl start` until `pg_last_wal_replay_lsn()` \
          reaches the primary's last insert position; pgBackRest runs with standby.signal, as a restore_command \
-         that does not wait must. Requests: what the standby sent through the proxy during its catch-up.\n"
+         that does not wait must. Requests: what the standby sent through the proxy during its catch-up. \
+         The row \"no store\" replays the same segments from the local gzip archive: the pace of the \
+         server's own replay here.\n"
     ));
     let mut totals: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
     let mut requests: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
