@@ -556,26 +556,34 @@ mod tests {
                 codec.suffix()
             );
         }
-        // Every variable the S3 store reads for its own settings (the
-        // credential chain's sources are in the manual page).
-        let source = include_str!("archive/store/s3.rs");
-        let mut rest = source.split("#[cfg(test)]").next().unwrap();
+        // Every variable the S3 store reads for its own settings, its
+        // proxy's through the stores' HTTP (the credential chain's sources
+        // are in the manual page).
         let mut seen = 0;
-        while let Some(at) = rest.find("\"") {
-            rest = &rest[at + 1..];
-            let Some(end) = rest.find('"') else { break };
-            let word = &rest[..end];
-            let is_var = (word.starts_with("AWS_") || word.ends_with("_PROXY"))
-                && word
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit());
-            if is_var {
-                seen += 1;
-                assert!(HELP.contains(word), "{word} is not in the help");
+        for source in [
+            include_str!("archive/store/s3.rs"),
+            include_str!("archive/store/http.rs"),
+        ] {
+            let mut rest = source.split("#[cfg(test)]").next().unwrap();
+            while let Some(at) = rest.find("\"") {
+                rest = &rest[at + 1..];
+                let Some(end) = rest.find('"') else { break };
+                let word = &rest[..end];
+                let is_var = (word.starts_with("AWS_") || word.ends_with("_PROXY"))
+                    && word
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit());
+                if is_var {
+                    seen += 1;
+                    assert!(HELP.contains(word), "{word} is not in the help");
+                }
+                rest = &rest[end + 1..];
             }
-            rest = &rest[end + 1..];
         }
-        assert!(seen >= 10, "only {seen} variables found in s3.rs");
+        assert!(
+            seen >= 10,
+            "only {seen} variables found in s3.rs and http.rs"
+        );
         assert!(HELP.contains("s3://BUCKET/PREFIX"));
         // And every variable the Cloud Storage store reads.
         let source = include_str!("archive/store/gcs.rs");

@@ -12,19 +12,21 @@
 //!
 //! * The call: `cli` parses the command line, `config` validates it into a
 //!   [`config::Mode`], `restore` runs one restore call (`restore::found`
-//!   looks, `restore::report` logs the outcome, `restore::prefetching` uses
+//!   looks, `restore::failover` reads who asks for a failover,
+//!   `restore::report` logs the outcome, `restore::prefetching` uses
 //!   the spool, `restore::ended` marks the end of recovery), `exit` builds
 //!   the one exit message and status.
 //! * The decisions, pure and table-tested: `policy` (what to do next, the
 //!   pace, who is failing over), `trigger` (what the trigger file says,
 //!   whether it is stale), `archive::store::classify` (what a store's answer
-//!   means), `prefetch::spool::next_to_fetch`, `archive::cleanup` (which
-//!   names go), `archive::registry::standing` (where a standby stands).
+//!   means), `prefetch::spool::next_to_fetch`, `archive::cutoff` (which
+//!   names the cleanup removes), `archive::registry::standing` (where a standby stands).
 //! * `archive/`: where segments come from, one boundary (`archive`) over a
 //!   directory or object storage (`archive::store`: `s3`, `gcs`, `azure`,
 //!   with `classify`, `body` and the credential sources), compressed
 //!   segments (`codec`, `unpack`), is this the segment asked for
-//!   (`validate`), what may be removed (`cleanup`, `registry`).
+//!   (`validate`), what may be removed (`cutoff`, `registry`) and its removal
+//!   (`cleanup`, in a process of its own).
 //! * `destination`: delivering into `%p`, atomically, never partial.
 //! * `wal/`: WAL file names and LSN arithmetic (`wal`), the segment header
 //!   (`wal::header`), timeline history (`wal::timeline`).
@@ -33,7 +35,11 @@
 //! * `server/`: the server around us: `datadir` (recovery mode, start time,
 //!   system identifier), `pgconf` (postgresql.conf as the server reads it),
 //!   `control` (pg_control).
-//! * `check/`: `--check`, which reads the same rules the restore applies.
+//! * `check/`: `--check`, which reads the same rules the restore applies:
+//!   the data directory (`setup`), restore_command (`command`, `shell`,
+//!   `access`), the archive (`archive`, `remote`, `registry`), what ends or
+//!   stalls recovery (`recovery`), the server's environment (`server`), and
+//!   the findings as text or JSON (`report`).
 //! * `sys/`: `open` (files others control), `access` (advice for files we
 //!   may not read), `flock`, `mounts`, `signals`, `waiter` (inotify and
 //!   signal wake-ups).
@@ -70,7 +76,7 @@ use clap::error::ErrorKind;
 
 /// Public as an API for the property tests: the oldest segment `-k N`
 /// keeps.
-pub use archive::cleanup::cutoff_keeping;
+pub use archive::cutoff::cutoff_keeping;
 
 use archive::cleanup;
 use cli::Cli;
@@ -79,14 +85,6 @@ use exit::{Fatal, Outcome};
 use obs::logging;
 use restore::Session;
 use sys::signals;
-
-/// When the process started, as near as we can tell: the phases of a
-/// call (`-d`) are measured from here.
-static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-fn process_start() -> std::time::Instant {
-    *STARTED.get_or_init(std::time::Instant::now)
-}
 
 /// The command line's definition, for the generators of the manual page
 /// and the shell completion (examples/man.rs); not a stable interface.
@@ -97,7 +95,7 @@ pub fn command() -> clap::Command {
 
 /// The whole program, for src/main.rs.
 pub fn main() -> ExitCode {
-    process_start();
+    logging::process_start();
     // Every line on stderr goes through the logger, from the first one on.
     logging::init();
     // Any panic must stop recovery, not look like "file not available";

@@ -33,10 +33,10 @@ pub enum Failover {
     Fast,
 }
 
-/// The requested segment's state in the archive.
+/// The requested segment's state in the archive, when it is not ready to
+/// deliver (a ready one goes to [`ready_step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
-    Ready,
     Absent,
     /// Absent under its name, but a file that will become it is being
     /// written under another (`%f.tmp`, rsync's `.%f.XXXXXX`).
@@ -62,9 +62,9 @@ pub struct Observation {
     pub failover: Failover,
 }
 
+/// What to do about a segment that is not ready to deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    Deliver,
     Wait { timeout: Duration, note: Note },
     NotRestored(Reason),
     Fatal(Fatal, Reason),
@@ -213,6 +213,22 @@ pub fn failing_over(failover: Failover, max_wait: Option<Duration>, waited: Dura
     failover == Failover::Smart || max_wait.is_some_and(|w| waited >= w)
 }
 
+/// What to do about a segment found ready: deliver it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyStep {
+    Deliver,
+    NotRestored(Reason),
+}
+
+/// A segment found ready is delivered, under a smart failover too (it is
+/// what the archive still holds); a fast failover ends recovery without it.
+pub fn ready_step(failover: Failover) -> ReadyStep {
+    match failover {
+        Failover::Fast => ReadyStep::NotRestored(Reason::FastFailover),
+        Failover::None | Failover::Smart => ReadyStep::Deliver,
+    }
+}
+
 pub fn next_step(rules: &Rules, now: &Observation) -> Step {
     if now.failover == Failover::Fast {
         return Step::NotRestored(Reason::FastFailover);
@@ -226,7 +242,6 @@ pub fn next_step(rules: &Rules, now: &Observation) -> Step {
         note,
     };
     match now.seen {
-        Seen::Ready => Step::Deliver,
         Seen::NeverExists => Step::NotRestored(Reason::NeverExists),
         Seen::Bad(kind) if at_once => Step::Fatal(kind, Reason::BadFile),
         Seen::Bad(kind) if now.unchanged >= rules.bad_file_timeout => {
@@ -333,6 +348,18 @@ mod tests {
     }
 
     #[test]
+    fn a_ready_segment_is_delivered_unless_a_fast_failover_ends_recovery() {
+        let table = [
+            (Failover::None, ReadyStep::Deliver),
+            (Failover::Smart, ReadyStep::Deliver),
+            (Failover::Fast, ReadyStep::NotRestored(Reason::FastFailover)),
+        ];
+        for (failover, want) in table {
+            assert_eq!(ready_step(failover), want, "{failover:?}");
+        }
+    }
+
+    #[test]
     fn decision_table() {
         let w = |secs| Some(secs * S);
         let bad = Seen::Bad(Fatal::BadSegment);
@@ -340,14 +367,6 @@ mod tests {
         let fast = Failover::Fast;
         #[rustfmt::skip]
         let rows: Vec<Row> = vec![
-            ("ready is delivered", rules(), seen(Seen::Ready),
-                |s| s == Step::Deliver),
-            ("ready under a smart failover is delivered", rules(),
-                Observation { failover: smart, ..seen(Seen::Ready) },
-                |s| s == Step::Deliver),
-            ("fast failover beats a ready file", rules(),
-                Observation { failover: fast, ..seen(Seen::Ready) },
-                |s| s == Step::NotRestored(Reason::FastFailover)),
             ("absent: wait", rules(), seen(Seen::Absent), waits),
             ("absent under smart failover: recovery ends", rules(),
                 Observation { failover: smart, ..seen(Seen::Absent) },

@@ -1,10 +1,11 @@
 //! Azure Blob Storage as the archive (`azure://CONTAINER/PREFIX`), through
 //! the binary, against a real emulator (Azurite on 127.0.0.1, which checks
-//! SharedKey and SAS signatures): the same guarantees as a local archive
-//! and as `s3://`, errors sorted for the exit contract (a missing blob
-//! waits, a wrong key or a missing container stops recovery, an
-//! unreachable endpoint is waited out and never promotes), and the store
-//! on a bad day through the fault-injecting proxy.
+//! SharedKey and SAS signatures), what the Azure store alone does: its
+//! credentials (a wrong key, none, a SAS, a connection string, a managed
+//! identity and its expiry), listings longer than a page, and a lagging
+//! standby's registry entry. The guarantees every store gives are in
+//! tests/store_archive.rs, the bad days they share in
+//! tests/remote_faults.rs.
 #![cfg(feature = "azure")]
 
 mod support;
@@ -19,9 +20,8 @@ mod azure_identity;
 mod fault_proxy;
 
 use std::fs;
-use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azure_identity::IdentityServer;
 use azure_server::{ACCOUNT, AzureServer, KEY};
@@ -99,25 +99,12 @@ impl Setup {
     }
 
     fn args(&self, opts: &[&str], name: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = ["-d", "-s", "2", "--bad-file-timeout", "1"]
+        let opts: Vec<&str> = ["-d", "-s", "2", "--bad-file-timeout", "1"]
             .iter()
             .chain(opts)
-            .map(|s| s.to_string())
+            .copied()
             .collect();
-        args.push(URL.into());
-        args.push(name.into());
-        args.push(if name.ends_with(".history") {
-            "pg_wal/RECOVERYHISTORY".into()
-        } else {
-            "pg_wal/RECOVERYXLOG".into()
-        });
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    }
-
-    fn start(&self, opts: &[&str], name: &str) -> Job {
-        let cmd = self.command(KEY, &self.server.endpoint, &self.args(opts, name, &[]));
-        Job::launch(&self.env, cmd)
+        self.env.restore_args_at(URL, &opts, name, extra)
     }
 
     fn blobs(&self) -> Vec<String> {
@@ -131,110 +118,6 @@ impl Setup {
         v.sort();
         v
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = data.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    out.stdout
-}
-
-#[track_caller]
-fn assert_delivered(env: &Env, bytes: &[u8]) {
-    assert!(fs::read(env.restored()).unwrap() == bytes, "%p differs");
-    assert_eq!(env.stray_files(), Vec::<String>::new());
-}
-
-/// A free loopback port with nothing listening on it.
-fn closed_port() -> String {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}/{ACCOUNT}", closed.local_addr().unwrap());
-    drop(closed);
-    endpoint
-}
-
-#[test]
-fn a_present_segment_is_restored() {
-    let s = setup();
-    let bytes = segment(NAME);
-    s.put(NAME, &bytes);
-    s.start(&[], NAME)
-        .finish_within(Duration::from_secs(10))
-        .exited(0)
-        .logged(&format!("restored {NAME} from {URL}/{NAME} after"));
-    assert_delivered(&s.env, &bytes);
-}
-
-#[test]
-fn a_segment_arriving_later_is_seen_within_a_fraction_of_a_second() {
-    let s = setup();
-    let bytes = segment(NAME);
-    let mut job = s.start(&["-s", "30"], NAME);
-    job.wait_ready();
-    std::thread::sleep(Duration::from_millis(700));
-    let put = Instant::now();
-    s.put(NAME, &bytes);
-    let done = job.finish_within(Duration::from_secs(10));
-    done.exited(0);
-    // The upload's own time counts too: Azurite takes a moment to store
-    // 16 MiB.
-    let lag = put.elapsed();
-    assert!(lag < Duration::from_secs(3), "noticed after {lag:?}");
-    assert_delivered(&s.env, &bytes);
-}
-
-#[test]
-fn a_compressed_segment_is_restored() {
-    let s = setup();
-    let bytes = segment(NAME);
-    s.put(&format!("{NAME}.gz"), &gzip(&bytes));
-    s.start(&[], NAME)
-        .finish_within(Duration::from_secs(10))
-        .exited(0)
-        .logged(&format!("restored {NAME} from {URL}/{NAME}.gz ("));
-    assert_delivered(&s.env, &bytes);
-}
-
-#[test]
-fn a_missing_history_file_is_answered_at_once() {
-    let s = setup();
-    s.put("placeholder", b"x");
-    s.start(&[], "00000002.history")
-        .finish_within(Duration::from_secs(5))
-        .exited(1)
-        .within(Duration::from_secs(3));
-    let history = b"1\t0/5000000\tno recovery target specified\n";
-    s.put("00000002.history", history);
-    s.start(&[], "00000002.history")
-        .finish_within(Duration::from_secs(5))
-        .exited(0);
-    assert_eq!(
-        fs::read(s.env.datadir.join("pg_wal/RECOVERYHISTORY")).unwrap(),
-        history
-    );
-}
-
-#[test]
-fn a_missing_container_stops_recovery_at_once() {
-    let s = setup();
-    let mut args = s.args(&[], NAME, &[]);
-    let url = args.iter().position(|a| a == URL).unwrap();
-    args[url] = "azure://no-such-container/archive".into();
-    Job::launch(&s.env, s.command(KEY, &s.server.endpoint, &args))
-        .finish_within(Duration::from_secs(10))
-        .exited(FATAL)
-        .within(Duration::from_secs(5))
-        .logged("ContainerNotFound");
-    assert!(!s.env.restored().exists());
 }
 
 /// Azurite checks SharedKey signatures: a wrong key is refused with 403,
@@ -377,95 +260,6 @@ fn a_connection_string_with_a_blob_endpoint_is_used() {
     assert_delivered(&s.env, &bytes);
 }
 
-/// Connection refused: waited out with a WARNING, never "not there"; a
-/// smart failover then stops recovery instead of promoting.
-#[test]
-fn an_unreachable_endpoint_is_waited_out_and_never_promotes() {
-    let s = setup();
-    let trigger = s.env.path("trigger");
-    let trigger_arg = trigger.display().to_string();
-    let cmd = s.command(
-        KEY,
-        &closed_port(),
-        &s.args(&["-t", &trigger_arg], NAME, &[]),
-    );
-    let mut job = Job::launch(&s.env, cmd);
-    job.wait_log("cannot be reached");
-    assert!(job.is_running());
-    fs::write(&trigger, "").unwrap();
-    job.finish_within(Duration::from_secs(10))
-        .exited(FATAL)
-        .logged("not failing over past what it may hold");
-}
-
-#[test]
-fn a_foreign_segment_is_never_delivered() {
-    let s = setup();
-    s.put(NAME, &segment_bytes(NAME, SEG, SYSID + 1, SEG));
-    s.start(&[], NAME)
-        .finish_within(Duration::from_secs(10))
-        .exited(FATAL)
-        .logged("another cluster");
-    assert!(!s.env.restored().exists());
-}
-
-#[test]
-fn the_trigger_is_noticed_at_once_while_polling() {
-    let s = setup();
-    let trigger = s.env.path("trigger");
-    let trigger_arg = trigger.display().to_string();
-    let mut job = s.start(&["-t", &trigger_arg, "-s", "30"], NAME);
-    job.wait_ready();
-    std::thread::sleep(Duration::from_millis(500));
-    let t0 = Instant::now();
-    fs::write(&trigger, "fast").unwrap();
-    job.finish_within(Duration::from_secs(5)).exited(1);
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-}
-
-#[test]
-fn cleanup_removes_older_blobs_only() {
-    let s = setup();
-    for n in ["000000010000000000000002", "000000010000000000000003"] {
-        s.put(n, b"old");
-    }
-    s.put("000000010000000000000003.gz", b"old");
-    s.put("000000010000000000000003.00000028.backup", b"keep");
-    s.put("00000002.history", b"keep");
-    // Outside the prefix: never touched.
-    s.server
-        .store("azure://wal")
-        .put("000000010000000000000001", b"other")
-        .unwrap();
-    s.put(NAME, &segment(NAME));
-    let cmd = s.command(
-        KEY,
-        &s.server.endpoint,
-        &s.args(&[], NAME, &["000000010000000000000004"]),
-    );
-    let job = Job::launch(&s.env, cmd);
-    let log = job.log_file();
-    job.finish_within(Duration::from_secs(10)).exited(0);
-    // The removal runs apart, after the call has settled its exit status.
-    wait_until(Duration::from_secs(10), "the cleanup", || {
-        Ok(fs::read_to_string(&log)?.contains("archive cleanup: removed 3 segment(s)"))
-    })
-    .unwrap();
-    assert_eq!(
-        s.blobs(),
-        [
-            "000000010000000000000003.00000028.backup",
-            NAME,
-            "00000002.history"
-        ]
-    );
-    let outside = s.server.store("azure://wal").list("").unwrap();
-    assert!(
-        outside.iter().any(|(n, _)| n == "000000010000000000000001"),
-        "{outside:?}"
-    );
-}
-
 /// A listing longer than a page is followed to its end (NextMarker).
 #[test]
 fn listings_follow_every_page() {
@@ -493,78 +287,6 @@ fn listings_follow_every_page() {
     let report = store.delete_many(&gone).unwrap();
     assert_eq!((report.deleted, report.failed.len()), (4, 0));
     assert_eq!(store.list("00000001").unwrap().len(), 4);
-}
-
-/// A store that accepts the connection and never answers: SIGTERM ends
-/// the call at once, not after the request timeout.
-#[test]
-fn sigterm_ends_a_call_stuck_in_a_request() {
-    let s = setup();
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", s.server.port));
-    proxy.always(Action::Hang);
-    let endpoint = format!("{}/{ACCOUNT}", proxy.endpoint);
-    let mut job = Job::launch(&s.env, s.command(KEY, &endpoint, &s.args(&[], NAME, &[])));
-    job.wait_log("DEBUG: request ");
-    wait_until(Duration::from_secs(5), "the first request", || {
-        Ok(proxy.count() > 0)
-    })
-    .unwrap();
-    let t0 = Instant::now();
-    job.signal(libc::SIGTERM);
-    job.finish_within(Duration::from_secs(5))
-        .died_of(libc::SIGTERM);
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-}
-
-/// The store on a bad day, through the proxy: a failure for a while,
-/// then good answers; the call warns, keeps waiting and restores the
-/// segment whole.
-#[track_caller]
-fn waited_out(faults: Vec<Action>, warning: &str) {
-    let s = setup();
-    let bytes = segment(NAME);
-    s.put(NAME, &bytes);
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", s.server.port));
-    let n = faults.len();
-    proxy.then(faults);
-    let endpoint = format!("{}/{ACCOUNT}", proxy.endpoint);
-    let args = s.args(&["-s", "1", "--bad-file-timeout", "2"], NAME, &[]);
-    Job::launch(&s.env, s.command(KEY, &endpoint, &args))
-        .finish_within(Duration::from_secs(30))
-        .exited(0)
-        .logged(warning)
-        .logged(&format!("restored {NAME}"));
-    assert_delivered(&s.env, &bytes);
-    assert_eq!(proxy.pending(), 0);
-    assert!(proxy.count() > n, "{:?}", proxy.seen());
-}
-
-fn status(status: u16, code: &'static str) -> Action {
-    Action::Status {
-        status,
-        code,
-        retry_after: None,
-    }
-}
-
-#[test]
-fn server_busy_is_waited_out() {
-    waited_out(vec![status(503, "ServerBusy"); 3], "503 ServerBusy");
-}
-
-#[test]
-fn a_body_cut_short_is_never_delivered() {
-    waited_out(vec![Action::CutAfter(100_000)], "after 100000 bytes");
-}
-
-#[test]
-fn reset_connections_are_waited_out() {
-    waited_out(vec![Action::Reset; 3], "cannot be reached");
-}
-
-#[test]
-fn an_html_page_instead_of_the_segment_is_never_delivered() {
-    waited_out(vec![Action::Html], "text/html page");
 }
 
 /// A managed identity: the token comes from the instance metadata
@@ -645,7 +367,7 @@ fn an_expired_token_is_fetched_again() {
     let s = setup();
     let identity = IdentityServer::start();
     let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", s.server.port));
-    proxy.then([status(401, "InvalidAuthenticationInfo")]);
+    proxy.then([Action::status(401, "InvalidAuthenticationInfo", None)]);
     let done = Job::launch(
         &s.env,
         s.command_with(

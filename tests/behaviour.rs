@@ -4,7 +4,6 @@
 mod support;
 
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -262,16 +261,6 @@ fn max_wait_fails_over_after_the_given_seconds() {
 }
 
 #[test]
-fn a_missing_history_file_is_reported_at_once() {
-    let env = Env::new();
-    let started = Instant::now();
-    let out = env.run(&["-s", "5", "-r", "3"], "00000002.history", &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
-    assert!(!env.datadir.join("pg_wal/RECOVERYHISTORY").exists());
-}
-
-#[test]
 fn a_history_file_is_copied() {
     let env = Env::new();
     let history = "1\t0/3000060\tno recovery target specified\n";
@@ -282,41 +271,6 @@ fn a_history_file_is_copied() {
         fs::read_to_string(env.datadir.join("pg_wal/RECOVERYHISTORY")).unwrap(),
         history
     );
-}
-
-#[test]
-fn sigterm_during_the_wait_kills_by_sigterm_and_leaves_nothing() {
-    let env = Env::new();
-    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
-    run.wait_ready();
-    assert!(run.is_running());
-    run.signal(libc::SIGTERM);
-    let done = run.finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.signal(), Some(libc::SIGTERM), "{}", done.log);
-    assert!(!env.restored().exists());
-    assert!(env.stray_files().is_empty());
-}
-
-#[test]
-fn sigquit_kills_by_sigint_so_the_server_aborts() {
-    let env = Env::new();
-    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
-    run.wait_ready();
-    run.signal(libc::SIGQUIT);
-    let done = run.finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.signal(), Some(libc::SIGINT), "{}", done.log);
-    assert!(!done.status.core_dumped());
-}
-
-#[test]
-fn sigusr1_is_a_fast_failover() {
-    let env = Env::new();
-    let mut run = env.spawn(&["-d", "-s", "60"], S1, &[]);
-    run.wait_ready();
-    run.signal(libc::SIGUSR1);
-    let done = run.finish_within(Duration::from_secs(5));
-    assert_eq!(done.status.code(), Some(1));
-    assert!(done.log.contains("SIGUSR1"), "{}", done.log);
 }
 
 #[test]

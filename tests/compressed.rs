@@ -7,7 +7,6 @@ mod support;
 
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
@@ -22,27 +21,6 @@ const TOOLS: &[(&str, &str, &[&str])] = &[
     (".bz2", "bzip2", &["-c"]),
     (".xz", "xz", &["-c"]),
 ];
-
-/// The tool's output for `data`; a missing tool fails the test.
-fn compress(tool: &str, args: &[&str], data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{tool}: {e}: apt-get install gzip zstd lz4 bzip2 xz-utils"));
-    let mut stdin = child.stdin.take().unwrap();
-    let data = data.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    assert!(out.status.success(), "{tool} failed");
-    out.stdout
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    compress("gzip", &["-c"], data)
-}
 
 /// A segment with more than a header in it, so that compressing it is
 /// real work and corrupting the middle hits data.
@@ -65,12 +43,6 @@ fn quick<'a>(opts: &[&'a str]) -> Vec<&'a str> {
 
 fn start(env: &Env, opts: &[&str], name: &str) -> Job {
     env.spawn(&quick(opts), name, &[])
-}
-
-#[track_caller]
-fn assert_delivered(env: &Env, bytes: &[u8]) {
-    assert!(fs::read(env.restored()).unwrap() == bytes, "%p differs");
-    assert_eq!(env.stray_files(), Vec::<String>::new());
 }
 
 #[track_caller]

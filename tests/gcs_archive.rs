@@ -1,32 +1,29 @@
 //! Google Cloud Storage as the archive (`gs://BUCKET/PREFIX`), through the
-//! binary, against a real emulator (fake-gcs-server on 127.0.0.1): the
-//! same guarantees as S3 (a 404 waits, a missing bucket stops recovery, an
-//! unreachable endpoint is waited out and never promotes), the fault rows
-//! through the fault-injecting proxy (a byte changed on the way is caught by
-//! the store's `x-goog-hash`), the token paths (a service account's JWT
-//! signed with a fresh RSA key and checked by a local token endpoint, and
-//! gcloud's refresh token), whose access token must reach the store as
-//! `Authorization: Bearer`, and the client alone (pages, limits, deletes).
+//! binary, against a real emulator (fake-gcs-server on 127.0.0.1), what
+//! the Cloud Storage store alone does: its rate limits, the token paths (a
+//! service account's JWT signed with a fresh RSA key and checked by a
+//! local token endpoint, and gcloud's refresh token), whose access token
+//! must reach the store as `Authorization: Bearer`, objects stored
+//! gzip-encoded, and the client alone (pages, limits, deletes). The
+//! guarantees every store gives are in tests/store_archive.rs, the bad
+//! days they share in tests/remote_faults.rs.
 
 mod support;
-
-#[path = "support/gcs_server.rs"]
-mod gcs_server;
 
 #[path = "support/gcs_token.rs"]
 mod gcs_token;
 
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
+#[path = "support/stores.rs"]
+mod stores;
 
 use std::fs;
-use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fault_proxy::{Action, FaultProxy};
-use gcs_server::GcsServer;
 use gcs_token::{TOKEN_PREFIX, TokenServer};
+use stores::fault_proxy::{Action, FaultProxy};
+use stores::gcs_server::GcsServer;
+use stores::{Archive, Kind};
 use support::*;
 
 const NAME: &str = "000000010000000000000005";
@@ -77,20 +74,12 @@ impl Setup {
     }
 
     fn args(&self, url: &str, opts: &[&str], name: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = ["-d", "-s", "1", "--bad-file-timeout", "1"]
+        let opts: Vec<&str> = ["-d", "-s", "1", "--bad-file-timeout", "1"]
             .iter()
             .chain(opts)
-            .map(|s| s.to_string())
+            .copied()
             .collect();
-        args.push(url.into());
-        args.push(name.into());
-        args.push(if name.ends_with(".history") {
-            "pg_wal/RECOVERYHISTORY".into()
-        } else {
-            "pg_wal/RECOVERYXLOG".into()
-        });
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+        self.env.restore_args_at(url, &opts, name, extra)
     }
 
     /// A call straight to the emulator.
@@ -101,300 +90,14 @@ impl Setup {
         );
         Job::launch(&self.env, cmd)
     }
-
-    /// A call through the proxy.
-    fn start_proxied(&self, opts: &[&str]) -> Job {
-        let cmd = self.command(
-            &self.proxy.endpoint,
-            &self.args("gs://wal/archive", opts, NAME, &[]),
-        );
-        Job::launch(&self.env, cmd)
-    }
-
-    /// The archive's objects, without the standbys' registry
-    /// (`.pg_standby/`).
-    fn objects(&self) -> Vec<String> {
-        self.server
-            .names(BUCKET, PREFIX)
-            .into_iter()
-            .map(|n| n.trim_start_matches(PREFIX).to_string())
-            .filter(|n| !n.starts_with(".pg_standby/"))
-            .collect()
-    }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = data.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    out.stdout
-}
-
-fn status(status: u16, code: &'static str, retry_after: Option<u32>) -> Action {
-    Action::Status {
-        status,
-        code,
-        retry_after,
-    }
-}
-
-#[track_caller]
-fn assert_delivered(env: &Env, bytes: &[u8]) {
-    assert!(fs::read(env.restored()).unwrap() == bytes, "%p differs");
-    assert_eq!(env.stray_files(), Vec::<String>::new());
-}
-
-#[test]
-fn a_present_segment_is_restored() {
-    let s = setup();
-    let bytes = segment(NAME);
-    s.put(NAME, &bytes);
-    s.start(&[], NAME)
-        .finish_within(Duration::from_secs(10))
-        .exited(0)
-        .logged(&format!(
-            "restored {NAME} from gs://wal/archive/{NAME} after"
-        ));
-    assert_delivered(&s.env, &bytes);
-}
-
-#[test]
-fn a_segment_arriving_later_is_seen_within_a_fraction_of_a_second() {
-    let s = setup();
-    let bytes = segment(NAME);
-    let mut job = s.start(&["-s", "30"], NAME);
-    job.wait_ready();
-    std::thread::sleep(Duration::from_millis(700));
-    let put = Instant::now();
-    s.put(NAME, &bytes);
-    let done = job.finish_within(Duration::from_secs(10));
-    done.exited(0);
-    let lag = put.elapsed();
-    assert!(lag < Duration::from_secs(2), "noticed after {lag:?}");
-    assert_delivered(&s.env, &bytes);
-}
-
-#[test]
-fn a_compressed_segment_is_restored() {
-    let s = setup();
-    let bytes = segment(NAME);
-    s.put(&format!("{NAME}.gz"), &gzip(&bytes));
-    s.start(&[], NAME)
-        .finish_within(Duration::from_secs(10))
-        .exited(0)
-        .logged(&format!("restored {NAME} from gs://wal/archive/{NAME}.gz"));
-    assert_delivered(&s.env, &bytes);
-}
-
-#[test]
-fn a_missing_history_file_is_answered_at_once() {
-    let s = setup();
-    s.put("placeholder", b"x");
-    s.start(&[], "00000002.history")
-        .finish_within(Duration::from_secs(5))
-        .exited(1)
-        .within(Duration::from_secs(3));
-    let history = b"1\t0/5000000\tno recovery target specified\n";
-    s.put("00000002.history", history);
-    s.start(&[], "00000002.history")
-        .finish_within(Duration::from_secs(5))
-        .exited(0);
-    assert_eq!(
-        fs::read(s.env.datadir.join("pg_wal/RECOVERYHISTORY")).unwrap(),
-        history
-    );
-}
-
-/// The emulator, like Cloud Storage, answers 404 for a missing object and
-/// for a missing bucket alike: the bucket is looked at once to tell them
-/// apart, and a missing one stops recovery at once.
-#[test]
-fn a_missing_bucket_stops_recovery_at_once() {
-    let s = setup();
-    let args = s.args("gs://no-such-bucket/archive", &[], NAME, &[]);
-    Job::launch(&s.env, s.command(&s.server.endpoint, &args))
-        .finish_within(Duration::from_secs(10))
-        .exited(FATAL)
-        .within(Duration::from_secs(5))
-        .logged("bucket \"no-such-bucket\" not found");
-}
-
-/// Connection refused: waited out with a WARNING, never "not there"; a
-/// smart failover then stops recovery instead of promoting.
-#[test]
-fn an_unreachable_endpoint_is_waited_out_and_never_promotes() {
-    let s = setup();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let trigger = s.env.path("trigger");
-    let trigger_arg = trigger.display().to_string();
-    let args = s.args("gs://wal/archive", &["-t", &trigger_arg], NAME, &[]);
-    let mut job = Job::launch(&s.env, s.command(&endpoint, &args));
-    job.wait_log("cannot be reached");
-    assert!(job.is_running());
-    fs::write(&trigger, "").unwrap();
-    job.finish_within(Duration::from_secs(10))
-        .exited(FATAL)
-        .logged("not failing over past what it may hold");
-}
-
-#[test]
-fn a_foreign_segment_is_never_delivered() {
-    let s = setup();
-    s.put(NAME, &segment_bytes(NAME, SEG, SYSID + 1, SEG));
-    s.start(&[], NAME)
-        .finish_within(Duration::from_secs(10))
-        .exited(FATAL)
-        .logged("another cluster");
-    assert!(!s.env.restored().exists());
-}
-
-#[test]
-fn the_trigger_is_noticed_at_once_while_polling() {
-    let s = setup();
-    let trigger = s.env.path("trigger");
-    let trigger_arg = trigger.display().to_string();
-    let mut job = s.start(&["-t", &trigger_arg, "-s", "30"], NAME);
-    job.wait_ready();
-    std::thread::sleep(Duration::from_millis(500));
-    let t0 = Instant::now();
-    fs::write(&trigger, "fast").unwrap();
-    job.finish_within(Duration::from_secs(5)).exited(1);
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-}
-
-#[test]
-fn cleanup_removes_older_segments_only() {
-    let s = setup();
-    for n in ["000000010000000000000002", "000000010000000000000003"] {
-        s.put(n, b"old");
-    }
-    s.put("000000010000000000000003.gz", b"old");
-    s.put("000000010000000000000003.00000028.backup", b"keep");
-    s.put("00000002.history", b"keep");
-    s.put(NAME, &segment(NAME));
-    // Outside the prefix, and in a "subdirectory" of it: never touched.
-    s.server.put(BUCKET, "000000010000000000000001", b"other");
-    s.put("sub/000000010000000000000001", b"deeper");
-    let args = s.args("gs://wal/archive", &[], NAME, &["000000010000000000000004"]);
-    let job = Job::launch(&s.env, s.command(&s.server.endpoint, &args));
-    let log = job.log_file();
-    job.finish_within(Duration::from_secs(10)).exited(0);
-    // The removal runs apart, after the call has settled its exit status.
-    wait_until(Duration::from_secs(10), "the cleanup", || {
-        Ok(fs::read_to_string(&log)?.contains("archive cleanup: removed 3 segment(s)"))
-    })
-    .unwrap();
-    assert_eq!(
-        s.objects(),
-        [
-            "000000010000000000000003.00000028.backup",
-            NAME,
-            "00000002.history",
-            "sub/000000010000000000000001",
-        ]
-    );
-    assert_eq!(s.server.names(BUCKET, "0000"), ["000000010000000000000001"]);
-}
-
-/// A store that accepts the request and never answers: SIGTERM ends the
-/// call at once, not after the request timeout.
-#[test]
-fn sigterm_ends_a_call_stuck_in_a_request() {
-    let s = setup();
-    s.put(NAME, &segment(NAME));
-    s.proxy.always(Action::Hang);
-    let job = s.start_proxied(&[]);
-    wait_until(Duration::from_secs(10), "the first request", || {
-        Ok(s.proxy.count() >= 1)
-    })
-    .unwrap();
-    let t0 = Instant::now();
-    job.signal(libc::SIGTERM);
-    job.finish_within(Duration::from_secs(5))
-        .died_of(libc::SIGTERM);
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-}
-
-/// A failure the store answers for a while, then a good answer: the call
-/// warns, keeps waiting and restores the segment.
-#[track_caller]
-fn waited_out(faults: Vec<Action>, warning: &str) {
-    let s = setup();
-    let bytes = segment(NAME);
-    s.put(NAME, &bytes);
-    let n = faults.len();
-    s.proxy.then(faults);
-    s.start_proxied(&["--bad-file-timeout", "2"])
-        .finish_within(Duration::from_secs(30))
-        .exited(0)
-        .logged(warning)
-        .logged(&format!("restored {NAME}"));
-    assert_delivered(&s.env, &bytes);
-    assert_eq!(s.proxy.pending(), 0);
-    assert!(s.proxy.count() > n, "requests: {:?}", s.proxy.seen());
-}
-
-#[test]
-fn unavailable_with_retry_after_is_waited_out() {
-    waited_out(
-        vec![status(503, "backendError", Some(1)); 2],
-        "503 backendError",
-    );
 }
 
 #[test]
 fn rate_limits_are_waited_out() {
-    waited_out(vec![status(429, "rateLimitExceeded", None); 2], "429");
-}
-
-#[test]
-fn a_body_cut_short_is_never_delivered() {
-    waited_out(vec![Action::CutAfter(100_000)], "after 100000 bytes");
-}
-
-#[test]
-fn reset_connections_are_waited_out() {
-    waited_out(vec![Action::Reset; 3], "cannot be reached");
-}
-
-/// One bit changed on the way, past the page header: the body does not
-/// match the CRC32C and MD5 Cloud Storage gives in `x-goog-hash`, so it is
-/// never delivered; the next download is.
-#[test]
-fn a_byte_changed_on_the_way_is_never_delivered() {
-    let s = setup();
-    let bytes = segment(NAME);
-    s.put(NAME, &bytes);
-    s.proxy.then([Action::FlipByte(5_000_000)]);
-    let done = s.start_proxied(&[]).finish_within(Duration::from_secs(30));
-    done.exited(0)
-        .logged("does not match")
-        .logged(&format!("restored {NAME}"));
-    assert_delivered(&s.env, &bytes);
-}
-
-/// Access denied (a permission removed): exit 250 at once.
-#[test]
-fn forbidden_stops_recovery_at_once() {
-    let s = setup();
-    s.put(NAME, &segment(NAME));
-    s.proxy.always(status(403, "forbidden", None));
-    s.start_proxied(&[])
-        .finish_within(Duration::from_secs(10))
-        .exited(FATAL)
-        .within(Duration::from_secs(5))
-        .logged("403 forbidden");
-    assert!(!s.env.restored().exists());
+    Archive::new(Kind::Gcs).restores_after(
+        vec![Action::status(429, "rateLimitExceeded", None); 2],
+        "429",
+    );
 }
 
 /// A service account key (GOOGLE_APPLICATION_CREDENTIALS) with the
@@ -415,7 +118,7 @@ fn a_service_account_token_reaches_the_store() {
     )
     .unwrap();
     // The first request is refused as with a revoked token.
-    s.proxy.then([status(401, "authError", None)]);
+    s.proxy.then([Action::status(401, "authError", None)]);
     // No fetcher: its process would fetch a token of its own.
     let args = s.args("gs://wal/archive", &["--prefetch=0"], NAME, &[]);
     let mut cmd = s.command(&s.proxy.endpoint, &args);
@@ -600,10 +303,10 @@ fn a_segment_stored_gzip_encoded_is_restored() {
     let bytes = segment(NAME);
     let target = format!(
         "/upload/storage/v1/b/{BUCKET}/o?uploadType=media&contentEncoding=gzip&name={}",
-        gcs_server::pct(&format!("{PREFIX}{NAME}"))
+        stores::gcs_server::pct(&format!("{PREFIX}{NAME}"))
     );
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.server.port));
-    let (status, answer) = gcs_server::http(addr, "POST", &target, &gzip(&bytes)).unwrap();
+    let (status, answer) = stores::gcs_server::http(addr, "POST", &target, &gzip(&bytes)).unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     s.start(&[], NAME)
         .finish_within(Duration::from_secs(10))

@@ -8,195 +8,43 @@
 
 mod support;
 
-#[cfg(feature = "azure")]
-#[path = "support/azure_server.rs"]
-mod azure_server;
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "support/gcs_server.rs"]
-mod gcs_server;
-#[path = "support/s3_server.rs"]
-mod s3_server;
+#[path = "support/stores.rs"]
+mod stores;
 
 use std::fs;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fault_proxy::{Action, FaultProxy};
+use stores::fault_proxy::Action;
+use stores::{Archive, Kind, Via};
 use support::*;
 
 const NAME: &str = "000000010000000000000005";
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    S3,
-    Gcs,
-    #[cfg(feature = "azure")]
-    Azure,
+/// A call through the proxy, waiting with `-s 1`.
+fn call(s: &Archive, opts: &[&str]) -> Job {
+    let opts: Vec<&str> = ["-d", "-s", "1", "--bad-file-timeout", "2"]
+        .iter()
+        .chain(opts)
+        .copied()
+        .collect();
+    s.start(Via::Proxy, &opts, NAME, &[])
 }
 
-enum Server {
-    S3(s3_server::S3Server),
-    Gcs(gcs_server::GcsServer),
-    #[cfg(feature = "azure")]
-    Azure(azure_server::AzureServer),
+/// Methods of the requests the proxy saw, in order.
+fn methods(s: &Archive) -> Vec<String> {
+    s.proxy.seen().into_iter().map(|s| s.method).collect()
 }
 
-struct Store {
-    kind: Kind,
-    env: Env,
-    // Dropped before the server: its threads forward to it.
-    proxy: FaultProxy,
-    server: Server,
-}
-
-impl Store {
-    fn new(kind: Kind) -> Store {
-        let server = match kind {
-            Kind::S3 => {
-                let s = s3_server::S3Server::start();
-                s.bucket("wal");
-                Server::S3(s)
-            }
-            Kind::Gcs => {
-                let s = gcs_server::GcsServer::start();
-                s.bucket("wal");
-                Server::Gcs(s)
-            }
-            #[cfg(feature = "azure")]
-            Kind::Azure => {
-                let s = azure_server::AzureServer::start();
-                s.container("wal");
-                Server::Azure(s)
-            }
-        };
-        let endpoint = &match &server {
-            Server::S3(s) => s.endpoint.clone(),
-            Server::Gcs(s) => s.endpoint.clone(),
-            // The proxy forwards to the host; the account is in the path.
-            #[cfg(feature = "azure")]
-            Server::Azure(s) => format!("http://127.0.0.1:{}", s.port),
-        };
-        Store {
-            kind,
-            env: Env::new(),
-            proxy: FaultProxy::start(endpoint),
-            server,
-        }
-    }
-
-    /// An object appears whole, as an upload does.
-    fn put(&self, name: &str, bytes: &[u8]) {
-        match &self.server {
-            Server::S3(s) => {
-                let dir = s.root().join("wal/archive");
-                fs::create_dir_all(&dir).unwrap();
-                let tmp = self.env.path(&format!("{name}.upload"));
-                fs::write(&tmp, bytes).unwrap();
-                fs::rename(&tmp, dir.join(name)).unwrap();
-            }
-            Server::Gcs(s) => s.put("wal", &format!("archive/{name}"), bytes),
-            #[cfg(feature = "azure")]
-            Server::Azure(s) => s.store("azure://wal/archive").put(name, bytes).unwrap(),
-        }
-    }
-
-    /// The store's own answer when it is overloaded.
-    fn busy(&self) -> Action {
-        let (status, code) = match self.kind {
-            Kind::S3 => (503, "SlowDown"),
-            Kind::Gcs => (429, "rateLimitExceeded"),
-            #[cfg(feature = "azure")]
-            Kind::Azure => (503, "ServerBusy"),
-        };
-        Action::Status {
-            status,
-            code,
-            retry_after: None,
-        }
-    }
-
-    /// A call through the proxy, waiting with `-s 1`.
-    fn call(&self, opts: &[&str]) -> Job {
-        let mut cmd = Command::new(binary());
-        cmd.current_dir(&self.env.datadir)
-            .args(["-d", "-s", "1", "--bad-file-timeout", "2"])
-            .args(opts)
-            .stdin(Stdio::null());
-        let proxy = &self.proxy.endpoint;
-        let url = match self.kind {
-            Kind::S3 => {
-                cmd.env("AWS_ENDPOINT_URL", proxy)
-                    .env("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY)
-                    .env("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY)
-                    .env("AWS_REGION", s3_server::REGION)
-                    .env_remove("AWS_PROFILE");
-                "s3://wal/archive"
-            }
-            Kind::Gcs => {
-                cmd.env("STORAGE_EMULATOR_HOST", proxy.trim_start_matches("http://"))
-                    .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-                    .env("NO_GCE_CHECK", "true");
-                "gs://wal/archive"
-            }
-            #[cfg(feature = "azure")]
-            Kind::Azure => {
-                for v in [
-                    "AZURE_STORAGE_CONNECTION_STRING",
-                    "AZURE_STORAGE_SAS_TOKEN",
-                    "AZURE_STORAGE_ACCESS_KEY",
-                    "AZURE_CLIENT_ID",
-                    "IDENTITY_ENDPOINT",
-                ] {
-                    cmd.env_remove(v);
-                }
-                cmd.env("AZURE_STORAGE_ACCOUNT", azure_server::ACCOUNT)
-                    .env("AZURE_STORAGE_KEY", azure_server::KEY)
-                    .env(
-                        "AZURE_STORAGE_BLOB_ENDPOINT",
-                        format!("{proxy}/{}", azure_server::ACCOUNT),
-                    );
-                "azure://wal/archive"
-            }
-        };
-        cmd.args([url, NAME, "pg_wal/RECOVERYXLOG"]);
-        Job::launch(&self.env, cmd)
-    }
-
-    fn methods(&self) -> Vec<String> {
-        self.proxy.seen().into_iter().map(|s| s.method).collect()
-    }
-
-    /// Waits until the proxy has seen `n` requests, and answers the pauses
-    /// between them.
-    #[track_caller]
-    fn gaps_of_first(&self, n: usize, within: Duration) -> Vec<Duration> {
-        wait_until(within, "requests at the store", || {
-            Ok(self.proxy.count() >= n)
-        })
-        .must();
-        let seen = self.proxy.seen();
-        seen.windows(2)
-            .take(n - 1)
-            .map(|w| w[1].at - w[0].at)
-            .collect()
-    }
-}
-
-/// Each test, once per store.
-macro_rules! every_store {
-    ($($name:ident),* $(,)?) => {
-        mod s3 {
-            $( #[test] fn $name() { super::$name(super::Kind::S3) } )*
-        }
-        mod gcs {
-            $( #[test] fn $name() { super::$name(super::Kind::Gcs) } )*
-        }
-        #[cfg(feature = "azure")]
-        mod azure {
-            $( #[test] fn $name() { super::$name(super::Kind::Azure) } )*
-        }
-    };
+/// Waits until the proxy has seen `n` requests, and answers the pauses
+/// between them.
+#[track_caller]
+fn gaps_of_first(s: &Archive, n: usize, within: Duration) -> Vec<Duration> {
+    wait_until(within, "requests at the store", || Ok(s.proxy.count() >= n)).must();
+    let seen = s.proxy.seen();
+    seen.windows(2)
+        .take(n - 1)
+        .map(|w| w[1].at - w[0].at)
+        .collect()
 }
 
 every_store!(
@@ -213,13 +61,12 @@ every_store!(
     a_store_that_gives_no_checksum_still_works,
     standby_wait_ends_a_paced_wait_on_time,
     a_store_failing_the_second_look_of_a_failover_is_reported_unreachable,
+    throttling_with_retry_after_is_waited_out,
+    reset_connections_are_waited_out,
+    a_body_cut_short_is_never_delivered,
+    an_html_page_instead_of_the_segment_is_never_delivered,
+    access_denied_stops_recovery_at_once,
 );
-
-#[track_caller]
-fn assert_delivered(env: &Env, bytes: &[u8]) {
-    assert!(fs::read(env.restored()).unwrap() == bytes, "%p differs");
-    assert_eq!(env.stray_files(), Vec::<String>::new());
-}
 
 /// The pauses docs/guide.md promises while a store fails: 1 s, doubling,
 /// each cut by at most a fifth of random jitter (a little slack for the
@@ -239,11 +86,11 @@ fn assert_backs_off(gaps: &[Duration], first: Duration, log: &str) {
 /// 1 s, 2 s, 4 s... (with jitter), not ten times a second: a fleet of
 /// standbys must not make a store's trouble worse.
 fn a_busy_store_is_asked_less_and_less_often(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     s.put(NAME, &segment(NAME));
     s.proxy.always(s.busy());
-    let job = s.call(&[]);
-    let gaps = s.gaps_of_first(4, Duration::from_secs(20));
+    let job = call(&s, &[]);
+    let gaps = gaps_of_first(&s, 4, Duration::from_secs(20));
     assert_backs_off(&gaps, Duration::from_secs(1), &job.log());
     job.signal(libc::SIGTERM);
     job.finish_within(Duration::from_secs(5))
@@ -253,7 +100,7 @@ fn a_busy_store_is_asked_less_and_less_often(kind: Kind) {
 
 /// `Retry-After` is a floor for the next request.
 fn retry_after_is_honoured(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     let Action::Status { status, code, .. } = s.busy() else {
@@ -264,7 +111,7 @@ fn retry_after_is_honoured(kind: Kind) {
         code,
         retry_after: Some(3),
     }]);
-    let done = s.call(&[]).finish_within(Duration::from_secs(20));
+    let done = call(&s, &[]).finish_within(Duration::from_secs(20));
     done.exited(0).logged("asks to retry after 3 s");
     assert_delivered(&s.env, &bytes);
     let seen = s.proxy.seen();
@@ -275,7 +122,7 @@ fn retry_after_is_honoured(kind: Kind) {
 /// Listings that fail while the segment is not there yet are paced as
 /// errors, not as the 100 ms polls of an absent segment.
 fn failing_listings_while_the_segment_is_absent_are_paced(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     s.proxy.always(Action::ByRequest {
         get: Box::new(Action::Pass),
         other: Box::new(Action::Status {
@@ -284,10 +131,10 @@ fn failing_listings_while_the_segment_is_absent_are_paced(kind: Kind) {
             retry_after: None,
         }),
     });
-    let job = s.call(&[]);
+    let job = call(&s, &[]);
     // The first GET answers 404 (a Cloud Storage one is followed by a
     // look at the bucket, which fails); the listings after it fail.
-    let gaps = s.gaps_of_first(5, Duration::from_secs(30));
+    let gaps = gaps_of_first(&s, 5, Duration::from_secs(30));
     let errors_from = gaps.iter().position(|g| *g >= Duration::from_millis(500));
     let errors_from = errors_from.unwrap_or_else(|| panic!("no pause: {gaps:?}"));
     assert_backs_off(&gaps[errors_from..], Duration::from_secs(1), &job.log());
@@ -307,15 +154,15 @@ const FAILOVER_BOUND: Duration = Duration::from_millis(2500);
 fn crawling_download(
     kind: Kind,
     opts: &[&str],
-    act: impl FnOnce(&Store, &Job),
+    act: impl FnOnce(&Archive, &Job),
 ) -> (Done, Duration) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     s.put(NAME, &segment(NAME));
     s.proxy.then([Action::Trickle(64 * 1024)]);
     let trigger = s.env.path("trigger").display().to_string();
     let mut args = vec!["-t", trigger.as_str()];
     args.extend(opts);
-    let job = s.call(&args);
+    let job = call(&s, &args);
     wait_until(Duration::from_secs(10), "the download to start", || {
         Ok(s.proxy.count() >= 1)
     })
@@ -326,7 +173,7 @@ fn crawling_download(
     let took = t0.elapsed();
     assert!(!s.env.restored().exists(), "{}", done.log);
     assert_eq!(s.env.stray_files(), Vec::<String>::new());
-    assert_eq!(s.proxy.count(), 1, "{:?}", s.methods());
+    assert_eq!(s.proxy.count(), 1, "{:?}", methods(&s));
     (done, took)
 }
 
@@ -372,10 +219,10 @@ fn max_wait_ends_a_crawling_download_within_the_bound(kind: Kind) {
 /// A store that accepts the connection and never answers, and a smart
 /// trigger: the call ends within the bound, without a second request.
 fn a_smart_trigger_ends_a_hung_request_within_the_bound(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     s.proxy.always(Action::Hang);
     let trigger = s.env.path("trigger");
-    let job = s.call(&["-t", &trigger.display().to_string()]);
+    let job = call(&s, &["-t", &trigger.display().to_string()]);
     wait_until(Duration::from_secs(10), "the first request", || {
         Ok(s.proxy.count() >= 1)
     })
@@ -387,7 +234,7 @@ fn a_smart_trigger_ends_a_hung_request_within_the_bound(kind: Kind) {
     done.exited(FATAL)
         .logged("request given up for the failover");
     assert!(took < FAILOVER_BOUND, "{took:?}\n{}", done.log);
-    assert_eq!(s.proxy.count(), 1, "{:?}", s.methods());
+    assert_eq!(s.proxy.count(), 1, "{:?}", methods(&s));
     assert!(!s.env.restored().exists());
 }
 
@@ -397,11 +244,11 @@ fn a_smart_trigger_ends_a_hung_request_within_the_bound(kind: Kind) {
 /// Azure: the Content-MD5 it keeps from a single-request upload),
 /// so it is never delivered; the next download is.
 fn a_byte_changed_on_the_way_is_never_delivered(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     s.proxy.then([Action::FlipByte(5_000_000)]);
-    let done = s.call(&[]).finish_within(Duration::from_secs(30));
+    let done = call(&s, &[]).finish_within(Duration::from_secs(30));
     done.exited(0)
         .logged("does not match")
         .logged(&format!("restored {NAME}"));
@@ -411,13 +258,13 @@ fn a_byte_changed_on_the_way_is_never_delivered(kind: Kind) {
 /// A body changed on every download: a bad file, given up after the
 /// bad-file timeout; never delivered, never a promotion.
 fn a_body_changed_on_every_download_stops_recovery(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     s.put(NAME, &segment(NAME));
     s.proxy.always(Action::ByRequest {
         get: Box::new(Action::FlipByte(5_000_000)),
         other: Box::new(Action::Pass),
     });
-    let done = s.call(&[]).finish_within(Duration::from_secs(30));
+    let done = call(&s, &[]).finish_within(Duration::from_secs(30));
     done.exited(FATAL).logged("changed on the way");
     // The object in the archive is likely intact (its own checksum says
     // what it holds): the operator is never told to remove or replace what
@@ -432,11 +279,13 @@ fn a_body_changed_on_every_download_stops_recovery(kind: Kind) {
 
 /// A store that gives no checksum at all still serves the archive.
 fn a_store_that_gives_no_checksum_still_works(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     let bytes = segment(NAME);
     s.put(NAME, &bytes);
     s.proxy.always(Action::NoChecksums);
-    s.call(&[]).finish_within(Duration::from_secs(30)).exited(0);
+    call(&s, &[])
+        .finish_within(Duration::from_secs(30))
+        .exited(0);
     assert_delivered(&s.env, &bytes);
 }
 
@@ -446,12 +295,10 @@ fn a_store_that_gives_no_checksum_still_works(kind: Kind) {
 /// wait is up (the server streams meanwhile), not at the next paced
 /// request.
 fn standby_wait_ends_a_paced_wait_on_time(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     fs::write(s.env.datadir.join("standby.signal"), "").unwrap();
     s.proxy.always(s.busy());
-    let done = s
-        .call(&["--standby-wait", "4"])
-        .finish_within(Duration::from_secs(20));
+    let done = call(&s, &["--standby-wait", "4"]).finish_within(Duration::from_secs(20));
     done.exited(1);
     assert!(
         done.elapsed < Duration::from_millis(5000),
@@ -467,7 +314,7 @@ fn standby_wait_ends_a_paced_wait_on_time(kind: Kind) {
 /// look (absent) and fails the second, twice: the call stops, and says
 /// the store cannot be reached, not that its listing and reads disagree.
 fn a_store_failing_the_second_look_of_a_failover_is_reported_unreachable(kind: Kind) {
-    let s = Store::new(kind);
+    let s = Archive::new(kind);
     let trigger = s.env.path("trigger");
     fs::write(&trigger, "").unwrap();
     // The first look: a GET (404), the bucket's check where a 404 does
@@ -482,15 +329,59 @@ fn a_store_failing_the_second_look_of_a_failover_is_reported_unreachable(kind: K
     s.proxy.then(first_look);
     s.proxy.then([s.busy(), pass(), s.busy()]);
     let trigger = trigger.display().to_string();
-    let done = s
-        .call(&["-t", trigger.as_str()])
-        .finish_within(Duration::from_secs(20));
+    let done = call(&s, &["-t", trigger.as_str()]).finish_within(Duration::from_secs(20));
     done.exited(FATAL).logged("cannot be reached");
     assert!(
         !done.log.contains("listing and reads disagree"),
         "{:?}\n{}",
-        s.methods(),
+        methods(&s),
         done.log
     );
+    assert!(!s.env.restored().exists());
+}
+
+/// The store unavailable for a moment (S3 503 SlowDown, Cloud Storage 503
+/// backendError, Azure 503 ServerBusy), with `Retry-After`: waited out.
+fn throttling_with_retry_after_is_waited_out(kind: Kind) {
+    let s = Archive::new(kind);
+    let busy = s.unavailable();
+    let Action::Status { code, .. } = busy else {
+        unreachable!()
+    };
+    s.restores_after(vec![busy; 3], &format!("503 {code}"));
+}
+
+fn reset_connections_are_waited_out(kind: Kind) {
+    Archive::new(kind).restores_after(vec![Action::Reset; 3], "cannot be reached");
+}
+
+/// The body ends early: the partial download is thrown away and never
+/// reaches `%p`; the next look downloads the whole object.
+fn a_body_cut_short_is_never_delivered(kind: Kind) {
+    Archive::new(kind).restores_after(vec![Action::CutAfter(100_000)], "after 100000 bytes");
+}
+
+/// A proxy in the way answers 200 with an HTML page: never delivered as
+/// a segment; the store's own answer, once it comes, is.
+fn an_html_page_instead_of_the_segment_is_never_delivered(kind: Kind) {
+    Archive::new(kind).restores_after(vec![Action::Html], "text/html page");
+}
+
+/// Access denied injected by the path (a bucket policy changed, a
+/// permission removed): a configuration error, exit 250 at once, never a
+/// wait or a promotion.
+fn access_denied_stops_recovery_at_once(kind: Kind) {
+    let s = Archive::new(kind);
+    s.put(NAME, &segment(NAME));
+    let denied = s.denied();
+    let Action::Status { code, .. } = denied else {
+        unreachable!()
+    };
+    s.proxy.always(denied);
+    call(&s, &[])
+        .finish_within(Duration::from_secs(10))
+        .exited(FATAL)
+        .within(Duration::from_secs(5))
+        .logged(&format!("403 {code}"));
     assert!(!s.env.restored().exists());
 }

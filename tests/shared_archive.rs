@@ -353,3 +353,50 @@ fn a_lagging_standby_keeps_what_it_needs_on_object_storage() {
     call(&b, url, &[], 8, 7, &keys);
     assert_eq!(objects(), vec![seg(7), seg(8)]);
 }
+
+/// A postgresql.conf copied from one standby to another, `--standby-name`
+/// and all: the second standby's cleanup would overwrite the first one's
+/// position. It removes nothing and says why; the first standby's entry
+/// and the segments it needs stay.
+#[test]
+fn two_standbys_given_one_name_skip_the_cleanup_and_say_so() {
+    let env = Env::new();
+    let archive = env.archive.display().to_string();
+    fill(&env, 1..=8);
+    let (a, b) = (standby(&env, "a"), standby(&env, "b"));
+    let name = ["--standby-name", "replica"];
+    call(&a, &archive, &name, 3, 2, &[]);
+    assert_eq!(left(&env), (2..=8).collect::<Vec<_>>());
+    let first = fs::read_to_string(&entries(&env.archive)[0]).unwrap();
+    let out = call(&b, &archive, &name, 8, 7, &[]);
+    let log = log(&out);
+    assert!(
+        log.contains("archive cleanup skipped: the standby name \"replica\" is also used"),
+        "{log}"
+    );
+    assert!(log.contains(&a.display().to_string()), "{log}");
+    assert_eq!(left(&env), (2..=8).collect::<Vec<_>>());
+    assert_eq!(entries(&env.archive).len(), 1);
+    assert_eq!(
+        fs::read_to_string(&entries(&env.archive)[0]).unwrap(),
+        first
+    );
+    // --check on the second standby says so, as an error with the fix.
+    fs::write(b.join("PG_VERSION"), "15\n").unwrap();
+    fs::write(
+        b.join("postgresql.conf"),
+        format!(
+            "restore_command = '{} --standby-name replica {archive} %f %p %r'\n",
+            binary().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["--check", "--json", "-D"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("\"registry-name-taken\""), "{report}");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+}

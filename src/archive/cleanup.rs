@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::archive::Archive;
+use crate::archive::cutoff::is_removable;
 use crate::archive::registry::{self, Entry, Me};
 use crate::obs::logging::human_duration;
 use crate::sys::flock;
@@ -77,34 +78,6 @@ impl Registration {
         );
         args
     }
-}
-
-/// The oldest segment to keep, from `%r`. `None` when nothing may go: `%r` is
-/// the all-zero name the server passes before redo starts, or it sorts after
-/// the requested segment (pg_standby's "better safe than sorry" rule, which
-/// compares whole names, timeline included).
-pub fn cutoff_from_restart(restart: SegmentName, requested: SegmentName) -> Option<SegmentName> {
-    if restart.is_zero() || restart.to_string() > requested.to_string() {
-        None
-    } else {
-        Some(restart)
-    }
-}
-
-/// The oldest segment to keep with `-k N`: the N segments before the
-/// requested one survive. Unlike pg_standby 13 this counts the real number
-/// of segments per log file, so exactly N are kept across a log boundary.
-pub fn cutoff_keeping(keep: u64, requested: SegmentName, segment_size: u64) -> Option<SegmentName> {
-    if keep == 0 {
-        return None;
-    }
-    let segno = requested.segno(segment_size)?;
-    let oldest_kept = segno.checked_sub(keep)?;
-    Some(SegmentName::from_segno(
-        requested.tli,
-        oldest_kept,
-        segment_size,
-    ))
 }
 
 /// Start the removal of what precedes `cutoff` in its own process. `false`
@@ -185,12 +158,34 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
     let now = registry::now();
     let me = &reg.me;
     let file_name = Entry::file_name(me.system_identifier, &me.name);
+    let host = registry::host_name();
+    let data_directory = reg.data_directory.display().to_string();
+    let last = archive.entry(&file_name);
+    if let Some(other) = &last
+        && registry::written_by_another(other, &host, &data_directory, now, reg.expiry)
+    {
+        tracing::warn!(
+            "archive cleanup skipped: the standby name \"{}\" is also used by the standby at \
+             {}:{} (its entry \"{}\" was written {} ago): two standbys with one name overwrite \
+             each other's position, and the one behind may lose segments it needs. Give each \
+             standby its own --standby-name (if that entry is this standby's own from before it \
+             moved, remove the file)",
+            me.name,
+            other.host,
+            other.data_directory,
+            archive
+                .path_of(&format!("{}/{file_name}", registry::DIR))
+                .display(),
+            human_duration(Duration::from_secs(now.saturating_sub(other.written)))
+        );
+        return;
+    }
     // The same position as the last cleanup, recently published: that
     // cleanup removed what could go, and what the others' moves free is
     // removed by their own cleanups. One read instead of a write, a listing
     // and a read per standby (on a store, a request each).
     if !dry_run
-        && let Some(last) = archive.entry(&file_name)
+        && let Some(last) = last
         && last.restart == cutoff
         && now.saturating_sub(last.written) < registry::REFRESH.as_secs()
     {
@@ -203,8 +198,8 @@ pub fn clean(archive: &Archive, cutoff: SegmentName, dry_run: bool, reg: Option<
         segment_size: me.segment_size,
         restart: cutoff,
         written: now,
-        host: registry::host_name(),
-        data_directory: reg.data_directory.display().to_string(),
+        host,
+        data_directory,
     };
     if !dry_run && let Err(e) = archive.publish(&file_name, &entry.encode()) {
         tracing::warn!(
@@ -283,12 +278,6 @@ pub fn report(result: io::Result<Summary>, cutoff: SegmentName, dry_run: bool) {
     }
 }
 
-/// Whether a directory entry is removed: only segment names, bare or with
-/// a compression suffix, of any timeline, strictly before the cutoff.
-pub fn is_removable(file_name: &str, cutoff: SegmentName) -> bool {
-    crate::archive::segment_of(file_name).is_some_and(|n| n.position() < cutoff.position())
-}
-
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub removed: usize,
@@ -331,115 +320,8 @@ pub fn run(archive: &Path, cutoff: SegmentName, dry_run: bool) -> io::Result<Sum
 mod tests {
     use super::*;
 
-    const MIB: u64 = 1024 * 1024;
-
     fn seg(name: &str) -> SegmentName {
         SegmentName::parse(name).unwrap()
-    }
-
-    #[test]
-    fn restart_cutoff_rules() {
-        let next = seg("000000010000000000000010");
-        assert_eq!(
-            cutoff_from_restart(seg("00000001000000000000000C"), next),
-            Some(seg("00000001000000000000000C"))
-        );
-        assert_eq!(
-            cutoff_from_restart(seg("000000000000000000000000"), next),
-            None
-        );
-        // %r after %f: never clean up.
-        assert_eq!(
-            cutoff_from_restart(seg("000000010000000000000011"), next),
-            None
-        );
-        // Whole-name comparison: a later timeline sorts after, so no cleanup
-        // (pg_standby 13's strcmp(restartWALFileName, nextWALFileName) in
-        // contrib/pg_standby/pg_standby.c SetWALFileNameForCleanup).
-        assert_eq!(
-            cutoff_from_restart(
-                seg("000000020000000000000003"),
-                seg("000000010000000000000004")
-            ),
-            None
-        );
-    }
-
-    /// `-k` arithmetic. Where pg_standby 13 differs (it assumed 255 segments
-    /// per log file), its result is in the comment.
-    #[test]
-    fn keep_n_cutoffs() {
-        let next = seg("000000010000000100000003");
-        let cases = [
-            (0, None),
-            (1, Some("000000010000000100000002")),
-            (3, Some("000000010000000100000000")),
-            (5, Some("0000000100000000000000FE")), // pg_standby 13: ...FD
-            (256, Some("000000010000000000000003")), // pg_standby 13: ...02
-            (259, Some("000000010000000000000000")),
-            (260, None),
-        ];
-        for (keep, expected) in cases {
-            assert_eq!(
-                cutoff_keeping(keep, next, 16 * MIB).map(|c| c.to_string()),
-                expected.map(str::to_string),
-                "-k {keep}"
-            );
-        }
-        assert_eq!(
-            cutoff_keeping(2, seg("000000010000000100000004"), 1024 * MIB),
-            None,
-            "seg 4 does not exist with 1 GiB segments"
-        );
-        assert_eq!(
-            cutoff_keeping(2, seg("000000010000000100000001"), 1024 * MIB)
-                .unwrap()
-                .to_string(),
-            "000000010000000000000003" // pg_standby 13: ...02
-        );
-        assert_eq!(
-            cutoff_keeping(1, seg("000000010000000000000000"), 16 * MIB),
-            None
-        );
-        assert_eq!(
-            cutoff_keeping(2, seg("000000010000000100000000"), MIB)
-                .unwrap()
-                .to_string(),
-            "000000010000000000000FFE"
-        );
-    }
-
-    /// pg_archivecleanup's TAP fixtures (src/bin/pg_archivecleanup/t/
-    /// 010_pg_archivecleanup.pl), run through our selection. pg_standby
-    /// removes segments plain or compressed (pg_archivecleanup needs `-x`
-    /// for one extension), keeps backup-history files (its `-b`), and, as
-    /// it does, `.partial` and unrelated files.
-    #[test]
-    fn pg_archivecleanup_fixtures() {
-        let cutoff = seg("00000001000000370000000E");
-        // A build without a codec leaves its files alone, as unrelated.
-        let table = [
-            ("00000001000000370000000C.gz", cfg!(feature = "gzip")),
-            ("00000001000000370000000C.zst", cfg!(feature = "zstd")),
-            ("00000001000000370000000E.gz", false),
-            ("00000001000000370000000C.gz.tmp", false),
-            ("00000001000000370000000F.partial.gz", false),
-            ("00000001000000370000000D", true),
-            ("00000001000000370000000D.backup", false),
-            ("00000001000000370000000D.00000028.backup", false),
-            ("00000001000000370000000E", false),
-            ("00000001000000370000000F.partial", false),
-            ("unrelated_file", false),
-            // Timeline ignored, lowercase and 25-char names never touched.
-            ("00000009000000370000000D", true),
-            ("00000001000000360000000F", true),
-            ("00000001000000370000000d", false),
-            ("00000001000000370000000D0", false),
-            ("00000001000000370000000F", false),
-        ];
-        for (name, removed) in table {
-            assert_eq!(is_removable(name, cutoff), removed, "{name}");
-        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod cleanup;
 pub mod codec;
+pub mod cutoff;
 pub mod registry;
 pub mod store;
 pub mod unpack;
@@ -207,6 +208,7 @@ impl Archive {
             Self::Local(l) => {
                 let dir = l.dir.join(registry::DIR);
                 fs::create_dir_all(&dir)?;
+                remove_abandoned_writes(&dir, file_name);
                 let tmp = dir.join(format!(".{file_name}.{}", std::process::id()));
                 let written =
                     fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, dir.join(file_name)));
@@ -345,7 +347,7 @@ impl LocalDir {
     /// The segment, plain or compressed. Plain wins when both exist.
     pub fn segment(&self, name: &SegmentName, sysid: Option<u64>) -> Probe {
         let plain = name.to_string();
-        match validate::probe_segment(&self.path_of(&plain), name, sysid) {
+        match validate::path(&self.path_of(&plain), name, sysid) {
             Probe::Absent => {}
             found => return found,
         }
@@ -708,7 +710,7 @@ impl Remote {
         let doomed: Vec<String> = self
             .segment_names()?
             .into_iter()
-            .filter(|k| cleanup::is_removable(k, cutoff))
+            .filter(|k| cutoff::is_removable(k, cutoff))
             .collect();
         if dry_run {
             for key in &doomed {
@@ -769,9 +771,64 @@ fn is_mount_point(dir: &Path, meta: &fs::Metadata) -> bool {
         .unwrap_or(false)
 }
 
+/// How old a temporary registry entry must be to count as abandoned: a
+/// write takes milliseconds, so one this old was left by a writer that was
+/// killed between the write and the rename.
+const ABANDONED_WRITE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Remove what a killed writer of this entry left (`.NAME.PID`). Only the
+/// standby that owns the entry writes it, so only it removes its own
+/// leftovers; a reader (`--check`) never does.
+fn remove_abandoned_writes(dir: &Path, file_name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{file_name}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let abandoned = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age >= ABANDONED_WRITE);
+        if abandoned && pid.bytes().all(|b| b.is_ascii_digit()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registry_write_removes_what_a_killed_writer_of_its_entry_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path()).unwrap();
+        let reg = dir.path().join(registry::DIR);
+        fs::create_dir_all(&reg).unwrap();
+        let old = std::time::SystemTime::now() - ABANDONED_WRITE * 2;
+        let leftover = |name: &str, modified| {
+            let f = File::create(reg.join(name)).unwrap();
+            f.set_modified(modified).unwrap();
+        };
+        leftover(".a.standby.4242", old);
+        leftover(".a.standby.4243", std::time::SystemTime::now());
+        leftover(".b.standby.4242", old);
+        archive.publish("a.standby", "x").unwrap();
+        let mut left: Vec<String> = fs::read_dir(&reg)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        // A recent one may be a write in progress; another standby's is its own.
+        assert_eq!(left, [".a.standby.4243", ".b.standby.4242", "a.standby"]);
+    }
 
     #[test]
     fn missing_or_not_a_directory_is_refused() {

@@ -126,6 +126,25 @@ pub struct Me {
     pub segment_size: Option<u64>,
 }
 
+/// Whether the entry under this standby's name is another standby's: a
+/// live entry written from another host or data directory. Two standbys
+/// given one `--standby-name` (a postgresql.conf copied from one to the
+/// other) would overwrite each other's position, and the one behind would
+/// lose the segments it still needs. An expired entry is taken over (a
+/// standby that moved, once its old entry is past `--standby-expiry`); an
+/// entry that does not say where it was written is not judged.
+pub fn written_by_another(
+    entry: &Entry,
+    host: &str,
+    data_directory: &str,
+    now: u64,
+    expiry: Duration,
+) -> bool {
+    let age = Duration::from_secs(now.saturating_sub(entry.written));
+    let said_where = !entry.host.is_empty() && !entry.data_directory.is_empty();
+    said_where && age <= expiry && (entry.host != host || entry.data_directory != data_directory)
+}
+
 /// The default `--standby-name`: host and data directory, which tells
 /// apart two standbys on one host and standbys on different hosts.
 pub fn default_name(data_directory: &std::path::Path) -> String {
@@ -324,6 +343,36 @@ mod tests {
 
     /// What, the entries found, the cutoff, who holds it back.
     type Row<'a> = (&'a str, Vec<Found>, Option<u32>, Option<&'a str>);
+
+    #[test]
+    fn a_name_used_by_two_standbys_is_told_by_where_its_entry_was_written() {
+        let Found::Read { entry, .. } = entry("db", 5, 0) else {
+            unreachable!()
+        };
+        let old = Entry {
+            written: NOW - 5 * DAY,
+            ..entry.clone()
+        };
+        let unsaid = Entry {
+            host: String::new(),
+            ..entry.clone()
+        };
+        // (what, the entry, our host, our data directory, another's?)
+        let table = [
+            ("ours", &entry, "h", "/d", false),
+            ("another data directory", &entry, "h", "/e", true),
+            ("another host", &entry, "g", "/d", true),
+            ("another's, expired: taken over", &old, "g", "/d", false),
+            ("written without its host", &unsaid, "g", "/d", false),
+        ];
+        for (what, entry, host, dir, want) in table {
+            assert_eq!(
+                written_by_another(entry, host, dir, NOW, DEFAULT_EXPIRY),
+                want,
+                "{what}"
+            );
+        }
+    }
 
     #[test]
     fn cleanup_keeps_what_the_slowest_live_standby_needs() {

@@ -168,7 +168,7 @@ impl Write for SegmentSink<'_> {
             let take = (LONG_HEADER_LEN - self.head.len()).min(buf.len());
             self.head.extend_from_slice(&buf[..take]);
             if let Ok(raw) = <&[u8; LONG_HEADER_LEN]>::try_from(self.head.as_slice()) {
-                match header::check(&LongPageHeader::parse(raw), self.name, self.sysid) {
+                match header::accept(&LongPageHeader::parse(raw), self.name, self.sysid) {
                     Ok(accepted) => self.accepted = Some(accepted),
                     Err(defect) => {
                         return Err(self.refuse(Refusal::Bad(

@@ -101,18 +101,19 @@ impl Probe {
     }
 }
 
-pub fn probe_segment(path: &Path, name: &SegmentName, sysid: Option<u64>) -> Probe {
+/// Open and validate the file at `path` as the segment `name`.
+pub fn path(path: &Path, name: &SegmentName, sysid: Option<u64>) -> Probe {
     // Read-only: pg_standby 13 opened read-write and so never restored from
     // a read-only archive.
     match open::regular(path) {
-        Ok(file) => probe_file(file, name, sysid),
+        Ok(opened) => file(opened, name, sysid),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Probe::Absent,
         Err(e) => Probe::Unreadable(e),
     }
 }
 
 /// Validate an open file as the segment `name`.
-pub fn probe_file(file: File, name: &SegmentName, sysid: Option<u64>) -> Probe {
+pub fn file(file: File, name: &SegmentName, sysid: Option<u64>) -> Probe {
     let meta = match file.metadata() {
         Ok(m) => m,
         Err(e) => return Probe::Unreadable(e),
@@ -128,7 +129,7 @@ pub fn probe_file(file: File, name: &SegmentName, sysid: Option<u64>) -> Probe {
     if let Err(e) = file.read_exact_at(&mut raw, 0) {
         return Probe::Unreadable(e);
     }
-    let accepted = match header::check(&LongPageHeader::parse(&raw), name, sysid) {
+    let accepted = match header::accept(&LongPageHeader::parse(&raw), name, sysid) {
         Ok(a) => a,
         Err(defect) => return Probe::Invalid(defect),
     };
@@ -159,7 +160,7 @@ pub fn recheck(
     let mut raw = [0u8; LONG_HEADER_LEN];
     copy.read_exact_at(&mut raw, 0)
         .map_err(|e| format!("cannot read back the copy's header: {e}"))?;
-    match header::check(&LongPageHeader::parse(&raw), name, sysid) {
+    match header::accept(&LongPageHeader::parse(&raw), name, sysid) {
         Ok(got) if got == want => Ok(()),
         Ok(_) => Err("the copy's header differs from the validated one".into()),
         Err(defect) => Err(format!("the copy's header does not check out: {defect}")),
@@ -177,7 +178,7 @@ pub fn archive_segment_size(archive: &Path, sysid: Option<u64>) -> Option<u64> {
             let file = open::regular(&e.path()).ok()?;
             let mut raw = [0u8; LONG_HEADER_LEN];
             file.read_exact_at(&mut raw, 0).ok()?;
-            header::check(&LongPageHeader::parse(&raw), &name, sysid).ok()
+            header::accept(&LongPageHeader::parse(&raw), &name, sysid).ok()
         })
         .map(|a| a.seg_size)
         .next()

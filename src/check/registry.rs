@@ -10,11 +10,25 @@ use crate::archive::Archive;
 use crate::archive::registry::{self, Found, Standing};
 use crate::obs::logging::human_duration;
 
+/// The standby `--check` looks at, as its cleanup would write its entry.
+pub struct Mine {
+    pub file_name: String,
+    pub host: String,
+    pub data_directory: String,
+}
+
 /// The registry's findings: one line per standby of this cluster, a
-/// WARNING for an expired or unreadable entry, a NOTE for other clusters.
-/// `sysid`: this standby's cluster, if known (without it, with only an
-/// archive given, every entry is listed as found).
-pub fn findings(archive: &Archive, sysid: Option<u64>, expiry: Duration, out: &mut Vec<Finding>) {
+/// WARNING for an expired or unreadable entry, an ERROR for this standby's
+/// name in use by another, a NOTE for other clusters. `sysid`: this
+/// standby's cluster, if known (without it, with only an archive given,
+/// every entry is listed as found).
+pub fn findings(
+    archive: &Archive,
+    sysid: Option<u64>,
+    mine: Option<&Mine>,
+    expiry: Duration,
+    out: &mut Vec<Finding>,
+) {
     use Severity::*;
     let found = match archive.registry() {
         Ok(found) => found,
@@ -81,6 +95,37 @@ pub fn findings(archive: &Archive, sysid: Option<u64>, expiry: Duration, out: &m
                     ),
                 ));
             }
+            (Found::Read { file_name, entry }, _)
+                if mine.is_some_and(|m| {
+                    m.file_name == *file_name
+                        && registry::written_by_another(
+                            entry,
+                            &m.host,
+                            &m.data_directory,
+                            now,
+                            expiry,
+                        )
+                }) =>
+            {
+                let path = archive.path_of(&format!("{}/{file_name}", registry::DIR));
+                out.push(finding(
+                    Error,
+                    "registry-name-taken",
+                    format!(
+                        "this standby's name \"{}\" is also used by the standby at {}:{} \
+                         (entry {}): two standbys with one name overwrite each other's \
+                         position, so this standby's cleanup is skipped until they differ",
+                        entry.name,
+                        entry.host,
+                        entry.data_directory,
+                        path.display()
+                    ),
+                    "give each standby its own --standby-name in restore_command (or leave it \
+                     out: the default is host and data directory); if that entry is this \
+                     standby's own from before it moved, remove it"
+                        .into(),
+                ));
+            }
             (Found::Read { entry, .. }, _) => {
                 let age = Duration::from_secs(now.saturating_sub(entry.written));
                 standbys.push(format!(
@@ -124,7 +169,7 @@ pub fn of_archive(location: &Path, expiry: Duration) -> Vec<Finding> {
     match Archive::open(location) {
         Ok(archive) => {
             let mut out = Vec::new();
-            findings(&archive, None, expiry, &mut out);
+            findings(&archive, None, None, expiry, &mut out);
             if out.is_empty() {
                 out.push(ok(
                     "registry",

@@ -30,6 +30,14 @@ use tracing::{Event, Level, Metadata, Subscriber};
 static DEBUG: AtomicBool = AtomicBool::new(false);
 static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 
+/// When the process started, as near as we can tell: the phases of a
+/// call (`-d`) are measured from here.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+pub fn process_start() -> std::time::Instant {
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
 /// Send `tracing` events to stderr, at INFO and above until
 /// [`set_debug`]. Done first thing, before the command line is parsed, so
 /// that argument errors look like every other line.

@@ -359,7 +359,7 @@ fn fetch_remote(
         Err(e) => return Fetched::Refused(e.to_string()),
     };
     match codec {
-        None => match validate::probe_file(file, &name, stamp.sysid) {
+        None => match validate::file(file, &name, stamp.sysid) {
             Probe::Ready(ready) => {
                 let verify =
                     |copy: &fs::File| validate::recheck(copy, &name, stamp.sysid, ready.accepted);
@@ -401,7 +401,8 @@ fn server_alive(stamp: &Stamp) -> bool {
     let Some((pid, _)) = &stamp.postmaster else {
         return true;
     };
-    let same_run = std::env::current_dir().is_ok_and(|d| spool::postmaster(&d) == stamp.postmaster);
+    let same_run = std::env::current_dir()
+        .is_ok_and(|d| crate::server::datadir::postmaster(&d) == stamp.postmaster);
     // SAFETY: kill with signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(*pid, 0) };
     same_run && (r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))

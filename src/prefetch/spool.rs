@@ -122,17 +122,6 @@ impl Stamp {
     }
 }
 
-/// The server's pid and start time, from the data directory's
-/// postmaster.pid (lines 1 and 3, `LOCK_FILE_LINE_PID` and
-/// `LOCK_FILE_LINE_START_TIME` in PostgreSQL's miscadmin.h).
-pub fn postmaster(datadir: &Path) -> Option<(i32, String)> {
-    let text = fs::read_to_string(datadir.join("postmaster.pid")).ok()?;
-    let mut lines = text.lines();
-    let pid = lines.next()?.trim().parse().ok()?;
-    let start = lines.nth(1)?.trim().to_string();
-    Some((pid, start))
-}
-
 /// The default spool of a data directory: beside it, so that a rename
 /// into its pg_wal usually stays on one filesystem.
 pub fn default_dir(datadir: &Path) -> Option<PathBuf> {
@@ -370,7 +359,7 @@ impl Spool {
             Ok(file) => file,
             Err(why) => return why,
         };
-        let ready = match validate::probe_file(file, &name, sysid) {
+        let ready = match validate::file(file, &name, sysid) {
             Probe::Ready(ready) => ready,
             other => {
                 remove(&path);

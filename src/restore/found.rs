@@ -3,18 +3,11 @@
 
 use super::*;
 
-/// What the archive holds of the requested segment, decompressed if it
-/// is compressed.
+/// What one look at the archive came to: the segment as it is,
+/// decompressed, or downloaded.
 pub(super) enum Found {
     Plain(Probe),
-    Unpacked {
-        staged: Staged,
-        len: u64,
-        accepted: Accepted,
-        source: CompressedEntry,
-        /// How long decompressing took.
-        took: Duration,
-    },
+    Decompressed(Decompressed),
     /// A compressed form that is incomplete or bad.
     NotReady(Look),
     /// Decompressing beside `%p` failed: a copy failure.
@@ -22,7 +15,29 @@ pub(super) enum Found {
     Interrupted,
 }
 
-/// One look at the archive, as the policy needs it.
+/// A compressed segment, decompressed and checked beside `%p`.
+pub(super) struct Decompressed {
+    pub(super) staged: Staged,
+    pub(super) len: u64,
+    pub(super) accepted: Accepted,
+    pub(super) source: CompressedEntry,
+    /// How long decompressing took.
+    pub(super) took: Duration,
+}
+
+/// A look judged: ready to deliver, or what the policy must decide on.
+pub(super) enum Judged {
+    Ready(Deliverable),
+    NotReady(Look),
+}
+
+/// A segment ready to deliver, in either of its forms.
+pub(super) enum Deliverable {
+    Plain(ReadySegment),
+    Decompressed(Decompressed),
+}
+
+/// One look at a segment that is not ready, as the policy needs it.
 #[derive(Clone)]
 pub(super) struct Look {
     pub(super) seen: Seen,
@@ -30,6 +45,33 @@ pub(super) struct Look {
     pub(super) why: String,
     /// What must change for the file to count as changed.
     pub(super) state: String,
+    /// How long the store asked us to wait, if it did.
+    pub(super) retry_after: Option<Duration>,
+}
+
+impl Look {
+    pub(super) fn new(seen: Seen, why: String, state: String) -> Self {
+        Self {
+            seen,
+            why,
+            state,
+            retry_after: None,
+        }
+    }
+
+    /// What the look says to the pace of requests to object storage. A bad
+    /// object (changed on the way, foreign) is downloaded again at an
+    /// error's pace too: 16 MiB every few hundred ms is a store's bad day
+    /// made worse.
+    pub(super) fn answered(&self) -> policy::Answered {
+        match self.seen {
+            Seen::ArchiveGone => policy::Answered::Unavailable {
+                retry_after: self.retry_after,
+            },
+            Seen::Bad(_) => policy::Answered::Unavailable { retry_after: None },
+            _ => policy::Answered::Absent,
+        }
+    }
 }
 
 /// What became of one attempt to deliver a validated file.
@@ -42,46 +84,36 @@ pub(super) enum Delivery {
 }
 
 impl Session {
-    /// Turn what was found into what the policy needs.
-    pub(super) fn classify(
+    /// Judge a plain look: ready to deliver, or what the policy sees.
+    pub(super) fn judge_probe(
         &self,
         archive: &Archive,
         name: SegmentName,
-        found: &Found,
+        probe: Probe,
         waited: Duration,
         never_exists_checked: &mut bool,
-    ) -> Look {
-        let probe = match found {
-            Found::Plain(probe) => probe,
-            Found::Unpacked { source, .. } => {
-                return Look {
-                    seen: Seen::Ready,
-                    why: format!("{} decompresses to a valid segment", source.file_name),
-                    state: String::new(),
-                };
-            }
-            Found::NotReady(look) => return look.clone(),
-            Found::StagingFailed(_) | Found::Interrupted => {
-                return Look {
-                    seen: Seen::Absent,
-                    why: String::new(),
-                    state: String::new(),
-                };
-            }
-        };
+    ) -> Judged {
         let why = probe.describe();
         let look = |seen, why: String| {
             let state = format!("{why} {}", fingerprint(&archive.path_of(&name.to_string())));
-            Look { seen, why, state }
+            Judged::NotReady(Look::new(seen, why, state))
         };
         match probe {
-            Probe::Ready(_) | Probe::Compressed(_) => look(Seen::Ready, why),
+            Probe::Ready(ready) => Judged::Ready(Deliverable::Plain(ready)),
             Probe::Incomplete { .. } => look(Seen::Incomplete, why),
             Probe::Invalid(_) => look(Seen::Bad(Fatal::BadSegment), why),
             Probe::Oversized { .. } => look(Seen::Bad(Fatal::Oversized), why),
-            Probe::Unreachable { why, .. } => look(Seen::ArchiveGone, why.clone()),
+            Probe::Unreachable { why, retry_after } => {
+                let mut judged = look(Seen::ArchiveGone, why);
+                if let Judged::NotReady(look) = &mut judged {
+                    look.retry_after = retry_after;
+                }
+                judged
+            }
             // Turned into what they hold before they get here.
-            Probe::Remote(_) | Probe::Misconfigured(_) => look(Seen::Absent, why),
+            Probe::Compressed(_) | Probe::Remote(_) | Probe::Misconfigured(_) => {
+                look(Seen::Absent, why)
+            }
             Probe::Unreadable(_) | Probe::Absent => {
                 if let Some(gone) = archive.gone() {
                     return look(Seen::ArchiveGone, gone);
@@ -94,17 +126,16 @@ impl Session {
                 {
                     return look(Seen::NeverExists, why);
                 }
-                let failing_over = self.failover == Failover::Smart
-                    || self.rules.max_wait.is_some_and(|w| waited >= w);
-                match failing_over
+                match self
+                    .failing_over(waited)
                     .then(|| archive.in_flight(&name.to_string()))
                     .flatten()
                 {
-                    Some(files) => Look {
-                        seen: Seen::InFlight,
-                        why: "it is still being written under another name".into(),
-                        state: files,
-                    },
+                    Some(files) => Judged::NotReady(Look::new(
+                        Seen::InFlight,
+                        "it is still being written under another name".into(),
+                        files,
+                    )),
                     None => look(Seen::Absent, why),
                 }
             }
@@ -126,10 +157,8 @@ impl Session {
         {
             return Found::NotReady(look.clone());
         }
-        let not_ready = |seen, why: String| Look {
-            seen,
-            why: format!("{}: {why}", source.file_name),
-            state: state.clone(),
+        let not_ready = |seen, why: String| {
+            Look::new(seen, format!("{}: {why}", source.file_name), state.clone())
         };
         let started = Instant::now();
         let look = match unpack::segment(
@@ -144,13 +173,13 @@ impl Session {
                 len,
                 accepted: Some(accepted),
             } => {
-                return Found::Unpacked {
+                return Found::Decompressed(Decompressed {
                     staged,
                     len,
                     accepted,
                     source,
                     took: started.elapsed(),
-                };
+                });
             }
             Unpacked::Ready { .. } => {
                 not_ready(Seen::Bad(Fatal::BadSegment), "no segment header".into())
@@ -191,25 +220,21 @@ impl Session {
             // way to the archive is at fault, not (as far as we know) the
             // object.
             Err(Error::Corrupt(why)) => {
-                return Found::NotReady(Look {
-                    seen: Seen::Bad(Fatal::Archive),
-                    why,
-                    state: key.clone(),
-                });
+                return Found::NotReady(Look::new(Seen::Bad(Fatal::Archive), why, key.clone()));
             }
             Err(Error::TooLarge { size, limit }) => {
-                return Found::NotReady(Look {
-                    seen: Seen::Bad(Fatal::Oversized),
-                    why: format!("{key}: {size} bytes, more than any segment ({limit})"),
-                    state: key.clone(),
-                });
+                return Found::NotReady(Look::new(
+                    Seen::Bad(Fatal::Oversized),
+                    format!("{key}: {size} bytes, more than any segment ({limit})"),
+                    key.clone(),
+                ));
             }
             Err(e @ (Error::Transient(_) | Error::Throttled { .. } | Error::Abandoned)) => {
                 return Found::Plain(Probe::unreachable(&e));
             }
         };
         match codec {
-            None => Found::Plain(validate::probe_file(file, &name, self.sysid)),
+            None => Found::Plain(validate::file(file, &name, self.sysid)),
             Some(codec) => {
                 let Ok(meta) = file.metadata() else {
                     return Found::Plain(Probe::Unreachable {

@@ -3,27 +3,28 @@
 
 use std::fmt::Display;
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod ended;
+mod failover;
 mod found;
 mod prefetching;
 mod report;
 
 use crate::archive::Archive;
-use crate::archive::cleanup;
 use crate::archive::unpack::{self, Unpacked};
 use crate::archive::validate::{self, CompressedEntry, Probe, ReadySegment};
+use crate::archive::{cleanup, cutoff};
 use crate::config::Config;
 use crate::destination::{self, CopyError, Staged, destination_dir};
 use crate::exit::{self, Fatal, Outcome};
 use crate::obs::logging;
 use crate::obs::metrics::{self, CallOutcome, CallReport, FailoverKind};
-use crate::policy::{self, Failover, Note, Observation, Reason, Rules, Seen, Step};
-use crate::prefetch::spool;
+use crate::policy::{self, Failover, Note, Observation, ReadyStep, Reason, Rules, Seen, Step};
 use crate::server::datadir::{self, RecoveryMode};
 use crate::sys::mounts;
 use crate::sys::open::{Identity, unchanged};
@@ -33,31 +34,8 @@ use crate::trigger::{self, Trigger};
 use crate::wal::header::Accepted;
 use crate::wal::timeline;
 use crate::wal::{SegmentName, WalFileName};
-use found::{Delivery, Found};
-
-/// What asked for the failover under way, for the log and the outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cause {
-    None,
-    /// SIGUSR1 or SIGINT.
-    Signal(&'static str),
-    FastTrigger,
-    SmartTrigger,
-    /// The server's request after the failover that ended recovery.
-    RecoveryEnding,
-}
-
-impl std::fmt::Display for Cause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Cause::None => f.write_str("no failover"),
-            Cause::Signal(name) => write!(f, "{name} received"),
-            Cause::FastTrigger => f.write_str("trigger file says \"fast\""),
-            Cause::SmartTrigger => f.write_str("trigger file found"),
-            Cause::RecoveryEnding => f.write_str("recovery is ending"),
-        }
-    }
-}
+use failover::Cause;
+use found::{Deliverable, Delivery, Found, Judged, Look};
 
 pub struct Session {
     config: Config,
@@ -215,7 +193,7 @@ impl Session {
         if !matches!(self.report.outcome, CallOutcome::Failover(_)) {
             return;
         }
-        if let Some(run) = spool::postmaster(&self.cwd) {
+        if let Some(run) = crate::server::datadir::postmaster(&self.cwd) {
             ended::record(&self.cwd, &run, name);
         }
     }
@@ -227,7 +205,7 @@ impl Session {
         let Some(mark) = ended::read(&self.cwd) else {
             return;
         };
-        let run = spool::postmaster(&self.cwd);
+        let run = crate::server::datadir::postmaster(&self.cwd);
         match self.config.request {
             WalFileName::Segment(name)
                 if ended::is_asked_again(Some(&mark), run.as_ref(), name) =>
@@ -440,252 +418,321 @@ impl Session {
             self.after_restore(archive, name, self.report.bytes, true);
             return outcome;
         }
-        let mut stuck = Stuck::new();
-        let mut relooked = false;
-        let mut never_exists_checked = false;
-        let mut failures = 0;
-        let mut noted = None;
-        let mut unpacked = None;
-        let mut pace = Pace::default();
+        let mut wait = Wait::default();
         loop {
-            if let Some(signal) = signals::terminating() {
-                return self.shut_down(signal);
+            if let ControlFlow::Break(Turn::End(outcome)) = self.turn(archive, name, &mut wait) {
+                return outcome;
             }
-            self.update_failover(name);
+        }
+    }
+
+    /// One turn of the wait: hold off (a shutdown, a failover, the store's
+    /// pace), look, judge what was seen, let the policy decide, act.
+    fn turn(&mut self, archive: &Archive, name: SegmentName, w: &mut Wait) -> ControlFlow<Turn> {
+        self.hold_off(archive, name, w)?;
+        let (found, at) = self.look(archive, name, w)?;
+        let look = match self.judge(archive, name, found, at.waited, w)? {
+            Judged::Ready(ready) => return self.ready(archive, name, ready, &at, w),
+            Judged::NotReady(look) => look,
+        };
+        self.look_again_if_failing_over(archive, name, &look, at.waited, w)?;
+        let now = Observation {
+            seen: look.seen,
+            unchanged: w.stuck.observe(look.seen, &look.state),
+            waited: at.waited,
+            failover: self.failover,
+        };
+        match policy::next_step(&self.rules, &now) {
+            Step::Wait { timeout, note } => {
+                self.wait(archive, name, &look, &now, (timeout, note), w)
+            }
+            Step::NotRestored(reason) => {
+                self.log_not_restored(name, reason, &look.why, now.waited, now.unchanged);
+                self.report.outcome = self.outcome_of(reason);
+                ControlFlow::Break(Turn::End(Outcome::NotRestored))
+            }
+            Step::Fatal(kind, reason) => {
+                let message = self.fatal_message(archive, name, reason, &look.why, &now);
+                ControlFlow::Break(Turn::End(self.fatal(kind, message)))
+            }
+        }
+    }
+
+    /// Before a look: a shutdown ends the call, a failover is read, and
+    /// object storage is asked only at the pace of its answers (the
+    /// trigger, the signals, -w and the call's budget are looked at
+    /// meanwhile).
+    fn hold_off(
+        &mut self,
+        archive: &Archive,
+        name: SegmentName,
+        w: &mut Wait,
+    ) -> ControlFlow<Turn> {
+        self.end_if_shutting_down()?;
+        self.update_failover(name);
+        if archive.is_remote() {
             let waited = self.started.elapsed();
-            if archive.is_remote() {
-                // Object storage is asked at the pace of its answers; the
-                // trigger, the signals, -w and the call's budget (standby
-                // mode's wait) are looked at meanwhile.
-                let due = self.failing_over(waited)
-                    || self.rules.budget.is_some_and(|budget| waited >= budget);
-                if let Some(left) = pace.left(self.failover, due) {
-                    self.waiter().wait(left.min(policy::ARCHIVE_GONE_POLL));
-                    continue;
-                }
-                archive.give_up_requests_when(Some(self.request_rule()));
+            let due = self.failing_over(waited)
+                || self.rules.budget.is_some_and(|budget| waited >= budget);
+            if let Some(left) = w.pace.left(self.failover, due) {
+                self.waiter().wait(left.min(policy::ARCHIVE_GONE_POLL));
+                return ControlFlow::Break(Turn::Again);
             }
-            let scratch = destination_dir(&self.config.destination).to_path_buf();
-            let look_started = Instant::now();
-            let found = match archive.segment(&name, self.sysid, &scratch) {
-                Probe::Compressed(entry) => {
-                    let state = format!("{:?}", entry.identity);
-                    self.unpack_segment(name, entry, state, &mut unpacked)
-                }
-                #[cfg(feature = "remote")]
-                Probe::Remote(object) => self.fetch(archive, name, object, &mut unpacked),
-                probe => Found::Plain(probe),
-            };
-            // A shutdown during a long look (a download, a decompression)
-            // outranks whatever the look saw.
-            if let Some(signal) = signals::terminating() {
-                return self.shut_down(signal);
+            archive.give_up_requests_when(Some(self.request_rule()));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn end_if_shutting_down(&self) -> ControlFlow<Turn> {
+        match signals::terminating() {
+            Some(signal) => ControlFlow::Break(Turn::End(self.shut_down(signal))),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// One look at the archive: the segment as it is, decompressed, or
+    /// downloaded.
+    fn look(
+        &mut self,
+        archive: &Archive,
+        name: SegmentName,
+        w: &mut Wait,
+    ) -> ControlFlow<Turn, (Found, LookedAt)> {
+        // The log says how long the call waited before the look that found
+        // the segment; the rules count the look's time too.
+        let waited_before = self.started.elapsed();
+        let scratch = destination_dir(&self.config.destination).to_path_buf();
+        let look_started = Instant::now();
+        let found = match archive.segment(&name, self.sysid, &scratch) {
+            Probe::Compressed(entry) => {
+                let state = format!("{:?}", entry.identity);
+                self.unpack_segment(name, entry, state, &mut w.unpacked)
             }
-            let downloaded = archive.is_remote().then(|| look_started.elapsed());
-            // The log says how long the call waited before the look that
-            // found the segment; the rules count the look's time too.
-            let (waited_before, waited) = (waited, self.started.elapsed());
-            if archive.is_remote() {
-                // A failover asked for during a request (which may have
-                // given it up) counts for what the request answered.
-                self.update_failover(name);
+            #[cfg(feature = "remote")]
+            Probe::Remote(object) => self.fetch(archive, name, object, &mut w.unpacked),
+            probe => Found::Plain(probe),
+        };
+        // A shutdown during a long look (a download, a decompression)
+        // outranks whatever the look saw.
+        self.end_if_shutting_down()?;
+        let downloaded = archive.is_remote().then(|| look_started.elapsed());
+        if archive.is_remote() {
+            // A failover asked for during a request (which may have given
+            // it up) counts for what the request answered.
+            self.update_failover(name);
+        }
+        let at = LookedAt {
+            waited_before,
+            waited: self.started.elapsed(),
+            downloaded,
+        };
+        ControlFlow::Continue((found, at))
+    }
+
+    /// What a look means: ready to deliver, or what the policy must decide
+    /// on. A look that cannot be judged ends the turn: an archive that
+    /// cannot be used, a failed copy (retried by -r), a shutdown.
+    fn judge(
+        &mut self,
+        archive: &Archive,
+        name: SegmentName,
+        found: Found,
+        waited: Duration,
+        w: &mut Wait,
+    ) -> ControlFlow<Turn, Judged> {
+        ControlFlow::Continue(match found {
+            Found::Plain(Probe::Misconfigured(why)) => {
+                let message = format!(
+                    "archive location \"{}\" cannot be used: {why}; fix the URL, the \
+                     credentials or the bucket's permissions, then start the server",
+                    archive.dir().display()
+                );
+                return ControlFlow::Break(Turn::End(self.fatal(Fatal::Archive, message)));
             }
-            let found = match found {
-                Found::Plain(Probe::Misconfigured(why)) => {
-                    return self.fatal(
-                        Fatal::Archive,
-                        format!(
-                            "archive location \"{}\" cannot be used: {why}; fix the URL, the \
-                             credentials or the bucket's permissions, then start the server",
-                            archive.dir().display()
-                        ),
-                    );
-                }
-                Found::StagingFailed(error) => {
-                    match self.after_copy_failure(error, &mut failures) {
-                        Some(outcome) => return outcome,
-                        None => continue,
-                    }
-                }
-                Found::Interrupted => return self.killed(),
-                found => found,
-            };
-            let look = self.classify(archive, name, &found, waited, &mut never_exists_checked);
-            // The in-flight file may have been renamed into place between
-            // the look at the name and the look for temporary names.
-            let relook = (look.seen == Seen::Absent && self.failing_over(waited))
-                .then(|| archive.segment(&name, self.sysid, &scratch))
-                .filter(|probe| !matches!(probe, Probe::Absent));
-            if let Some(probe) = relook {
-                if !relooked {
-                    relooked = true;
-                    continue;
-                }
-                if let Probe::Unreachable { why, .. } = probe {
-                    // The store failed the second look (or it was given
-                    // up): not a disagreement, an archive out of reach.
-                    if let Some(signal) = signals::terminating() {
-                        return self.shut_down(signal);
-                    }
-                    self.update_failover(name);
-                    if self.failover != Failover::Fast {
-                        let now = Observation {
-                            seen: Seen::ArchiveGone,
-                            unchanged: Duration::ZERO,
-                            waited,
-                            failover: self.failover,
-                        };
-                        let reason = Reason::ArchiveGoneNoFailover;
-                        let message = self.fatal_message(archive, name, reason, &why, &now);
-                        return self.fatal(Fatal::Archive, message);
-                    }
-                    // A fast failover asked for meanwhile: it ends the call
-                    // below, as for an absent segment.
-                } else {
-                    // Twice: a store whose listing and downloads disagree.
-                    // Never a failover past a segment the archive says it
-                    // has, and no loop without a pause either.
-                    return self.fatal(
-                        Fatal::Archive,
-                        format!(
-                            "{name} is listed in the archive \"{}\" but cannot be found when \
-                             read; not failing over past it: check the archive (an object store \
-                             whose listing and reads disagree), then start the server",
-                            archive.dir().display()
-                        ),
-                    );
-                }
+            Found::Plain(probe) => {
+                self.judge_probe(archive, name, probe, waited, &mut w.never_exists_checked)
             }
-            let why = look.why.as_str();
-            let now = Observation {
-                seen: look.seen,
-                unchanged: stuck.observe(look.seen, &look.state),
-                waited,
-                failover: self.failover,
-            };
-            match policy::next_step(&self.rules, &now) {
-                Step::Deliver => {
-                    self.phase("found and validated");
-                    let copy_started = Instant::now();
-                    // The policy delivers only what was found ready.
-                    let mut unpacking = Duration::ZERO;
-                    let (delivery, len, accepted, from) = match found {
-                        Found::Plain(Probe::Ready(ready)) => (
-                            self.deliver_segment(name, &ready),
-                            ready.len,
-                            ready.accepted,
-                            None,
-                        ),
-                        Found::Unpacked {
-                            staged,
-                            len,
-                            accepted,
-                            source,
-                            took,
-                        } => (
-                            {
-                                unpacking = took;
-                                self.commit_staged(staged, &source.file, source.identity)
-                            },
-                            len,
-                            accepted,
-                            Some((source.file_name, source.len)),
-                        ),
-                        _ => continue,
-                    };
-                    match delivery {
-                        Delivery::Done => {
-                            self.phase("copied and renamed");
-                            let copy = copy_started.elapsed() + unpacking;
-                            let compressed = from.is_some();
-                            let took = (copy, downloaded);
-                            self.log_restored(
-                                archive,
-                                name,
-                                len,
-                                accepted,
-                                waited_before,
-                                took,
-                                from,
-                            );
-                            self.note_restored(name, len, accepted.seg_size, copy);
-                            // Our own unlinks would only wake the watcher.
-                            self.waiter = None;
-                            self.after_restore(archive, name, accepted.seg_size, compressed);
-                            return Outcome::Restored;
-                        }
-                        other => {
-                            let name = name.to_string();
-                            if let Some(outcome) = self.undelivered(&name, other, &mut failures) {
-                                return outcome;
-                            }
-                        }
-                    }
-                }
-                Step::Wait { timeout, note } => {
-                    // Object storage sends no events: look again soon, then
-                    // less and less often, up to -s; after an error, by the
-                    // error's pace.
-                    let timeout = if archive.is_remote() {
-                        // A bad object (changed on the way, foreign) is
-                        // downloaded again at an error's pace too: 16 MiB
-                        // every few hundred ms is a store's bad day made
-                        // worse.
-                        let answered = match (&found, look.seen) {
-                            (Found::Plain(Probe::Unreachable { retry_after, .. }), _) => {
-                                policy::Answered::Unavailable {
-                                    retry_after: *retry_after,
-                                }
-                            }
-                            (_, Seen::Bad(_)) => {
-                                policy::Answered::Unavailable { retry_after: None }
-                            }
-                            _ => policy::Answered::Absent,
-                        };
-                        let changed = now.unchanged.is_zero();
-                        timeout.min(pace.after(answered, changed, self.rules.sleep))
-                    } else {
-                        timeout
-                    };
-                    if now.unchanged.is_zero() && look.seen != Seen::Absent {
-                        tracing::debug!("waiting for {name}: {why}");
-                    }
-                    let this = Some((note, look.state.clone()));
-                    if note != Note::None && this != noted {
-                        self.log_note(archive, name, note, look.seen, why, now.unchanged);
-                        noted = this;
-                    }
-                    if self.waiter.is_none() {
-                        // The server waits for this segment anyway: clean
-                        // up now, not while it replays the segment.
-                        let keeping = self.config.restart.is_none() && self.config.keep_files > 0;
-                        let seg_size = keeping.then(|| archive.segment_size(self.sysid)).flatten();
-                        self.cleaned = self.clean_archive(archive, name, seg_size);
-                        // A server that reads WAL ahead asks for segments
-                        // before it has replayed the one before: say so
-                        // where the operator looks when recovery stalls.
-                        if let Some(stall) = crate::check::prefetch_stall(Path::new(".")) {
-                            tracing::warn!("{stall}");
-                        }
-                        // Watch, then look again at once: a file that landed
-                        // between the first look and the watch is not missed.
-                        self.waiter();
-                        self.phase("watch set up");
-                        continue;
-                    }
-                    self.waiter().wait(timeout);
-                    self.phase("woken");
-                }
-                Step::NotRestored(reason) => {
-                    self.log_not_restored(name, reason, why, &now);
-                    self.report.outcome = self.outcome_of(reason);
-                    return Outcome::NotRestored;
-                }
-                Step::Fatal(kind, reason) => {
-                    let message = self.fatal_message(archive, name, reason, why, &now);
-                    return self.fatal(kind, message);
-                }
+            Found::Decompressed(decompressed) => {
+                Judged::Ready(Deliverable::Decompressed(decompressed))
             }
+            Found::NotReady(look) => Judged::NotReady(look),
+            Found::StagingFailed(error) => {
+                return ControlFlow::Break(self.copy_failed(error, &mut w.failures));
+            }
+            Found::Interrupted => return ControlFlow::Break(Turn::End(self.killed())),
+        })
+    }
+
+    /// A failover that finds nothing looks once more: the in-flight file
+    /// may have been renamed into place between the look at the name and
+    /// the look for temporary names. A second disagreement ends the call.
+    fn look_again_if_failing_over(
+        &mut self,
+        archive: &Archive,
+        name: SegmentName,
+        look: &Look,
+        waited: Duration,
+        w: &mut Wait,
+    ) -> ControlFlow<Turn> {
+        if look.seen != Seen::Absent || !self.failing_over(waited) {
+            return ControlFlow::Continue(());
+        }
+        let scratch = destination_dir(&self.config.destination).to_path_buf();
+        let probe = archive.segment(&name, self.sysid, &scratch);
+        if matches!(probe, Probe::Absent) {
+            return ControlFlow::Continue(());
+        }
+        if !std::mem::replace(&mut w.relooked, true) {
+            return ControlFlow::Break(Turn::Again);
+        }
+        let Probe::Unreachable { why, .. } = probe else {
+            // Twice: a store whose listing and downloads disagree. Never a
+            // failover past a segment the archive says it has, and no loop
+            // without a pause either.
+            let message = format!(
+                "{name} is listed in the archive \"{}\" but cannot be found when read; not \
+                 failing over past it: check the archive (an object store whose listing and \
+                 reads disagree), then start the server",
+                archive.dir().display()
+            );
+            return ControlFlow::Break(Turn::End(self.fatal(Fatal::Archive, message)));
+        };
+        // The store failed the second look (or it was given up): not a
+        // disagreement, an archive out of reach.
+        self.end_if_shutting_down()?;
+        self.update_failover(name);
+        if self.failover == Failover::Fast {
+            // A fast failover asked for meanwhile ends the call as for an
+            // absent segment.
+            return ControlFlow::Continue(());
+        }
+        let now = Observation {
+            seen: Seen::ArchiveGone,
+            unchanged: Duration::ZERO,
+            waited,
+            failover: self.failover,
+        };
+        let message = self.fatal_message(archive, name, Reason::ArchiveGoneNoFailover, &why, &now);
+        ControlFlow::Break(Turn::End(self.fatal(Fatal::Archive, message)))
+    }
+
+    /// A segment found ready: delivered into `%p`, unless a fast failover
+    /// ends the call first.
+    fn ready(
+        &mut self,
+        archive: &Archive,
+        name: SegmentName,
+        ready: Deliverable,
+        at: &LookedAt,
+        w: &mut Wait,
+    ) -> ControlFlow<Turn> {
+        if let ReadyStep::NotRestored(reason) = policy::ready_step(self.failover) {
+            self.log_not_restored(name, reason, "", at.waited, Duration::ZERO);
+            self.report.outcome = self.outcome_of(reason);
+            return ControlFlow::Break(Turn::End(Outcome::NotRestored));
+        }
+        self.phase("found and validated");
+        let copy_started = Instant::now();
+        let (delivery, len, accepted, from, unpacking) = match ready {
+            Deliverable::Plain(ready) => (
+                self.deliver_segment(name, &ready),
+                ready.len,
+                ready.accepted,
+                None,
+                Duration::ZERO,
+            ),
+            Deliverable::Decompressed(d) => (
+                self.commit_staged(d.staged, &d.source.file, d.source.identity),
+                d.len,
+                d.accepted,
+                Some((d.source.file_name, d.source.len)),
+                d.took,
+            ),
+        };
+        if !matches!(delivery, Delivery::Done) {
+            return ControlFlow::Break(self.not_delivered(name, delivery, &mut w.failures));
+        }
+        self.phase("copied and renamed");
+        let copy = copy_started.elapsed() + unpacking;
+        let compressed = from.is_some();
+        let took = (copy, at.downloaded);
+        self.log_restored(archive, name, len, accepted, at.waited_before, took, from);
+        self.note_restored(name, len, accepted.seg_size, copy);
+        // Our own unlinks would only wake the watcher.
+        self.waiter = None;
+        self.after_restore(archive, name, accepted.seg_size, compressed);
+        ControlFlow::Break(Turn::End(Outcome::Restored))
+    }
+
+    /// The policy says wait: pace object storage, log a note once per
+    /// state, clean up and set the watch before the first wait, then sleep
+    /// until woken or the timeout.
+    fn wait(
+        &mut self,
+        archive: &Archive,
+        name: SegmentName,
+        look: &Look,
+        now: &Observation,
+        (timeout, note): (Duration, Note),
+        w: &mut Wait,
+    ) -> ControlFlow<Turn> {
+        // Object storage sends no events: look again soon, then less and
+        // less often, up to -s; after an error, by the error's pace.
+        let timeout = if archive.is_remote() {
+            let changed = now.unchanged.is_zero();
+            timeout.min(w.pace.after(look.answered(), changed, self.rules.sleep))
+        } else {
+            timeout
+        };
+        if now.unchanged.is_zero() && look.seen != Seen::Absent {
+            tracing::debug!("waiting for {name}: {}", look.why);
+        }
+        let this = Some((note, look.state.clone()));
+        if note != Note::None && this != w.noted {
+            self.log_note(archive, name, note, look.seen, &look.why, now.unchanged);
+            w.noted = this;
+        }
+        if self.waiter.is_none() {
+            self.before_the_first_wait(archive, name);
+            // Look again at once: a file that landed between the first look
+            // and the watch is not missed.
+            return ControlFlow::Break(Turn::Again);
+        }
+        self.waiter().wait(timeout);
+        self.phase("woken");
+        ControlFlow::Continue(())
+    }
+
+    /// The server waits for this segment anyway: clean up the archive now,
+    /// not while it replays the segment; say so if the server reads ahead;
+    /// set the watch.
+    fn before_the_first_wait(&mut self, archive: &Archive, name: SegmentName) {
+        let keeping = self.config.restart.is_none() && self.config.keep_files > 0;
+        let seg_size = keeping.then(|| archive.segment_size(self.sysid)).flatten();
+        self.cleaned = self.clean_archive(archive, name, seg_size);
+        // A server that reads WAL ahead asks for segments before it has
+        // replayed the one before: say so where the operator looks when
+        // recovery stalls.
+        if let Some(stall) = crate::check::prefetch_stall(Path::new(".")) {
+            tracing::warn!("{stall}");
+        }
+        self.waiter();
+        self.phase("watch set up");
+    }
+
+    /// A delivery that did not happen: look again (the source changed),
+    /// retry (the copy failed) or end (a shutdown, -r spent).
+    fn not_delivered(&mut self, name: SegmentName, delivery: Delivery, failures: &mut u32) -> Turn {
+        match self.undelivered(&name.to_string(), delivery, failures) {
+            Some(outcome) => Turn::End(outcome),
+            None => Turn::Again,
+        }
+    }
+
+    fn copy_failed(&mut self, error: anyhow::Error, failures: &mut u32) -> Turn {
+        match self.after_copy_failure(error, failures) {
+            Some(outcome) => Turn::End(outcome),
+            None => Turn::Again,
         }
     }
 
@@ -720,120 +767,13 @@ impl Session {
 
     /// `-d`: where the call's time went, in ms since the process started.
     fn log_phases(&self) {
-        let start = crate::process_start();
+        let start = logging::process_start();
         let phases: Vec<String> = self
             .phases
             .iter()
             .map(|(label, at)| format!("{label} {:.2}", (*at - start).as_secs_f64() * 1e3))
             .collect();
         tracing::debug!("phases (ms since start): {}", phases.join(", "));
-    }
-
-    /// What gives up a request to object storage in flight: a failover
-    /// decided while it runs ([`policy::give_up_request`]). Reads what
-    /// [`Self::update_failover`] reads, without acting on it: the loop does
-    /// that once the request has ended.
-    fn request_rule(&self) -> Box<dyn Fn() -> bool> {
-        let started_with = if self.failing_over(self.started.elapsed()) {
-            self.failover.max(Failover::Smart)
-        } else {
-            self.failover
-        };
-        let trigger = self.config.trigger_file.clone();
-        let server_start = self.server_start;
-        let max_wait_at = self.rules.max_wait.map(|w| self.started + w);
-        let decided = std::cell::Cell::new(None::<Instant>);
-        Box::new(move || {
-            let asked = if signals::failover_requested().is_some() {
-                Failover::Fast
-            } else {
-                let by_trigger = match trigger
-                    .as_deref()
-                    .map(|p| trigger::read_for(p, server_start))
-                {
-                    Some(Trigger::Fast) => Failover::Fast,
-                    Some(Trigger::Smart) => Failover::Smart,
-                    _ => Failover::None,
-                };
-                let by_max_wait = if max_wait_at.is_some_and(|at| Instant::now() >= at) {
-                    Failover::Smart
-                } else {
-                    Failover::None
-                };
-                by_trigger.max(by_max_wait)
-            };
-            if asked == Failover::None {
-                return false;
-            }
-            let since = decided.get().unwrap_or_else(Instant::now);
-            decided.set(Some(since));
-            policy::give_up_request(started_with, asked, since.elapsed())
-        })
-    }
-
-    /// A smart failover, or `-w` (a failover for a silent primary).
-    fn failing_over(&self, waited: Duration) -> bool {
-        policy::failing_over(self.failover, self.rules.max_wait, waited)
-    }
-
-    /// Read the signals and the trigger file; a failover only escalates.
-    fn update_failover(&mut self, name: SegmentName) {
-        let before = self.failover;
-        if let Some(signal) = signals::failover_requested() {
-            self.set_failover(Failover::Fast, Cause::Signal(signal));
-        }
-        if let Some(at) = self.asked_again_after {
-            // Not a new failover: the one that ended recovery at `at`.
-            if self.failover == Failover::None {
-                self.set_failover(Failover::Smart, Cause::RecoveryEnding);
-                tracing::info!(
-                    "recovery is ending: the server asks again for {name} after the failover at {at} \
-                     (it reads the end of WAL once more before it chooses a new timeline); restoring \
-                     it if the archive has it"
-                );
-            }
-            return;
-        }
-        match self.check_trigger() {
-            Trigger::Fast => self.fast_trigger(),
-            Trigger::Smart => self.set_failover(Failover::Smart, Cause::SmartTrigger),
-            _ => {}
-        }
-        if self.failover == before {
-            return;
-        }
-        if self.mode == RecoveryMode::Standby && !self.standby_trigger_warned {
-            self.standby_trigger_warned = true;
-            tracing::warn!(
-                "{}, but this server runs in standby mode (standby.signal): a failover here only makes \
-                 it retry and stream; it does not end recovery. To promote, run \"pg_ctl promote\", or \
-                 start a warm standby with recovery.signal instead of standby.signal",
-                self.failover_cause
-            );
-        } else if self.failover == Failover::Smart {
-            tracing::info!(
-                "smart failover: {}; restoring what the archive still holds, from {name} on",
-                self.failover_cause
-            );
-        }
-    }
-
-    /// The one place a fast trigger is acted on: the call fails over fast
-    /// from now on, whatever the file says later, and the file becomes a
-    /// smart trigger for the calls that follow.
-    fn fast_trigger(&mut self) {
-        self.set_failover(Failover::Fast, Cause::FastTrigger);
-        if let Some(path) = self.config.trigger_file.as_deref() {
-            trigger::disarm_fast(path);
-        }
-    }
-
-    fn set_failover(&mut self, to: Failover, cause: Cause) {
-        if to > self.failover {
-            self.failover = to;
-            self.failover_cause = cause;
-            self.failover_seen.get_or_insert_with(Instant::now);
-        }
     }
 
     /// On PostgreSQL 12 and older the server asks for the newest timeline
@@ -886,9 +826,9 @@ impl Session {
     /// `false` when there was no cutoff to clean up to.
     fn clean_archive(&self, archive: &Archive, name: SegmentName, seg_size: Option<u64>) -> bool {
         let cutoff = match (self.config.restart, seg_size) {
-            (Some(restart), _) => cleanup::cutoff_from_restart(restart, name),
+            (Some(restart), _) => cutoff::cutoff_from_restart(restart, name),
             (None, Some(seg_size)) => {
-                cleanup::cutoff_keeping(self.config.keep_files, name, seg_size)
+                cutoff::cutoff_keeping(self.config.keep_files, name, seg_size)
             }
             (None, None) => None,
         };
@@ -945,44 +885,6 @@ impl Session {
         Outcome::Killed(signal)
     }
 
-    /// Read the trigger file, warning once per new unusable state (a
-    /// stale one is an error: it looks like a request and is not taken).
-    fn check_trigger(&mut self) -> Trigger {
-        let Some(path) = self.config.trigger_file.as_deref() else {
-            return Trigger::Absent;
-        };
-        let trigger = trigger::read_for(path, self.server_start);
-        let note = match &trigger {
-            // Keyed by how much it predates the start, not by its growing age.
-            Trigger::Stale(stale) => Some(format!("stale {:?}", stale.before_start)),
-            Trigger::Invalid(content) => Some(format!(
-                "invalid content in trigger file \"{}\": \"{content}\" (write nothing, \"smart\" or \"fast\"); still waiting",
-                path.display()
-            )),
-            Trigger::Unreadable(e) => Some(format!(
-                "cannot read trigger file \"{}\": {e}; no failover, still waiting",
-                path.display()
-            )),
-            _ => None,
-        };
-        if note.is_some() && note != self.last_trigger_note {
-            match &trigger {
-                Trigger::Stale(stale) => tracing::error!(
-                    "trigger file \"{}\" is {} old, {} older than this server's start: taken as left \
-                     over from an earlier failover, not failing over; still waiting. Remove it; to fail \
-                     over now, touch it (touch \"{}\")",
-                    path.display(),
-                    logging::human_duration(stale.age),
-                    logging::human_duration(stale.before_start),
-                    path.display()
-                ),
-                _ => tracing::warn!("{}", note.as_deref().unwrap_or_default()),
-            }
-        }
-        self.last_trigger_note = note;
-        trigger
-    }
-
     /// Log an error and turn it into the outcome the server must see. In
     /// standby mode exit 1 only makes the server retry, while a fatal exit
     /// would stop a standby that could still stream.
@@ -1023,20 +925,56 @@ fn fingerprint(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// How a turn of the wait ends early: look again at once, or end the call.
+enum Turn {
+    Again,
+    End(Outcome),
+}
+
+/// What one call's wait for its segment carries from one look to the next.
+#[derive(Default)]
+struct Wait {
+    /// How long what is seen has stayed exactly as it is.
+    stuck: Stuck,
+    /// The one second look of a failover that found nothing was taken.
+    relooked: bool,
+    never_exists_checked: bool,
+    /// Failed copies, for `-r`.
+    failures: u32,
+    /// The last note logged: each is logged once per state.
+    noted: Option<(Note, String)>,
+    /// The verdict on the last compressed file, kept while it stays the
+    /// same.
+    unpacked: Option<(Identity, Look)>,
+    pace: Pace,
+}
+
+/// When a look was taken, for the log and the rules.
+struct LookedAt {
+    /// Waited before the look (what the log reports).
+    waited_before: Duration,
+    /// Waited including the look (what the rules count).
+    waited: Duration,
+    /// How long the download took, from object storage.
+    downloaded: Option<Duration>,
+}
+
 /// How long a not-yet-deliverable state has stayed exactly as it is.
 struct Stuck {
     state: Option<(Seen, String)>,
     since: Instant,
 }
 
-impl Stuck {
-    fn new() -> Self {
+impl Default for Stuck {
+    fn default() -> Self {
         Self {
             state: None,
             since: Instant::now(),
         }
     }
+}
 
+impl Stuck {
     fn observe(&mut self, seen: Seen, state: &str) -> Duration {
         let state = Some((seen, state.to_string()));
         if state != self.state {

@@ -48,7 +48,7 @@ impl Session {
         }
         spool.forward_log();
         let archive = self.config.archive.to_string_lossy();
-        let postmaster = spool::postmaster(&self.cwd);
+        let postmaster = crate::server::datadir::postmaster(&self.cwd);
         if let Some(old) = spool.stamp()
             && !old.is_for(&archive, self.sysid, &postmaster)
         {
@@ -137,7 +137,7 @@ impl Session {
         let stamp = Stamp {
             archive: self.config.archive.to_string_lossy().into_owned(),
             sysid: self.sysid,
-            postmaster: spool::postmaster(&self.cwd),
+            postmaster: crate::server::datadir::postmaster(&self.cwd),
             segment_size: seg_size,
             depth,
             max_bytes: self.config.prefetch_max_bytes,
@@ -173,7 +173,9 @@ impl Session {
     /// does once recovery.signal is gone): a spool left by the recovery
     /// goes now.
     pub(super) fn discard_spool_after_promotion(&self) {
-        if self.mode != RecoveryMode::Unknown || spool::postmaster(&self.cwd).is_none() {
+        if self.mode != RecoveryMode::Unknown
+            || crate::server::datadir::postmaster(&self.cwd).is_none()
+        {
             return;
         }
         let dir = self

@@ -112,14 +112,15 @@ impl Session {
         name: SegmentName,
         reason: Reason,
         why: &str,
-        now: &Observation,
+        waited: Duration,
+        unchanged: Duration,
     ) {
         let ends = if self.mode == RecoveryMode::Standby {
             "in standby mode the server retries"
         } else {
             "recovery ends"
         };
-        let timing = self.failover_timing(now.waited);
+        let timing = self.failover_timing(waited);
         match reason {
             Reason::FastFailover => tracing::info!(
                 "fast failover ({}): not restoring {name}; {ends}{timing}",
@@ -135,11 +136,11 @@ impl Session {
                 } else {
                     "-w expired"
                 },
-                now.unchanged.as_secs()
+                unchanged.as_secs()
             ),
             Reason::MaxWait => tracing::info!(
                 "failover after -w: waited {} s for {name}, which is not in the archive (-w {}); {ends}",
-                now.waited.as_secs(),
+                waited.as_secs(),
                 self.rules.max_wait.unwrap_or_default().as_secs()
             ),
             Reason::NotThere if self.mode == RecoveryMode::Standby => {

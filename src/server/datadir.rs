@@ -66,12 +66,23 @@ impl RecoveryMode {
     }
 }
 
+/// The server's pid and start time, from the data directory's
+/// postmaster.pid (lines 1 and 3, `LOCK_FILE_LINE_PID` and
+/// `LOCK_FILE_LINE_START_TIME` in PostgreSQL's miscadmin.h).
+pub fn postmaster(datadir: &Path) -> Option<(i32, String)> {
+    let text = fs::read_to_string(datadir.join("postmaster.pid")).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let start = lines.nth(1)?.trim().to_string();
+    Some((pid, start))
+}
+
 /// When the server running in `datadir` started: postmaster.pid's start
 /// time (whole seconds). `None` without a readable postmaster.pid: no
 /// server is involved (a call by hand, by a script, outside a data
 /// directory).
 pub fn server_started(datadir: &Path) -> Option<SystemTime> {
-    let (_, start) = crate::prefetch::spool::postmaster(datadir)?;
+    let (_, start) = postmaster(datadir)?;
     let secs: u64 = start.parse().ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }

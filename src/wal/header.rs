@@ -188,9 +188,9 @@ pub struct Accepted {
     pub major: Option<u32>,
 }
 
-/// Check a segment's header against its name and, when known, the
-/// standby's system identifier.
-pub fn check(
+/// Accept a segment's header, or say what is wrong with it, judged
+/// against its name and, when known, the standby's system identifier.
+pub fn accept(
     header: &LongPageHeader,
     name: &SegmentName,
     expected_sysid: Option<u64>,
@@ -288,7 +288,7 @@ mod tests {
                 ..header_for(NAME, 16 * MIB)
             };
             assert_eq!(
-                check(&h, &name(), Some(SYSID)),
+                accept(&h, &name(), Some(SYSID)),
                 Ok(Accepted {
                     seg_size: 16 * 1024 * 1024,
                     major: Some(major)
@@ -303,7 +303,7 @@ mod tests {
             magic: 0xD121,
             ..header_for(NAME, 16 * MIB)
         };
-        assert_eq!(check(&h, &name(), Some(SYSID)).unwrap().major, None);
+        assert_eq!(accept(&h, &name(), Some(SYSID)).unwrap().major, None);
     }
 
     #[test]
@@ -351,7 +351,7 @@ mod tests {
             ),
         ];
         for (h, defect) in cases {
-            assert_eq!(check(&h, &name(), Some(SYSID)), Err(defect));
+            assert_eq!(accept(&h, &name(), Some(SYSID)), Err(defect));
         }
         let fifth = SegmentName::parse("000000020000000100000004").unwrap();
         let h = LongPageHeader {
@@ -359,7 +359,7 @@ mod tests {
             ..good
         };
         assert_eq!(
-            check(&h, &fifth, Some(SYSID)),
+            accept(&h, &fifth, Some(SYSID)),
             Err(Defect::NameDoesNotFitSize {
                 seg_size: 1024 * MIB
             })
@@ -372,7 +372,7 @@ mod tests {
             tli: 1,
             ..header_for(NAME, 16 * MIB)
         };
-        assert!(check(&h, &name(), Some(SYSID)).is_ok());
+        assert!(accept(&h, &name(), Some(SYSID)).is_ok());
     }
 
     #[test]
@@ -381,13 +381,13 @@ mod tests {
             sysid: 42,
             ..header_for(NAME, 16 * MIB)
         };
-        assert!(check(&h, &name(), None).is_ok());
+        assert!(accept(&h, &name(), None).is_ok());
     }
 
     #[test]
     fn garbage_is_not_wal() {
         let h = LongPageHeader::parse(&[0x41; LONG_HEADER_LEN]);
-        let err = check(&h, &name(), Some(SYSID)).unwrap_err();
+        let err = accept(&h, &name(), Some(SYSID)).unwrap_err();
         assert!(matches!(err, Defect::NotWal { magic: 0x4141, .. }), "{err}");
         assert!(err.to_string().contains("not a WAL segment"));
     }

@@ -5,7 +5,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use pg_standby::header::LongPageHeader;
@@ -114,8 +114,19 @@ impl Env {
 
     /// `pg_standby [opts] ARCHIVE name pg_wal/RECOVERYXLOG [extra]`
     pub fn restore_args(&self, opts: &[&str], name: &str, extra: &[&str]) -> Vec<String> {
+        self.restore_args_at(&self.archive.display().to_string(), opts, name, extra)
+    }
+
+    /// [`Env::restore_args`] with another archive (an object storage URL).
+    pub fn restore_args_at(
+        &self,
+        archive: &str,
+        opts: &[&str],
+        name: &str,
+        extra: &[&str],
+    ) -> Vec<String> {
         let mut args: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
-        args.push(self.archive.display().to_string());
+        args.push(archive.to_string());
         args.push(name.to_string());
         args.push(if name.ends_with(".history") {
             "pg_wal/RECOVERYHISTORY".to_string()
@@ -166,4 +177,35 @@ pub fn write_slowly(path: &Path, bytes: &[u8], chunks: usize, pause: Duration) {
         f.flush().unwrap();
         std::thread::sleep(pause);
     }
+}
+
+/// The tool's output for `data`; a missing tool fails the test.
+pub fn compress(tool: &str, args: &[&str], data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool}: {e}: apt-get install gzip zstd lz4 bzip2 xz-utils"));
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    // Fed from another thread: a pipe holds less than a segment.
+    let feeder = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    compress("gzip", &["-c"], data)
+}
+
+/// `bytes` reached `%p` whole, and nothing else is left in pg_wal.
+#[track_caller]
+pub fn assert_delivered(env: &Env, bytes: &[u8]) {
+    let got = fs::read(env.restored()).expect("nothing at %p");
+    assert_eq!(got.len(), bytes.len(), "size at %p");
+    assert!(got == bytes, "%p differs from the archive file");
+    assert_eq!(env.stray_files(), Vec::<String>::new(), "stray files");
 }

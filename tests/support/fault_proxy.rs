@@ -69,6 +69,17 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The store's error answer: `status` with its `code`.
+    pub fn status(status: u16, code: &'static str, retry_after: Option<u32>) -> Action {
+        Action::Status {
+            status,
+            code,
+            retry_after,
+        }
+    }
+}
+
 /// One request as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {

@@ -47,15 +47,7 @@ impl fmt::Debug for Keys {
     }
 }
 
-/// A secret that prints redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(redacted)")
-    }
-}
+pub use crate::archive::store::credentials::Secret;
 
 /// The source the chain chose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -498,16 +490,8 @@ impl Source {
 /// A client for one credential endpoint: short limits, never a proxy
 /// unless given, never a redirect.
 fn agent(connect: Duration, answer: Duration, proxy: Option<&str>) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .proxy(proxy.and_then(|p| ureq::Proxy::new(p).ok()))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_connect(Some(connect))
-        .timeout_recv_response(Some(answer))
-        .timeout_per_read(Some(answer))
-        .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+    let proxy = proxy.and_then(|p| ureq::Proxy::new(p).ok());
+    crate::archive::store::http::endpoint_agent(connect, answer, proxy)
 }
 
 /// Credential documents are small; never read more than this of one.
@@ -521,12 +505,7 @@ fn answer(
 ) -> Result<(u16, String), Error> {
     let resp = result.map_err(|e| Error::Transient(format!("{what}: {e}")))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .with_config()
-        .limit(ANSWER_LIMIT)
-        .read_to_string()
-        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))?;
+    let body = crate::archive::store::http::read_text(resp, ANSWER_LIMIT, what)?;
     Ok((status, body))
 }
 
@@ -664,7 +643,7 @@ fn sts_answer(
     what: &str,
     hint: &str,
 ) -> Result<Expiring<Keys>, Error> {
-    use crate::archive::store::s3::xml_field;
+    use crate::archive::store::xml::field as xml_field;
     let (status, text) = answer(result, what)?;
     if status != 200 {
         let code = xml_field(&text, "Code").unwrap_or_default();
@@ -938,14 +917,7 @@ fn instance_metadata(endpoint: &str, tried: &[String]) -> Result<Expiring<Keys>,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
+    use crate::archive::store::env_of;
 
     type Section = HashMap<String, String>;
 

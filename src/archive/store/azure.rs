@@ -20,7 +20,6 @@
 
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -28,7 +27,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::body::{self, Checksum};
-use super::classify::{Answer, Fatal, Verdict, classify};
+use super::classify::Fatal;
+pub use super::http::Timeouts;
+use super::http::{self, ListPage, Response, read_text};
+use super::location;
+use super::xml::{self, field as xml_field};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::archive::store::credentials::{Expiring, Refreshing, nothing_listens};
 
@@ -57,14 +60,10 @@ const STORAGE_RESOURCE: &str = "https://storage.azure.com/";
 
 /// List Blobs returns at most 5000 names per page.
 const MAX_PAGE: usize = 5000;
-/// Error bodies are small XML documents; never read more than this of one.
-const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// A page of 5000 names of at most 1 KiB each, with their properties.
 const LIST_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 /// Token documents are small.
 const TOKEN_BODY_LIMIT: u64 = 64 * 1024;
-/// How long an idle connection is kept for the next request.
-const IDLE_REUSE: Duration = Duration::from_secs(4);
 
 /// Characters percent-encoded in a blob's path: all but the unreserved
 /// ones of RFC 3986 and `/`.
@@ -87,14 +86,8 @@ pub struct Location {
 
 impl Location {
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::config(format!("malformed archive URL \"{url}\": {why}"));
-        let rest = url
-            .strip_prefix("azure://")
-            .ok_or_else(|| bad("expected azure://CONTAINER[/PREFIX]"))?;
-        let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if container.is_empty() {
-            return Err(bad("the container name is empty"));
-        }
+        let (container, prefix) = location::split(url, "azure", "container")?;
+        let bad = |why: &str| location::malformed(url, why);
         // Container naming rules:
         // https://learn.microsoft.com/en-us/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata#container-names
         if !(3..=63).contains(&container.len()) {
@@ -111,19 +104,7 @@ impl Location {
                 "a container name starts and ends with a letter or digit, without \"--\"",
             ));
         }
-        if prefix
-            .chars()
-            .any(|c| c.is_control() || c == '?' || c == '#' || c == '\\')
-        {
-            return Err(bad(
-                "the prefix has a control character, '\\', '?' or '#' (no query or fragment)",
-            ));
-        }
-        let mut norm = String::new();
-        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
-            norm.push_str(seg);
-            norm.push('/');
-        }
+        let norm = location::prefix(url, prefix, &['\\', '?', '#'])?;
         Ok(Self {
             container: container.to_string(),
             prefix: norm,
@@ -137,37 +118,7 @@ impl fmt::Display for Location {
     }
 }
 
-/// Per-request limits. Short, so that a hung server turns into a
-/// [`Error::Transient`] the waiting loop logs and retries.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// TCP connect plus TLS handshake.
-    pub connect: Duration,
-    /// From the request sent to the response headers received.
-    pub response: Duration,
-    /// Longest silence while reading a body (each read).
-    pub read: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(2),
-            response: Duration::from_secs(10),
-            read: Duration::from_secs(10),
-        }
-    }
-}
-
-/// A secret that never prints: account keys, SAS tokens, bearer tokens.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(redacted)")
-    }
-}
+pub use crate::archive::store::credentials::Secret;
 
 /// Where a managed identity's token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -519,9 +470,6 @@ pub struct Store {
     auth: Auth,
     from: String,
     token: Refreshing<Secret>,
-    /// Whether a token was ever fetched: a failure to refresh it is then
-    /// waited out, not taken for a configuration error.
-    had_token: AtomicBool,
     agent: ureq::Agent,
     /// The agent for the identity endpoint: short limits, never a proxy.
     identity_agent: ureq::Agent,
@@ -589,40 +537,15 @@ impl Store {
         if after_scheme.len() == base_path.len() {
             return Err(bad("has no host"));
         }
-        let proxy = match proxy_for(&endpoint, env) {
-            Some(p) => Some(
-                ureq::Proxy::new(&p)
-                    .map_err(|e| Error::config(format!("proxy \"{p}\" is malformed: {e}")))?,
-            ),
-            None => None,
-        };
-        let agent = ureq::Agent::config_builder()
-            .proxy(proxy)
-            .http_status_as_error(false)
-            // A redirect is not the store's answer: reported, not followed.
-            .max_redirects(0)
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_recv_response(Some(timeouts.response))
-            .timeout_per_read(Some(timeouts.read))
-            .timeout_per_write(Some(timeouts.read))
-            // No retries here, so a kept-alive connection the server has
-            // closed would fail the next poll: reuse only fresh ones.
-            .max_idle_age(IDLE_REUSE)
-            .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let proxy = http::proxy_for(&endpoint, env)
+            .as_deref()
+            .map(http::proxy)
+            .transpose()?;
+        let agent = http::store_agent(proxy, timeouts);
         // Short: on a host without a metadata service the first call must
         // not wait long to learn so. Never through a proxy (169.254.x.x).
-        let identity_agent = ureq::Agent::config_builder()
-            .proxy(None)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(Duration::from_secs(1)))
-            .timeout_recv_response(Some(Duration::from_secs(5)))
-            .timeout_per_read(Some(Duration::from_secs(5)))
-            .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let identity_agent =
+            http::endpoint_agent(Duration::from_secs(1), Duration::from_secs(5), None);
         Ok(Self {
             location,
             endpoint,
@@ -630,7 +553,6 @@ impl Store {
             auth: s.auth,
             from: s.from,
             token: Refreshing::new(),
-            had_token: AtomicBool::new(false),
             agent,
             identity_agent,
             list_page: MAX_PAGE,
@@ -661,30 +583,16 @@ impl Store {
     /// The managed identity's token: fetched at the first request, again a
     /// little before it expires.
     fn bearer(&self, identity: &Identity, tried: &[String]) -> Result<Secret, Error> {
-        let fetched = self
-            .token
-            .get(|| fetch_token(&self.identity_agent, identity, tried));
-        match fetched {
-            Ok(t) => {
-                if !self.had_token.swap(true, Ordering::Relaxed) {
-                    tracing::debug!("object storage credentials from {}", self.from);
-                }
-                Ok(t)
-            }
-            // The identity answered before: waited out like the store.
-            Err(Error::Config { why, .. }) if self.had_token.load(Ordering::Relaxed) => Err(
-                Error::Transient(format!("refreshing the managed identity's token: {why}")),
-            ),
-            Err(e) => Err(e),
-        }
+        self.token.get_for_store(
+            || fetch_token(&self.identity_agent, identity, tried),
+            "the managed identity's token",
+            "object storage",
+            &|| self.from.clone(),
+        )
     }
 
     /// Authorises and sends a request; the answer as it came (any status).
-    fn send(
-        &self,
-        req: Request<'_>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    fn send(&self, req: Request<'_>, what: &str) -> Result<Response, Error> {
         let mut headers: Vec<(&str, String)> = vec![
             ("x-ms-date", http_date(jiff::Timestamp::now())),
             ("x-ms-version", API_VERSION.into()),
@@ -730,101 +638,46 @@ impl Store {
     }
 
     /// Sorts an HTTP answer onto the contract ([`classify`]): Ok for the
-    /// answer asked for.
-    fn check(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let status = resp.status().as_u16();
-        let content_type = header("content-type");
-        let retry_after = header("retry-after");
-        let header_code = header("x-ms-error-code");
-        let quick = Answer {
-            status,
-            code: header_code.as_deref(),
-            retry_after: None,
-            content_type: content_type.as_deref(),
-        };
-        if classify(&quick) == Verdict::Ok {
-            return Ok(resp);
-        }
-        let reason = resp.status().canonical_reason().unwrap_or("").to_string();
-        // HEAD answers have no body; others carry <Error><Code>…</Code>.
-        let body = read_text(resp, ERROR_BODY_LIMIT, what).unwrap_or_default();
-        let code = header_code.clone().or_else(|| xml_field(&body, "Code"));
-        // Azure's messages end with "\nRequestId:…\nTime:…": the first
-        // line says it.
-        let message = xml_field(&body, "Message")
-            .map(|m| m.lines().next().unwrap_or("").trim().to_string())
-            .filter(|m| !m.is_empty());
-        let detail = match (&code, &message) {
-            (Some(c), Some(m)) => format!("{status} {c}: {m}"),
-            (Some(c), None) => format!("{status} {c}"),
-            _ if (200..300).contains(&status) => {
-                format!(
-                    "{status} with a {} page",
-                    content_type.as_deref().unwrap_or("?")
-                )
-            }
-            _ => format!("{status} {reason}"),
-        };
-        let answer = Answer {
-            code: code.as_deref(),
-            retry_after: retry_after.as_deref(),
-            ..quick
-        };
-        Err(match classify(&answer) {
-            Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
-            Verdict::Absent => Error::NotFound,
-            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
-            Verdict::Refresh => match &self.auth {
-                Auth::ManagedIdentity { .. } => {
-                    self.token.invalidate();
-                    Error::Transient(format!("{what}: {detail}: fetching a new token"))
-                }
-                _ => Error::refused(
-                    Fatal::Denied,
-                    format!("{what}: {detail}: the credentials have expired (renew them)"),
-                ),
-            },
-            Verdict::Fatal(Fatal::NoBucket) => Error::refused(
-                Fatal::NoBucket,
-                format!(
-                    "{what}: {detail}: container \"{}\" not found at {} ({})",
-                    self.location.container,
-                    self.endpoint,
-                    Fatal::NoBucket.hint()
-                ),
-            ),
-            Verdict::Fatal(Fatal::Denied) => Error::refused(
-                Fatal::Denied,
-                format!(
-                    "{what}: {detail}: the credentials from {} were refused ({})",
-                    self.from,
-                    Fatal::Denied.hint()
-                ),
-            ),
-            Verdict::Fatal(kind) => {
-                Error::refused(kind, format!("{what}: {detail} ({})", kind.hint()))
-            }
+    /// answer asked for. The code is in `x-ms-error-code`, else the XML
+    /// body's `<Code>`.
+    fn check(&self, resp: Response, what: &str) -> Result<Response, Error> {
+        http::sort(resp, what, Some("x-ms-error-code"), |body| {
+            // Azure's messages end with "\nRequestId:…\nTime:…": the first
+            // line says it.
+            let message = xml_field(body, "Message")
+                .map(|m| m.lines().next().unwrap_or("").trim().to_string())
+                .filter(|m| !m.is_empty());
+            (xml_field(body, "Code"), message)
+        })
+        .map_err(|refusal| {
+            refusal.into_error(
+                what,
+                |said| match &self.auth {
+                    Auth::ManagedIdentity { .. } => {
+                        self.token.invalidate();
+                        Error::Transient(format!("{said}: fetching a new token"))
+                    }
+                    _ => Error::refused(
+                        Fatal::Denied,
+                        format!("{said}: the credentials have expired (renew them)"),
+                    ),
+                },
+                |kind| match kind {
+                    Fatal::NoBucket => format!(
+                        ": container \"{}\" not found at {}",
+                        self.location.container, self.endpoint
+                    ),
+                    Fatal::Denied => format!(": the credentials from {} were refused", self.from),
+                    _ => String::new(),
+                },
+            )
         })
     }
 
     /// The answer to a request on the container itself (a listing): never
     /// 404 for a present container, so a 404 without a code (something in
     /// the way) is a configuration error too.
-    fn check_container_request(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    fn check_container_request(&self, resp: Response, what: &str) -> Result<Response, Error> {
         self.check(resp, what).map_err(|e| match e {
             Error::NotFound => Error::refused(
                 Fatal::NoBucket,
@@ -860,19 +713,11 @@ impl Store {
             body: None,
         };
         let resp = self.check(self.send(req, &what)?, &what)?;
-        let length = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let length = http::content_length(&resp);
         // The blob's MD5, which the service keeps from a single-request
         // upload (or from the uploader), checked on the whole body
         // (https://learn.microsoft.com/en-us/rest/api/storageservices/get-blob#response-headers).
-        let md5 = resp
-            .headers()
-            .get("content-md5")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let md5 = http::header(&resp, "content-md5");
         let checksums = Checksum::from_content_md5(md5.as_deref());
         let mut body = resp.into_body().into_reader();
         body::copy(
@@ -927,23 +772,9 @@ impl Store {
     pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let prefix = format!("{}{name_prefix}", self.location.prefix);
         let what = format!("listing {}{name_prefix}", self.location);
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self.list_page(&prefix, self.list_page, marker.as_deref(), &what)?;
-            for (blob, size) in page.blobs {
-                if let Some(name) = blob.strip_prefix(&self.location.prefix)
-                    && !name.is_empty()
-                {
-                    out.push((name.to_string(), size));
-                }
-            }
-            match page.next {
-                Some(m) => marker = Some(m),
-                None => break,
-            }
-        }
-        Ok(out)
+        http::list_all(&self.location.prefix, |marker| {
+            self.list_page(&prefix, self.list_page, marker, &what)
+        })
     }
 
     /// One List Blobs request
@@ -1117,12 +948,7 @@ fn fetch_token(
         Ok(r) => r,
     };
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .with_config()
-        .limit(TOKEN_BODY_LIMIT)
-        .read_to_string()
-        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))?;
+    let body = read_text(resp, TOKEN_BODY_LIMIT, &what)?;
     match status {
         200 => {}
         // IMDS: 400 "Identity not found" on a VM without one; 404 while
@@ -1182,76 +1008,11 @@ fn redact(text: &str) -> String {
     out
 }
 
-/// Sorts a failed request (no HTTP answer) onto the contract.
+/// Sorts a failed request (no HTTP answer) onto the contract, never
+/// quoting a SAS signature.
 fn transport(e: ureq::Error, what: &str) -> Error {
-    use ureq::Error as E;
     let text = redact(&e.to_string());
-    match e {
-        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
-            Error::config(format!("{what}: {text}"))
-        }
-        // A certificate the TLS stack refuses will not change by waiting.
-        E::Tls(_) | E::Rustls(_) | E::Pem(_) => Error::config(format!("{what}: TLS: {text}")),
-        E::Timeout(t) => Error::Transient(format!("{what}: timed out ({t:?})")),
-        E::HostNotFound => Error::Transient(format!("{what}: host not found (DNS)")),
-        // Refused connections, resets, cut bodies, garbled answers: the
-        // server may be restarting.
-        _ => Error::Transient(format!("{what}: {text}")),
-    }
-}
-
-fn read_text(
-    resp: ureq::http::Response<ureq::Body>,
-    limit: u64,
-    what: &str,
-) -> Result<String, Error> {
-    resp.into_body()
-        .with_config()
-        .limit(limit)
-        .read_to_string()
-        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))
-}
-
-/// The proxy for the endpoint from the usual variables (`HTTPS_PROXY` or
-/// `HTTP_PROXY` by scheme, else `ALL_PROXY`; lower case too), unless
-/// `NO_PROXY` names the host (exactly, as a domain suffix, or `*`).
-/// Loopback endpoints are never proxied. The S3 store's rule.
-fn proxy_for(endpoint: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let var = |k: &str| env(k).filter(|v| !v.is_empty());
-    let (https, rest) = match endpoint.strip_prefix("https://") {
-        Some(r) => (true, r),
-        None => (false, endpoint.strip_prefix("http://")?),
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.split(':').next().unwrap_or("")
-    }
-    .to_ascii_lowercase();
-    if host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-    {
-        return None;
-    }
-    let get = |k: &str| var(k).or_else(|| var(&k.to_ascii_lowercase()));
-    let no_proxy = get("NO_PROXY").unwrap_or_default();
-    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let entry = entry.trim_start_matches('*').trim_start_matches('.');
-        let entry = entry.to_ascii_lowercase();
-        if entry.is_empty() || host == entry || host.ends_with(&format!(".{entry}")) {
-            return None;
-        }
-    }
-    get(if https { "HTTPS_PROXY" } else { "HTTP_PROXY" }).or_else(|| get("ALL_PROXY"))
-}
-
-struct ListPage {
-    blobs: Vec<(String, u64)>,
-    /// The marker of the next page, if there is one.
-    next: Option<String>,
+    http::transport_saying(e, what, text)
 }
 
 /// Reads a List Blobs answer, taking only the Name and Content-Length of
@@ -1261,48 +1022,20 @@ fn parse_list_page(body: &str) -> Option<ListPage> {
     if !body.contains("<EnumerationResults") {
         return None;
     }
-    let mut blobs = Vec::new();
-    let mut rest = body;
-    while let Some(start) = rest.find("<Blob>") {
-        let after = &rest[start..];
-        let end = after.find("</Blob>")?;
-        let item = &after[..end];
+    let mut objects = Vec::new();
+    for item in xml::elements(body, "Blob")? {
         let name = xml_field(item, "Name")?;
         let size = xml_field(item, "Content-Length")?.parse().ok()?;
-        blobs.push((name, size));
-        rest = &after[end..];
+        objects.push((name, size));
     }
     let next = xml_field(body, "NextMarker");
-    Some(ListPage { blobs, next })
-}
-
-/// The text of the first `<tag>…</tag>` (Azure's documents are shallow).
-fn xml_field(body: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = body.find(&open)? + open.len();
-    let end = body[start..].find(&format!("</{tag}>"))? + start;
-    let v = body[start..end].trim();
-    (!v.is_empty()).then(|| {
-        v.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&")
-    })
+    Some(ListPage { objects, next })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
+    use crate::archive::store::env_of;
 
     #[test]
     fn urls() {
@@ -1574,7 +1307,7 @@ mod tests {
             <Blob><Name>a/z</Name><Properties><Content-Length>0</Content-Length></Properties>\
             <OrMetadata /></Blob></Blobs><NextMarker>2!8!abc=</NextMarker></EnumerationResults>";
         let p = parse_list_page(body).unwrap();
-        assert_eq!(p.blobs, vec![("a/x&y".into(), 16), ("a/z".into(), 0)]);
+        assert_eq!(p.objects, vec![("a/x&y".into(), 16), ("a/z".into(), 0)]);
         assert_eq!(p.next.as_deref(), Some("2!8!abc="));
         let last = body.replace("<NextMarker>2!8!abc=</NextMarker>", "<NextMarker />");
         assert_eq!(parse_list_page(&last).unwrap().next, None);
@@ -1648,16 +1381,5 @@ mod tests {
                 "{bad}"
             );
         }
-        let env = env_of(&[("HTTPS_PROXY", "http://proxy:3128"), ("NO_PROXY", ".corp")]);
-        assert_eq!(
-            proxy_for("https://acct.blob.core.windows.net", &env).as_deref(),
-            Some("http://proxy:3128")
-        );
-        assert_eq!(proxy_for("https://acct.blob.corp", &env), None);
-        assert_eq!(
-            proxy_for("http://127.0.0.1:10000/devstoreaccount1", &env),
-            None
-        );
-        assert_eq!(proxy_for("http://[::1]:10000/x", &env), None);
     }
 }

@@ -5,8 +5,12 @@
 //! kept, and fetched again a little before they expire. Shared by every
 //! store whose credentials expire.
 
+use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
+
+use super::Error;
 
 /// Fetch new credentials this long before the old ones expire (the AWS
 /// SDKs refresh 5 minutes ahead), or after half their lifetime when that
@@ -18,6 +22,16 @@ const MARGIN: Duration = Duration::from_secs(5 * 60);
 pub struct Expiring<T> {
     pub value: T,
     pub expires: Option<SystemTime>,
+}
+
+/// A secret that prints redacted: keys, tokens, client secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
 }
 
 /// Whether credentials fetched at `fetched` and valid until `expires`
@@ -58,12 +72,16 @@ pub fn nothing_listens(e: &ureq::Error) -> bool {
 /// Credentials fetched when first needed and again when due.
 pub struct Refreshing<T> {
     held: Mutex<Option<(Expiring<T>, SystemTime)>>,
+    /// Whether the source ever answered: a failure to refresh is then
+    /// waited out, not taken for a configuration error.
+    answered: AtomicBool,
 }
 
 impl<T: Clone> Refreshing<T> {
     pub fn new() -> Self {
         Self {
             held: Mutex::new(None),
+            answered: AtomicBool::new(false),
         }
     }
 
@@ -73,6 +91,32 @@ impl<T: Clone> Refreshing<T> {
     /// caller's error, which its waiting loop retries.
     pub fn get<E>(&self, fetch: impl FnOnce() -> Result<Expiring<T>, E>) -> Result<T, E> {
         self.get_at(SystemTime::now(), fetch)
+    }
+
+    /// [`Refreshing::get`] for a store's requests: the source is logged
+    /// the first time it answers (`store`, `source`: never a secret), and
+    /// once it has answered, a refresh it refuses with a configuration
+    /// error is waited out like the store itself (`what`: what is
+    /// refreshed, for the message).
+    pub fn get_for_store(
+        &self,
+        fetch: impl FnOnce() -> Result<Expiring<T>, Error>,
+        what: &str,
+        store: &str,
+        source: &dyn Fn() -> String,
+    ) -> Result<T, Error> {
+        match self.get(fetch) {
+            Ok(c) => {
+                if !self.answered.swap(true, Ordering::Relaxed) {
+                    tracing::debug!("{store} credentials from {}", source());
+                }
+                Ok(c)
+            }
+            Err(Error::Config { why, .. }) if self.answered.load(Ordering::Relaxed) => {
+                Err(Error::Transient(format!("refreshing {what}: {why}")))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Forgets the credentials: the store said they expired before we

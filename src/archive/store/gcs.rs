@@ -38,7 +38,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::body::{self, Checksum};
-use super::classify::{Answer, Fatal, Verdict, classify};
+use super::classify::Fatal;
+pub use super::http::Timeouts;
+use super::http::{self, ListPage, Response, read_text, transport};
+use super::location;
 use super::{DeleteReport, Error, ObjectStore};
 use crate::archive::store::credentials::{Expiring, Refreshing};
 use crate::archive::store::json::{self, Value};
@@ -56,14 +59,12 @@ const METADATA_DEFAULT: &str = "metadata.google.internal";
 /// A JWT grant may ask for at most an hour
 /// (<https://developers.google.com/identity/protocols/oauth2/service-account#authorizingrequests>).
 const JWT_LIFETIME: u64 = 3600;
-/// Error bodies are small JSON documents; never read more than this of one.
-const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+/// Token answers are small JSON documents; never read more than this of one.
+const TOKEN_BODY_LIMIT: u64 = 64 * 1024;
 /// A listing page of 1000 names of at most 1 KiB each, with their sizes.
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
 /// `maxResults` of objects.list: at most 1000 per page.
 const LIST_PAGE: usize = 1000;
-/// How long an idle connection is kept for the next request.
-const IDLE_REUSE: Duration = Duration::from_secs(4);
 
 /// Where in Cloud Storage the archive is: `gs://BUCKET[/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,48 +76,19 @@ pub struct Location {
 
 impl Location {
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::config(format!("malformed archive URL \"{url}\": {why}"));
-        let rest = url
-            .strip_prefix("gs://")
-            .ok_or_else(|| bad("expected gs://BUCKET[/PREFIX]"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("the bucket name is empty"));
-        }
+        let (bucket, prefix) = location::split(url, "gs", "bucket")?;
         // Bucket naming rules
         // (https://cloud.google.com/storage/docs/buckets#naming): 3 to 63
         // characters, or up to 222 with dots and each part at most 63.
         let parts_ok = bucket.split('.').all(|p| !p.is_empty() && p.len() <= 63);
         if bucket.len() < 3 || bucket.len() > 222 || !parts_ok {
-            return Err(bad(
+            return Err(location::malformed(
+                url,
                 "a bucket name has 3 to 63 characters (222 with dots, 63 between them)",
             ));
         }
-        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-        if !bucket
-            .chars()
-            .all(|c| ok(c) || matches!(c, '.' | '-' | '_'))
-        {
-            return Err(bad(
-                "a bucket name has only lowercase letters, digits, '.', '-' and '_'",
-            ));
-        }
-        if !bucket.starts_with(ok) || !bucket.ends_with(ok) {
-            return Err(bad("a bucket name starts and ends with a letter or digit"));
-        }
-        if prefix
-            .chars()
-            .any(|c| c.is_control() || c == '?' || c == '#')
-        {
-            return Err(bad(
-                "the prefix has a control character, '?' or '#' (no query or fragment)",
-            ));
-        }
-        let mut norm = String::new();
-        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
-            norm.push_str(seg);
-            norm.push('/');
-        }
+        location::bucket_characters(url, bucket)?;
+        let norm = location::prefix(url, prefix, &['?', '#'])?;
         Ok(Self {
             bucket: bucket.to_string(),
             prefix: norm,
@@ -130,36 +102,7 @@ impl fmt::Display for Location {
     }
 }
 
-/// Per-request limits, as for S3: short, so that a hung server turns into
-/// an [`Error::Transient`] the waiting loop logs and retries.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub response: Duration,
-    /// Longest silence while reading a body.
-    pub read: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(2),
-            response: Duration::from_secs(10),
-            read: Duration::from_secs(10),
-        }
-    }
-}
-
-/// A secret that prints redacted (an access token, a client secret, a
-/// refresh token).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(redacted)")
-    }
-}
+pub use crate::archive::store::credentials::Secret;
 
 /// Where access tokens come from.
 #[derive(Clone)]
@@ -257,6 +200,10 @@ pub struct Settings {
     /// `https://storage.googleapis.com`, or the emulator's address.
     pub base: String,
     pub source: Source,
+    /// The proxies to the store and to the token endpoint, if any, by the
+    /// stores' one rule ([`http::proxy_for`]) from the same environment.
+    pub proxy: Option<String>,
+    pub token_proxy: Option<String>,
 }
 
 impl Settings {
@@ -298,8 +245,17 @@ impl Settings {
                 }
             }
         };
+        let base = emulator.unwrap_or_else(|| API.to_string());
+        let token_proxy = match &source {
+            Source::ServiceAccount { token_uri, .. } | Source::AuthorizedUser { token_uri, .. } => {
+                http::proxy_for(token_uri, &var)
+            }
+            _ => None,
+        };
         Ok(Self {
-            base: emulator.unwrap_or_else(|| API.to_string()),
+            proxy: http::proxy_for(&base, &var),
+            token_proxy,
+            base,
             source,
         })
     }
@@ -460,11 +416,7 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn post_form(
-    agent: &ureq::Agent,
-    url: &str,
-    form: &str,
-) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+fn post_form(agent: &ureq::Agent, url: &str, form: &str) -> Result<Response, ureq::Error> {
     agent
         .post(url)
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -476,13 +428,13 @@ fn post_form(
 /// something to wait out. Only the endpoint's `error` and
 /// `error_description` are quoted, never the rest of the answer.
 fn token_answer(
-    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    result: Result<Response, ureq::Error>,
     what: &str,
     from: &str,
 ) -> Result<Expiring<Secret>, Error> {
     let resp = result.map_err(|e| transport(e, what))?;
     let status = resp.status().as_u16();
-    let body = read_text(resp, ERROR_BODY_LIMIT, what)?;
+    let body = read_text(resp, TOKEN_BODY_LIMIT, what)?;
     let doc = json::parse(&body).ok();
     if status != 200 {
         let field = |k: &str| {
@@ -530,16 +482,7 @@ fn token_answer(
 fn metadata_token(host: &str, tried: &[String]) -> Result<Expiring<Secret>, Error> {
     let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
     let what = format!("the metadata server at {host}");
-    let agent = ureq::Agent::config_builder()
-        .proxy(None)
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_connect(Some(Duration::from_secs(1)))
-        .timeout_recv_response(Some(Duration::from_secs(2)))
-        .timeout_per_read(Some(Duration::from_secs(2)))
-        .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent();
+    let agent = http::endpoint_agent(Duration::from_secs(1), Duration::from_secs(2), None);
     match agent.get(&url).header("Metadata-Flavor", "Google").call() {
         Err(e) if crate::archive::store::credentials::nothing_listens(&e) => {
             let mut tried = tried.to_vec();
@@ -565,9 +508,6 @@ pub struct Store {
     base: String,
     source: Source,
     token: Refreshing<Secret>,
-    /// Whether a token was ever fetched: a failure to refresh it is then
-    /// waited out, not taken for a configuration error.
-    had_token: AtomicBool,
     agent: ureq::Agent,
     /// For the token endpoint (never the store's proxy rule for loopback).
     token_agent: ureq::Agent,
@@ -587,44 +527,6 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Whether a URL names this machine (no proxy for it).
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn agent_for(url: &str, timeouts: Timeouts) -> ureq::Agent {
-    let mut config = ureq::Agent::config_builder();
-    // Proxies come from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY of
-    // the process (ureq's reading); loopback addresses never go through
-    // one.
-    if is_loopback(url) {
-        config = config.proxy(None);
-    }
-    config
-        .http_status_as_error(false)
-        // A redirect is never part of these APIs: report it.
-        .max_redirects(0)
-        .timeout_connect(Some(timeouts.connect))
-        .timeout_recv_response(Some(timeouts.response))
-        .timeout_per_read(Some(timeouts.read))
-        .timeout_per_write(Some(timeouts.read))
-        // No retries here, so a kept-alive connection the server has
-        // closed would fail the next poll: reuse only fresh ones.
-        .max_idle_age(IDLE_REUSE)
-        .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
-}
-
 impl Store {
     pub fn from_url_with(
         url: &str,
@@ -633,28 +535,25 @@ impl Store {
     ) -> Result<Self, Error> {
         let location = Location::parse(url)?;
         let settings = Settings::resolve(env)?;
-        Ok(Self::new(location, settings, timeouts))
+        Self::new(location, settings, timeouts)
     }
 
-    pub fn new(location: Location, s: Settings, timeouts: Timeouts) -> Self {
-        let token_uri = match &s.source {
-            Source::ServiceAccount { token_uri, .. } | Source::AuthorizedUser { token_uri, .. } => {
-                token_uri.as_str()
-            }
-            _ => "",
+    pub fn new(location: Location, s: Settings, timeouts: Timeouts) -> Result<Self, Error> {
+        // The proxies come from the same environment as the rest.
+        let agent = |proxy: &Option<String>| -> Result<ureq::Agent, Error> {
+            let proxy = proxy.as_deref().map(http::proxy).transpose()?;
+            Ok(http::store_agent(proxy, timeouts))
         };
-        let token_agent = agent_for(token_uri, timeouts);
-        Self {
+        Ok(Self {
             location,
-            agent: agent_for(&s.base, timeouts),
-            token_agent,
+            agent: agent(&s.proxy)?,
+            token_agent: agent(&s.token_proxy)?,
             base: s.base,
             source: s.source,
             token: Refreshing::new(),
-            had_token: AtomicBool::new(false),
             list_page: LIST_PAGE,
             bucket_checked: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Names per listing request (1..=1000).
@@ -668,19 +567,14 @@ impl Store {
         if matches!(self.source, Source::Anonymous) {
             return Ok(None);
         }
-        match self.token.get(|| self.source.fetch(&self.token_agent)) {
-            Ok(t) => {
-                if !self.had_token.swap(true, Ordering::Relaxed) {
-                    tracing::debug!("Cloud Storage credentials from {}", self.source.describe());
-                }
-                Ok(Some(t))
-            }
-            // The source worked before: waited out like the store itself.
-            Err(Error::Config { why, .. }) if self.had_token.load(Ordering::Relaxed) => Err(
-                Error::Transient(format!("refreshing the access token: {why}")),
-            ),
-            Err(e) => Err(e),
-        }
+        self.token
+            .get_for_store(
+                || self.source.fetch(&self.token_agent),
+                "the access token",
+                "Cloud Storage",
+                &|| self.source.describe(),
+            )
+            .map(Some)
     }
 
     /// Sends a request with the current token. A 401 means the token is no
@@ -691,11 +585,8 @@ impl Store {
     fn send(
         &self,
         what: &str,
-        request: impl Fn(
-            &ureq::Agent,
-            Option<&str>,
-        ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        request: impl Fn(&ureq::Agent, Option<&str>) -> Result<Response, ureq::Error>,
+    ) -> Result<Response, Error> {
         let mut refreshed = false;
         loop {
             let token = self.token()?;
@@ -742,11 +633,7 @@ impl Store {
         let url = format!("{}?alt=media", self.object_url(name)?);
         let what = format!("GET {}", self.describe(name));
         let resp = self.send(&what, |agent, bearer| {
-            let mut req = agent.get(&url);
-            if let Some(b) = bearer {
-                req = req.header("Authorization", b);
-            }
-            req.call()
+            with_token(agent.get(&url), bearer).call()
         })?;
         let resp = match self.check(resp, &what) {
             Ok(r) => r,
@@ -756,11 +643,7 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let length = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let length = http::content_length(&resp);
         // The object's CRC32C and MD5, checked on the whole body
         // (https://cloud.google.com/storage/docs/hashes-etags).
         let hashes: Vec<String> = resp
@@ -770,13 +653,7 @@ impl Store {
             .filter_map(|v| v.to_str().ok())
             .map(str::to_string)
             .collect();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let checksums = if body::transcoded(&header) {
+        let checksums = if body::transcoded(&|name: &str| http::header(&resp, name)) {
             tracing::debug!(
                 "{what}: stored gzip-encoded and served decompressed: its hashes are of the \
                  stored bytes, not checked"
@@ -802,28 +679,10 @@ impl Store {
     /// as delimiter, deeper names are not listed). Follows every page.
     pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let what = format!("listing {}{name_prefix}", self.location);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.list_page(
-                &self.key(name_prefix),
-                self.list_page,
-                token.as_deref(),
-                &what,
-            )?;
-            for (key, size) in page.objects {
-                if let Some(name) = key.strip_prefix(&self.location.prefix)
-                    && !name.is_empty()
-                {
-                    out.push((name.to_string(), size));
-                }
-            }
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-        Ok(out)
+        let prefix = self.key(name_prefix);
+        http::list_all(&self.location.prefix, |token| {
+            self.list_page(&prefix, self.list_page, token, &what)
+        })
     }
 
     /// One page of objects.list
@@ -845,11 +704,7 @@ impl Store {
             url.push_str(&format!("&pageToken={}", pct(t)));
         }
         let resp = self.send(what, |agent, bearer| {
-            let mut req = agent.get(&url);
-            if let Some(b) = bearer {
-                req = req.header("Authorization", b);
-            }
-            req.call()
+            with_token(agent.get(&url), bearer).call()
         })?;
         let resp = self.check_bucket_request(resp, what)?;
         let text = read_text(resp, LIST_BODY_LIMIT, what)?;
@@ -858,11 +713,7 @@ impl Store {
 
     /// The answer to a request on the bucket itself (a listing): never
     /// 404 for a present bucket.
-    fn check_bucket_request(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    fn check_bucket_request(&self, resp: Response, what: &str) -> Result<Response, Error> {
         self.check(resp, what).map_err(|e| match e {
             Error::NotFound => Error::refused(
                 Fatal::NoBucket,
@@ -875,10 +726,6 @@ impl Store {
         })
     }
 
-    /// Deletes objects one request each: the JSON API has no multi-object
-    /// delete (only the batch endpoint, which bundles separate requests).
-    /// An object already gone counts as deleted; a refusal is reported for
-    /// its name; a failure to reach the store stops the deletion.
     /// Uploads a small object in one request (a simple upload,
     /// <https://cloud.google.com/storage/docs/uploading-objects#uploading-an-object>).
     pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
@@ -893,28 +740,25 @@ impl Store {
         );
         let what = format!("upload {}", self.describe(name));
         let resp = self.send(&what, |agent, bearer| {
-            let mut req = agent
+            let req = agent
                 .post(&url)
                 .header("Content-Type", "application/octet-stream");
-            if let Some(b) = bearer {
-                req = req.header("Authorization", b);
-            }
-            req.send(data)
+            with_token(req, bearer).send(data)
         })?;
         self.check(resp, &what).map(drop)
     }
 
+    /// Deletes objects one request each: the JSON API has no multi-object
+    /// delete (only the batch endpoint, which bundles separate requests).
+    /// An object already gone counts as deleted; a refusal is reported for
+    /// its name; a failure to reach the store stops the deletion.
     pub fn delete_many(&self, names: &[String]) -> Result<DeleteReport, Error> {
         let mut report = DeleteReport::default();
         for name in names {
             let url = self.object_url(name)?;
             let what = format!("DELETE {}", self.describe(name));
             let resp = self.send(&what, |agent, bearer| {
-                let mut req = agent.delete(&url);
-                if let Some(b) = bearer {
-                    req = req.header("Authorization", b);
-                }
-                req.call()
+                with_token(agent.delete(&url), bearer).call()
             })?;
             match self.check(resp, &what) {
                 Ok(_) | Err(Error::NotFound) => report.deleted += 1,
@@ -950,59 +794,19 @@ impl Store {
 
     /// Sorts an HTTP answer onto the contract ([`classify`]); the error
     /// reason of a JSON error body is the store's code.
-    fn check(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let status = resp.status().as_u16();
-        let content_type = header("content-type");
-        let retry_after = header("retry-after");
-        let quick = Answer {
-            status,
-            code: None,
-            retry_after: None,
-            content_type: content_type.as_deref(),
-        };
-        if classify(&quick) == Verdict::Ok {
-            return Ok(resp);
-        }
-        let reason = resp.status().canonical_reason().unwrap_or("").to_string();
-        let body = read_text(resp, ERROR_BODY_LIMIT, what).unwrap_or_default();
-        let (code, message) = parse_error(&body);
-        let detail = match (&code, &message) {
-            (Some(c), Some(m)) => format!("{status} {c}: {m}"),
-            (Some(c), None) => format!("{status} {c}"),
-            _ if (200..300).contains(&status) => format!(
-                "{status} with a {} page",
-                content_type.as_deref().unwrap_or("?")
-            ),
-            _ => format!("{status} {reason}"),
-        };
-        let answer = Answer {
-            code: code.as_deref(),
-            retry_after: retry_after.as_deref(),
-            ..quick
-        };
-        Err(match classify(&answer) {
-            Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
-            Verdict::Absent => Error::NotFound,
-            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
-            // No GCS answer is sorted so (a 401 is retried once in `send`
-            // with a new token); should one be, fetch a new token next time.
-            Verdict::Refresh => {
-                self.token.invalidate();
-                Error::Transient(format!("{what}: {detail}: fetching a new access token"))
-            }
-            Verdict::Fatal(kind) => {
-                Error::refused(kind, format!("{what}: {detail} ({})", kind.hint()))
-            }
+    fn check(&self, resp: Response, what: &str) -> Result<Response, Error> {
+        http::sort(resp, what, None, parse_error).map_err(|refusal| {
+            refusal.into_error(
+                what,
+                // No GCS answer is sorted so (a 401 is retried once in
+                // `send` with a new token); should one be, fetch a new
+                // token next time.
+                |said| {
+                    self.token.invalidate();
+                    Error::Transient(format!("{said}: fetching a new access token"))
+                },
+                |_| String::new(),
+            )
         })
     }
 }
@@ -1071,11 +875,6 @@ fn parse_error(body: &str) -> (Option<String>, Option<String>) {
     (reason, message)
 }
 
-struct ListPage {
-    objects: Vec<(String, u64)>,
-    next: Option<String>,
-}
-
 /// An objects.list answer: `items` (name and size, the size a string of
 /// digits) and `nextPageToken` while there are more.
 fn parse_list_page(body: &str) -> Option<ListPage> {
@@ -1098,31 +897,13 @@ fn parse_list_page(body: &str) -> Option<ListPage> {
     Some(ListPage { objects, next })
 }
 
-/// Sorts a failed request (no HTTP answer) onto the contract, as for S3.
-fn transport(e: ureq::Error, what: &str) -> Error {
-    use ureq::Error as E;
-    match e {
-        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
-            Error::config(format!("{what}: {e}"))
-        }
-        // A certificate the TLS stack refuses will not change by waiting.
-        E::Tls(_) | E::Rustls(_) | E::Pem(_) => Error::config(format!("{what}: TLS: {e}")),
-        E::Timeout(t) => Error::Transient(format!("{what}: timed out ({t:?})")),
-        E::HostNotFound => Error::Transient(format!("{what}: host not found (DNS)")),
-        other => Error::Transient(format!("{what}: {other}")),
+/// The request with the access token, if there is one (an emulator
+/// without credentials has none).
+fn with_token<B>(req: ureq::RequestBuilder<B>, bearer: Option<&str>) -> ureq::RequestBuilder<B> {
+    match bearer {
+        Some(b) => req.header("Authorization", b),
+        None => req,
     }
-}
-
-fn read_text(
-    resp: ureq::http::Response<ureq::Body>,
-    limit: u64,
-    what: &str,
-) -> Result<String, Error> {
-    resp.into_body()
-        .with_config()
-        .limit(limit)
-        .read_to_string()
-        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters: safe
@@ -1205,7 +986,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::archive::store::env_of;
 
     #[test]
     fn urls() {
@@ -1245,14 +1026,6 @@ mod tests {
         assert!(super::super::is_url("gs://b"));
         assert!(super::super::validate_url("gs://bkt/p").is_ok());
         assert!(super::super::validate_url("gs://B").is_err());
-    }
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     /// A 2048-bit test key, made with `openssl genpkey -algorithm RSA`
@@ -1338,6 +1111,23 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((s.base.as_str(), kind(&s)), (API, "service account"));
+        // The proxy: the stores' one rule, from the environment given
+        // (the server's, for --check); never for this machine's emulator.
+        let proxied = [
+            ("GOOGLE_APPLICATION_CREDENTIALS", sa),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("NO_PROXY", "oauth2.googleapis.com"),
+        ];
+        let s = Settings::resolve(&env_of(&proxied)).unwrap();
+        assert_eq!(s.proxy.as_deref(), Some("http://proxy:3128"));
+        assert_eq!(s.token_proxy, None);
+        let s = Settings::resolve(&env_of(&[
+            ("STORAGE_EMULATOR_HOST", "127.0.0.1:4443"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("HTTP_PROXY", "http://proxy:3128"),
+        ]))
+        .unwrap();
+        assert_eq!((s.proxy, s.token_proxy), (None, None));
         let s = Settings::resolve(&env_of(&[("CLOUDSDK_CONFIG", gcloud)])).unwrap();
         assert_eq!(kind(&s), "user");
         assert!(!format!("{:?}", s.source).contains("rt"));
@@ -1473,10 +1263,6 @@ mod tests {
         assert!(base64_decode("Zm9v!").is_none());
         assert_eq!(pct("wal/0001 a+b~é"), "wal%2F0001%20a%2Bb~%C3%A9");
         assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        assert!(is_loopback("http://127.0.0.1:4443/x"));
-        assert!(is_loopback("http://localhost"));
-        assert!(is_loopback("http://[::1]:9"));
-        assert!(!is_loopback("https://oauth2.googleapis.com/token"));
     }
 
     #[test]

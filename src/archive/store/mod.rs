@@ -25,8 +25,14 @@ pub mod body;
 pub mod classify;
 #[cfg(feature = "gcs")]
 pub mod gcs;
+#[cfg(feature = "remote")]
+mod http;
+#[cfg(feature = "remote")]
+mod location;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(any(feature = "s3", feature = "azure"))]
+mod xml;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -84,6 +90,17 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Checks that the bucket is there and readable with these
     /// credentials.
     fn verify(&self) -> Result<(), Error>;
+}
+
+/// An environment of these pairs, for the stores' tests of their settings
+/// (never the process environment).
+#[cfg(all(test, feature = "remote"))]
+pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let m: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| m.get(k).cloned()
 }
 
 /// Opens the store a URL names, configured from the process environment;

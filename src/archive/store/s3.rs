@@ -42,7 +42,11 @@ use md5::{Digest, Md5};
 use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 
 use super::body::{self, Checksum};
-use super::classify::{Answer, Fatal, Verdict, classify};
+use super::classify::Fatal;
+pub use super::http::Timeouts;
+use super::http::{self, ListPage, Response, read_text, transport};
+use super::location;
+use super::xml::{self, field as xml_field};
 use super::{DeleteReport, Error, ObjectStore};
 use crate::archive::store::aws_credentials::{Keys, Profile, Source};
 use crate::archive::store::credentials::{Expiring, Refreshing};
@@ -52,13 +56,8 @@ use crate::archive::store::credentials::{Expiring, Refreshing};
 const SIGNED_URL_TTL: Duration = Duration::from_secs(300);
 /// DeleteObjects takes at most 1000 keys per request (S3 API reference).
 const DELETE_BATCH: usize = 1000;
-/// Error bodies are small XML documents; never read more than this of one.
-const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// ListObjectsV2 pages are at most 1000 keys of at most 1 KiB each.
 const LIST_BODY_LIMIT: u64 = 4 * 1024 * 1024;
-
-/// How long an idle connection is kept for the next request.
-const IDLE_REUSE: Duration = Duration::from_secs(4);
 
 /// Where in object storage the archive is: `s3://BUCKET[/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,44 +69,16 @@ pub struct Location {
 
 impl Location {
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::config(format!("malformed archive URL \"{url}\": {why}"));
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| bad("expected s3://BUCKET[/PREFIX]"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("the bucket name is empty"));
-        }
-        // S3 bucket naming rules (AWS "Bucket naming rules"), relaxed for
-        // the underscores some S3-compatible servers accept.
+        let (bucket, prefix) = location::split(url, "s3", "bucket")?;
+        // S3 bucket naming rules (AWS "Bucket naming rules").
         if !(3..=63).contains(&bucket.len()) {
-            return Err(bad("a bucket name has 3 to 63 characters"));
-        }
-        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-        if !bucket
-            .chars()
-            .all(|c| ok(c) || matches!(c, '.' | '-' | '_'))
-        {
-            return Err(bad(
-                "a bucket name has only lowercase letters, digits, '.', '-' and '_'",
+            return Err(location::malformed(
+                url,
+                "a bucket name has 3 to 63 characters",
             ));
         }
-        if !bucket.starts_with(ok) || !bucket.ends_with(ok) {
-            return Err(bad("a bucket name starts and ends with a letter or digit"));
-        }
-        if prefix
-            .chars()
-            .any(|c| c.is_control() || c == '?' || c == '#')
-        {
-            return Err(bad(
-                "the prefix has a control character, '?' or '#' (no query or fragment)",
-            ));
-        }
-        let mut norm = String::new();
-        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
-            norm.push_str(seg);
-            norm.push('/');
-        }
+        location::bucket_characters(url, bucket)?;
+        let norm = location::prefix(url, prefix, &['?', '#'])?;
         Ok(Self {
             bucket: bucket.to_string(),
             prefix: norm,
@@ -118,29 +89,6 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.prefix)
-    }
-}
-
-/// Per-request limits. Short, so that a hung server turns into a
-/// [`Error::Transient`] the waiting loop logs and retries.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// TCP connect plus TLS handshake.
-    pub connect: Duration,
-    /// From the request sent to the response headers received.
-    pub response: Duration,
-    /// Longest silence while reading a body (each read, not the whole body:
-    /// a 16 MiB segment over a slow link may take longer as a whole).
-    pub read: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(2),
-            response: Duration::from_secs(10),
-            read: Duration::from_secs(10),
-        }
     }
 }
 
@@ -252,7 +200,7 @@ impl Settings {
                 },
             },
         )?;
-        let proxy = proxy_for(&endpoint, &var);
+        let proxy = http::proxy_for(&endpoint, &var);
         Ok(Self {
             endpoint,
             path_style,
@@ -261,40 +209,6 @@ impl Settings {
             proxy,
         })
     }
-}
-
-/// The proxy for the endpoint from the usual variables (`HTTPS_PROXY` or
-/// `HTTP_PROXY` by scheme, else `ALL_PROXY`; lower case too), unless
-/// `NO_PROXY` names the host (exactly, as a domain suffix, or `*`).
-/// Loopback endpoints are never proxied.
-fn proxy_for(endpoint: &str, var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let url: url::Url = endpoint.parse().ok()?;
-    let host = url
-        .host_str()?
-        .trim_matches(['[', ']'])
-        .to_ascii_lowercase();
-    if host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-    {
-        return None;
-    }
-    let get = |k: &str| var(k).or_else(|| var(&k.to_ascii_lowercase()));
-    let no_proxy = get("NO_PROXY").unwrap_or_default();
-    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let entry = entry.trim_start_matches('*').trim_start_matches('.');
-        let entry = entry.to_ascii_lowercase();
-        if entry.is_empty() || host == entry || host.ends_with(&format!(".{entry}")) {
-            return None;
-        }
-    }
-    let scheme_var = if url.scheme() == "https" {
-        "HTTPS_PROXY"
-    } else {
-        "HTTP_PROXY"
-    };
-    get(scheme_var).or_else(|| get("ALL_PROXY"))
 }
 
 fn show(p: &Option<PathBuf>) -> String {
@@ -371,9 +285,6 @@ pub struct Store {
     bucket: Bucket,
     source: Source,
     credentials: Refreshing<Credentials>,
-    /// Whether credentials were ever fetched: a failure to refresh them
-    /// is then waited out, not taken for a configuration error.
-    had_credentials: AtomicBool,
     /// The proxy, for STS as for the store.
     proxy: Option<String>,
     agent: ureq::Agent,
@@ -430,36 +341,14 @@ impl Store {
                     s.endpoint, location.bucket
                 ))
             })?;
-        let proxy = match &s.proxy {
-            Some(p) => Some(
-                ureq::Proxy::new(p)
-                    .map_err(|e| Error::config(format!("proxy \"{p}\" is malformed: {e}")))?,
-            ),
-            None => None,
-        };
-        let agent = ureq::Agent::config_builder()
-            // The proxy comes from the same environment as the rest.
-            .proxy(proxy)
-            .http_status_as_error(false)
-            // A redirect means a wrong region or endpoint: report it.
-            .max_redirects(0)
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_recv_response(Some(timeouts.response))
-            .timeout_per_read(Some(timeouts.read))
-            .timeout_per_write(Some(timeouts.read))
-            // No retries here, so a kept-alive connection the server has
-            // closed would fail the next poll: reuse only fresh ones
-            // (servers close idle connections after 5 s and more).
-            .max_idle_age(IDLE_REUSE)
-            .user_agent(concat!("pg_standby/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        // The proxy comes from the same environment as the rest.
+        let proxy = s.proxy.as_deref().map(http::proxy).transpose()?;
+        let agent = http::store_agent(proxy, timeouts);
         Ok(Self {
             location,
             bucket,
             source: s.credentials.clone(),
             credentials: Refreshing::new(),
-            had_credentials: AtomicBool::new(false),
             proxy: s.proxy.clone(),
             agent,
             list_page: 1000,
@@ -487,25 +376,17 @@ impl Store {
         if let Some(keys) = self.source.fixed() {
             return Ok(signing(keys));
         }
-        let fetched = self.credentials.get(|| {
-            self.source.fetch(self.proxy.as_deref()).map(|e| Expiring {
-                value: signing(&e.value),
-                expires: e.expires,
-            })
-        });
-        match fetched {
-            Ok(c) => {
-                if !self.had_credentials.swap(true, Ordering::Relaxed) {
-                    tracing::debug!("object storage credentials from {}", self.source.describe());
-                }
-                Ok(c)
-            }
-            // The source worked before: waited out like the store itself.
-            Err(Error::Config { why, .. }) if self.had_credentials.load(Ordering::Relaxed) => Err(
-                Error::Transient(format!("refreshing the credentials: {why}")),
-            ),
-            Err(e) => Err(e),
-        }
+        self.credentials.get_for_store(
+            || {
+                self.source.fetch(self.proxy.as_deref()).map(|e| Expiring {
+                    value: signing(&e.value),
+                    expires: e.expires,
+                })
+            },
+            "the credentials",
+            "object storage",
+            &|| self.source.describe(),
+        )
     }
 
     /// Keys per ListObjectsV2 request (1..=1000).
@@ -545,17 +426,10 @@ impl Store {
             .map_err(|e| transport(e, &what()))?;
         match self.check(resp, &what()) {
             Ok(resp) => {
-                let h = |n: &str| {
-                    resp.headers()
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let size = h("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| {
-                        Error::Transient(format!("{}: no Content-Length in the answer", what()))
-                    })?;
+                let h = |n: &str| http::header(&resp, n);
+                let size = http::content_length(&resp).ok_or_else(|| {
+                    Error::Transient(format!("{}: no Content-Length in the answer", what()))
+                })?;
                 Ok(Some(ObjectMeta {
                     size,
                     etag: h("etag"),
@@ -596,14 +470,8 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let length = header("content-length").and_then(|v| v.parse().ok());
-        let checksums = Checksum::from_s3(&header);
+        let length = http::content_length(&resp);
+        let checksums = Checksum::from_s3(&|name: &str| http::header(&resp, name));
         let mut body = resp.into_body().into_reader();
         body::copy(
             &mut body,
@@ -641,18 +509,16 @@ impl Store {
     pub fn list(&self, name_prefix: &str) -> Result<Vec<(String, u64)>, Error> {
         let prefix = self.key(name_prefix);
         let what = format!("listing {}{name_prefix}", self.location);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.list_page.to_string();
+        let page = self.list_page.to_string();
+        http::list_all(&self.location.prefix, |token| {
             let mut query = vec![
                 ("delimiter", "/"),
                 ("list-type", "2"),
                 ("max-keys", page.as_str()),
                 ("prefix", prefix.as_str()),
             ];
-            if let Some(t) = &token {
-                query.push(("continuation-token", t.as_str()));
+            if let Some(t) = token {
+                query.push(("continuation-token", t));
             }
             let url = self.sign_bucket(Method::Get, query)?;
             let resp = self
@@ -662,31 +528,15 @@ impl Store {
                 .map_err(|e| transport(e, &what))?;
             let resp = self.check_bucket_request(resp, &what)?;
             let text = read_text(resp, LIST_BODY_LIMIT, &what)?;
-            let page = parse_list_page(&text)
-                .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))?;
-            for (key, size) in page.objects {
-                if let Some(name) = key.strip_prefix(&self.location.prefix)
-                    && !name.is_empty()
-                {
-                    out.push((name.to_string(), size));
-                }
-            }
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-        Ok(out)
+            parse_list_page(&text)
+                .ok_or_else(|| Error::Transient(format!("{what}: unreadable answer")))
+        })
     }
 
     /// The answer to a request on the bucket itself (a listing, a batch
     /// delete): never 404 for a present bucket, so a 404 is a
     /// configuration error.
-    fn check_bucket_request(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    fn check_bucket_request(&self, resp: Response, what: &str) -> Result<Response, Error> {
         self.check(resp, what).map_err(|e| match e {
             Error::NotFound => Error::refused(
                 Fatal::NoBucket,
@@ -845,69 +695,27 @@ impl Store {
     }
 
     /// Sorts an HTTP answer onto the contract ([`classify`]): Ok for the
-    /// answer asked for.
-    fn check(
-        &self,
-        resp: ureq::http::Response<ureq::Body>,
-        what: &str,
-    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let status = resp.status().as_u16();
-        let content_type = header("content-type");
-        let retry_after = header("retry-after");
-        let quick = Answer {
-            status,
-            code: None,
-            retry_after: None,
-            content_type: content_type.as_deref(),
-        };
-        if classify(&quick) == Verdict::Ok {
-            return Ok(resp);
-        }
-        let reason = resp.status().canonical_reason().unwrap_or("").to_string();
-        // HEAD answers have no body; others carry <Error><Code>…</Code>.
-        let body = read_text(resp, ERROR_BODY_LIMIT, what).unwrap_or_default();
-        let code = xml_field(&body, "Code");
-        let message = xml_field(&body, "Message");
-        let detail = match (&code, &message) {
-            (Some(c), Some(m)) => format!("{status} {c}: {m}"),
-            (Some(c), None) => format!("{status} {c}"),
-            _ if (200..300).contains(&status) => {
-                format!(
-                    "{status} with a {} page",
-                    content_type.as_deref().unwrap_or("?")
-                )
-            }
-            _ => format!("{status} {reason}"),
-        };
-        let answer = Answer {
-            code: code.as_deref(),
-            retry_after: retry_after.as_deref(),
-            ..quick
-        };
-        Err(match classify(&answer) {
-            Verdict::Ok => Error::Transient(format!("{what}: unexpected answer {detail}")),
-            Verdict::Absent => Error::NotFound,
-            Verdict::Wait { retry_after } => Error::wait(format!("{what}: {detail}"), retry_after),
-            Verdict::Refresh => {
-                self.credentials.invalidate();
-                if self.source.fixed().is_some() {
-                    Error::refused(
-                        Fatal::Denied,
-                        format!("{what}: {detail}: the session token has expired (renew it)"),
-                    )
-                } else {
-                    Error::Transient(format!("{what}: {detail}: fetching new credentials"))
-                }
-            }
-            Verdict::Fatal(kind) => {
-                Error::refused(kind, format!("{what}: {detail} ({})", kind.hint()))
-            }
+    /// answer asked for. Error bodies carry `<Error><Code>…</Code>`.
+    fn check(&self, resp: Response, what: &str) -> Result<Response, Error> {
+        http::sort(resp, what, None, |body| {
+            (xml_field(body, "Code"), xml_field(body, "Message"))
+        })
+        .map_err(|refusal| {
+            refusal.into_error(
+                what,
+                |said| {
+                    self.credentials.invalidate();
+                    if self.source.fixed().is_some() {
+                        Error::refused(
+                            Fatal::Denied,
+                            format!("{said}: the session token has expired (renew it)"),
+                        )
+                    } else {
+                        Error::Transient(format!("{said}: fetching new credentials"))
+                    }
+                },
+                |_| String::new(),
+            )
         })
     }
 
@@ -956,41 +764,6 @@ impl ObjectStore for Store {
     }
 }
 
-/// Sorts a failed request (no HTTP answer) onto the contract.
-fn transport(e: ureq::Error, what: &str) -> Error {
-    use ureq::Error as E;
-    match e {
-        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
-            Error::config(format!("{what}: {e}"))
-        }
-        // A certificate the TLS stack refuses will not change by waiting.
-        E::Tls(_) | E::Rustls(_) | E::Pem(_) => Error::config(format!("{what}: TLS: {e}")),
-        E::Timeout(t) => Error::Transient(format!("{what}: timed out ({t:?})")),
-        E::HostNotFound => Error::Transient(format!("{what}: host not found (DNS)")),
-        // Refused connections, resets, cut bodies, garbled answers: the
-        // server may be restarting.
-        other => Error::Transient(format!("{what}: {other}")),
-    }
-}
-
-fn read_text(
-    resp: ureq::http::Response<ureq::Body>,
-    limit: u64,
-    what: &str,
-) -> Result<String, Error> {
-    resp.into_body()
-        .with_config()
-        .limit(limit)
-        .read_to_string()
-        .map_err(|e| Error::Transient(format!("{what}: reading the answer: {e}")))
-}
-
-struct ListPage {
-    objects: Vec<(String, u64)>,
-    /// The continuation token, if the listing is truncated.
-    next: Option<String>,
-}
-
 /// Reads a ListObjectsV2 answer, taking only Key and Size of each
 /// Contents: servers differ in which other fields they send (s3s-fs
 /// leaves out the ETag of files it did not write itself), and a strict
@@ -1000,15 +773,10 @@ fn parse_list_page(body: &str) -> Option<ListPage> {
         return None;
     }
     let mut objects = Vec::new();
-    let mut rest = body;
-    while let Some(start) = rest.find("<Contents>") {
-        let after = &rest[start..];
-        let end = after.find("</Contents>")?;
-        let item = &after[..end];
+    for item in xml::elements(body, "Contents")? {
         let key = xml_field(item, "Key")?;
         let size = xml_field(item, "Size")?.parse().ok()?;
         objects.push((key, size));
-        rest = &after[end..];
     }
     let truncated = xml_field(body, "IsTruncated").is_some_and(|v| v == "true");
     let next = match (truncated, xml_field(body, "NextContinuationToken")) {
@@ -1047,16 +815,11 @@ fn parse_delete_errors(body: &str) -> Option<Vec<(String, String)>> {
         return None;
     }
     let mut out = Vec::new();
-    let mut rest = body;
-    while let Some(start) = rest.find("<Error>") {
-        let after = &rest[start..];
-        let end = after.find("</Error>")?;
-        let item = &after[..end];
+    for item in xml::elements(body, "Error")? {
         let key = xml_field(item, "Key")?;
         let code = xml_field(item, "Code").unwrap_or_default();
         let message = xml_field(item, "Message").unwrap_or_default();
         out.push((key, format!("{code}: {message}")));
-        rest = &after[end..];
     }
     Some(out)
 }
@@ -1083,24 +846,10 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The text of the first `<tag>…</tag>` (S3 error documents are flat).
-pub(crate) fn xml_field(body: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = body.find(&open)? + open.len();
-    let end = body[start..].find(&format!("</{tag}>"))? + start;
-    let v = body[start..end].trim();
-    (!v.is_empty()).then(|| {
-        v.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::store::env_of;
 
     #[test]
     fn urls() {
@@ -1141,14 +890,6 @@ mod tests {
             crate::archive::is_object_storage("s3://x")
                 && !crate::archive::is_object_storage("/var/lib/archive")
         );
-    }
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     /// The fixed keys the settings chose (access key, secret, token).
@@ -1200,28 +941,6 @@ mod tests {
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ]));
         assert!(matches!(none, Err(Error::Config { why: m, .. }) if m.contains("no credentials")));
-    }
-
-    #[test]
-    fn proxies() {
-        let env = env_of(&[
-            ("HTTPS_PROXY", "http://proxy:3128"),
-            ("http_proxy", "http://plain:3128"),
-            ("NO_PROXY", "internal.example, .corp"),
-        ]);
-        assert_eq!(
-            proxy_for("https://s3.eu-west-3.amazonaws.com", &env).as_deref(),
-            Some("http://proxy:3128")
-        );
-        assert_eq!(
-            proxy_for("http://minio:9000", &env).as_deref(),
-            Some("http://plain:3128")
-        );
-        assert_eq!(proxy_for("http://s3.internal.example", &env), None);
-        assert_eq!(proxy_for("http://minio.corp:9000", &env), None);
-        assert_eq!(proxy_for("http://127.0.0.1:9000", &env), None);
-        assert_eq!(proxy_for("http://[::1]:9000", &env), None);
-        assert_eq!(proxy_for("http://minio:9000", &env_of(&[])), None);
     }
 
     #[test]
@@ -1290,15 +1009,6 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<Store>();
         check::<Error>();
-    }
-
-    #[test]
-    fn error_fields() {
-        let body = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>\
-                    <Message>a &amp; b</Message></Error>";
-        assert_eq!(xml_field(body, "Code").as_deref(), Some("NoSuchBucket"));
-        assert_eq!(xml_field(body, "Message").as_deref(), Some("a & b"));
-        assert_eq!(xml_field("", "Code"), None);
     }
 
     #[test]
