@@ -2,7 +2,7 @@
 //!
 //! `cargo build --release && cargo run --release --example bench -- <scenario>`
 //! with scenario one of: latency, failover, catchup, percall, idle, busy,
-//! cleanup, bigseg, compressed, s3, s3call, s3gz, poller, all.
+//! cleanup, bigseg, compressed, s3, s3call, s3gz, pgbrs3, poller, all.
 //!
 //! * The binary under test: `$PG_STANDBY_BIN`, else `target/release/pg_standby`.
 //! * The original pg_standby 13 is compared when `$PG_STANDBY_13` names its
@@ -15,7 +15,11 @@
 //! * Sample counts: `LATENCY_SAMPLES` (50), `FAILOVER_ROUNDS` (3),
 //!   `CATCHUP_ROUNDS` (3), `CATCHUP_SEGMENTS` (200), `PERCALL_RUNS` (30),
 //!   `IDLE_SECS` (60), `BUSY_FILES` (10000), `CLEANUP_ROUNDS` (3),
-//!   `BIGSEG_RUNS` (5).
+//!   `BIGSEG_RUNS` (5), `S3_SAMPLES` (20), `S3_IDLE_SECS` (60),
+//!   `PGBRS3_SEGMENTS` (100).
+//! * `pgbrs3` needs pgBackRest and stunnel (`apt-get install pgbackrest
+//!   stunnel4`) and the three emulators; `PGBRS3_STORES` (`s3,gcs,azure`)
+//!   picks the stores.
 //!
 //! Results are printed as Markdown and appended to `target/bench/results.md`;
 //! `latency` and `catchup` also draw their results as SVG plots,
@@ -24,12 +28,18 @@
 
 #[path = "bench/archivesize.rs"]
 mod archivesize;
+#[path = "../tests/support/azure_server.rs"]
+mod azure_server;
 #[path = "../tests/support/fault_proxy.rs"]
 mod fault_proxy;
+#[path = "../tests/support/gcs_server.rs"]
+mod gcs_server;
 #[path = "../tests/support/pg.rs"]
 mod pg;
 #[path = "bench/pgbackrest.rs"]
 mod pgbackrest;
+#[path = "bench/pgbrs3.rs"]
+mod pgbrs3;
 #[path = "bench/poller.rs"]
 mod poller;
 #[path = "bench/registry.rs"]
@@ -75,6 +85,7 @@ fn main() -> Result<()> {
             "s3" => object_storage(&progs),
             "s3call" => s3_call(&progs),
             "s3gz" => s3gz::s3_gzip_catch_up(&progs),
+            "pgbrs3" => pgbrs3::pgbackrest_s3(&progs),
             "slowdown" => slowdown::slowdown(&progs),
             "registry" => registry::registry(&progs),
             "poller" => poller::poller(&progs),
@@ -105,6 +116,7 @@ fn main() -> Result<()> {
             "s3",
             "s3call",
             "s3gz",
+            "pgbrs3",
             "slowdown",
             "registry",
             "poller",
@@ -1757,7 +1769,7 @@ fn compressed(p: &Progs) -> Result<()> {
             let name = format!("cz{r}p{k}");
             let rc = rc.replace("{NAME}", &name);
             let (dt, log) = time_catch_up(&sb, &backup, &name, &rc, *standby_mode, &target)?;
-            let hits = log.matches("from the prefetch spool after").count();
+            let hits = log.matches("from the prefetch spool").count();
             eprintln!("{label}: {dt:.0} ms ({hits} from our spool)");
             totals[k].push(dt);
         }
@@ -1768,11 +1780,6 @@ fn compressed(p: &Progs) -> Result<()> {
 
 // -------------------------------------------------------------- s3
 
-/// Object storage: arrival latency (upload by the primary's
-/// archive_command → row visible) and catch-up, for pg_standby reading
-/// `s3://` and for a plain polling loop with curl (a GET every 100 ms), the
-/// loop a user would write. Both go through a counting proxy in front of
-/// s3s-fs, so the requests each one made are counted.
 /// One call restoring a present object with keys in the environment: what
 /// choosing a credential source costs the first request, against `curl`
 /// fetching the same object and an earlier build ($PG_STANDBY_BASE).
@@ -1838,11 +1845,18 @@ fn s3_call(p: &Progs) -> Result<()> {
     Ok(())
 }
 
+/// Object storage: arrival latency (upload by the primary's
+/// archive_command → row visible), the requests of a wait that lasts, and
+/// catch-up, for pg_standby reading `s3://` (and an earlier build,
+/// `$PG_STANDBY_BASE`) and for a plain polling loop with curl (a GET every
+/// 100 ms), the loop a user would write. Each standby reaches s3s-fs
+/// through a counting proxy of its own, so the requests each one made are
+/// counted.
 fn object_storage(p: &Progs) -> Result<()> {
     let samples = env_num("S3_SAMPLES", 20);
+    let idle_secs = env_num("S3_IDLE_SECS", 60);
     let server = s3_server::S3Server::start();
     server.bucket("wal");
-    let proxy = CountingProxy::start(server.port)?;
     let sigv4 = format!(
         "--aws-sigv4 aws:amz:{}:s3 --user {}:{} -H x-amz-content-sha256:UNSIGNED-PAYLOAD",
         s3_server::REGION,
@@ -1863,33 +1877,48 @@ fn object_storage(p: &Progs) -> Result<()> {
     )?;
     let backup = primary.cold_backup("base")?;
     let ours = install_as(&sb, &p.ours, "pg_standby")?;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
-    let aws = format!(
-        "env AWS_ENDPOINT_URL={via} AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={}",
-        s3_server::ACCESS_KEY,
-        s3_server::SECRET_KEY,
-        s3_server::REGION
+    let aws = |port: u16| {
+        format!(
+            "env AWS_ENDPOINT_URL=http://127.0.0.1:{port} AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={}",
+            s3_server::ACCESS_KEY,
+            s3_server::SECRET_KEY,
+            s3_server::REGION
+        )
+    };
+    let mut progs: Vec<(String, CountingProxy, String)> = Vec::new();
+    let proxy = CountingProxy::start(server.port)?;
+    let rc = format!(
+        "{} {} s3://wal/primary %f %p",
+        aws(proxy.port),
+        ours.display()
     );
+    progs.push(("ours (`pg_standby s3://…`)".into(), proxy, rc));
+    if let Some(base) = std::env::var_os("PG_STANDBY_BASE") {
+        let base = install_as(&sb, Path::new(&base), "pg_standby_base")?;
+        let proxy = CountingProxy::start(server.port)?;
+        let rc = format!(
+            "{} {} s3://wal/primary %f %p",
+            aws(proxy.port),
+            base.display()
+        );
+        progs.push(("ours, earlier build ($PG_STANDBY_BASE)".into(), proxy, rc));
+    }
+    let proxy = CountingProxy::start(server.port)?;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
     let get = format!("env -u LD_LIBRARY_PATH curl -sf {sigv4} -o %p {via}/wal/primary/%f");
-    let progs = [
-        (
-            "ours (`pg_standby s3://…`)",
-            format!("{aws} {} s3://wal/primary %f %p", ours.display()),
-        ),
-        (
-            "curl every 100 ms",
-            format!("case %f in *.history) exec {get};; esac; until {get}; do sleep 0.1; done"),
-        ),
-    ];
+    let rc = format!("case %f in *.history) exec {get};; esac; until {get}; do sleep 0.1; done");
+    progs.push(("curl every 100 ms".into(), proxy, rc));
+    let count = |k: usize| progs[k].1.counts().iter().sum::<u64>();
     say(&format!(
-        "### Object storage: arrival latency ({samples} samples, both standbys side by side)\n\n\
-         s3s-fs on 127.0.0.1 behind a counting proxy; the primary uploads each segment with \
-         `curl --aws-sigv4` in archive_command; per sample `INSERT` + `pg_switch_wal()` on the \
-         primary, then the time until the row is visible on each hot standby. Requests: \
-         what each standby sent through the proxy, per minute of the run.\n"
+        "### Object storage: arrival latency ({samples} samples, the standbys side by side)\n\n\
+         s3s-fs on 127.0.0.1, each standby behind a counting proxy of its own; the primary uploads \
+         each segment with `curl --aws-sigv4` in archive_command; per sample `INSERT` + \
+         `pg_switch_wal()` on the primary, then the time until the row is visible on each hot \
+         standby. Requests: what each standby sent through its proxy, per minute of the run. \
+         pg_standby runs with its defaults (`-s 5`).\n"
     ));
     let mut standbys = Vec::new();
-    for (k, (_, rc)) in progs.iter().enumerate() {
+    for (k, (_, _, rc)) in progs.iter().enumerate() {
         let s = standby(&sb, &backup, &format!("s3s{k}"), rc, None)?;
         s.start()?;
         standbys.push(s);
@@ -1898,7 +1927,7 @@ fn object_storage(p: &Progs) -> Result<()> {
     for s in &standbys {
         s.wait_row(1, Duration::from_secs(60))?;
     }
-    let counted = proxy.counts();
+    let counted: Vec<u64> = (0..progs.len()).map(count).collect();
     let t_run = Instant::now();
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); progs.len()];
     for i in 0..samples {
@@ -1916,12 +1945,10 @@ fn object_storage(p: &Progs) -> Result<()> {
         }
     }
     let minutes = t_run.elapsed().as_secs_f64() / 60.0;
-    let after = proxy.counts();
     say("| restore_command | p50 | p90 | max | requests per minute |");
     say("|---|---|---|---|---|");
-    // The proxy tells the two apart by each request's User-Agent.
-    for (k, (label, _)) in progs.iter().enumerate() {
-        let n = after[k].saturating_sub(counted[k]);
+    for (k, (label, _, _)) in progs.iter().enumerate() {
+        let n = count(k) - counted[k];
         say(&format!(
             "| {label} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} |",
             median(&lat[k]),
@@ -1929,6 +1956,17 @@ fn object_storage(p: &Progs) -> Result<()> {
             max(&lat[k]),
             n as f64 / minutes
         ));
+    }
+    // Nothing more is archived: each standby waits for the next segment
+    // from the moment it restored the last one.
+    let counted: Vec<u64> = (0..progs.len()).map(count).collect();
+    thread::sleep(Duration::from_secs(idle_secs));
+    say(&format!(
+        "\nRequests in the first {idle_secs} s of a wait for a segment that does not come \
+         (right after the last sample):\n"
+    ));
+    for (k, (label, _, _)) in progs.iter().enumerate() {
+        say(&format!("- {label}: {}", count(k) - counted[k]));
     }
     drop(standbys);
 
@@ -1949,20 +1987,19 @@ fn object_storage(p: &Progs) -> Result<()> {
     ));
     say("| restore_command | total | requests |");
     say("|---|---|---|");
-    for (k, (label, rc)) in progs.iter().enumerate() {
-        let before = proxy.counts()[k];
+    for (k, (label, _, rc)) in progs.iter().enumerate() {
+        let before = count(k);
         let (dt, _) = time_catch_up(&sb, &backup, &format!("s3c{k}"), rc, false, &target)?;
-        let requests = proxy.counts()[k] - before;
-        say(&format!("| {label} | {dt:.0} ms | {requests} |"));
+        say(&format!("| {label} | {dt:.0} ms | {} |", count(k) - before));
     }
     Ok(())
 }
 
 /// A TCP proxy to 127.0.0.1:`port` that counts HTTP requests, by the
-/// client's User-Agent: index 0 for ours (ureq), 1 for curl.
+/// client's User-Agent: index 0 for ours, 1 for curl, 2 for pgBackRest.
 struct CountingProxy {
     port: u16,
-    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; 3]>,
 }
 
 impl CountingProxy {
@@ -1971,7 +2008,7 @@ impl CountingProxy {
         use std::sync::atomic::{AtomicU64, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
-        let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
         let c = counts.clone();
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -1989,12 +2026,15 @@ impl CountingProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        let text = String::from_utf8_lossy(&buf[..n]);
-                        for line in text
-                            .lines()
-                            .filter(|l| l.to_ascii_lowercase().starts_with("user-agent:"))
-                        {
-                            let k = usize::from(line.contains("curl"));
+                        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                        for line in text.lines().filter(|l| l.starts_with("user-agent:")) {
+                            let k = if line.contains("curl") {
+                                1
+                            } else if line.contains("pgbackrest") {
+                                2
+                            } else {
+                                0
+                            };
                             counts[k].fetch_add(1, Ordering::Relaxed);
                         }
                         if s_out.write_all(&buf[..n]).is_err() {
@@ -2012,11 +2052,12 @@ impl CountingProxy {
         Ok(Self { port, counts })
     }
 
-    fn counts(&self) -> [u64; 2] {
+    fn counts(&self) -> [u64; 3] {
         use std::sync::atomic::Ordering;
         [
             self.counts[0].load(Ordering::Relaxed),
             self.counts[1].load(Ordering::Relaxed),
+            self.counts[2].load(Ordering::Relaxed),
         ]
     }
 }

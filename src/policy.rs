@@ -137,16 +137,28 @@ pub const ERROR_MAX_RETRY: Duration = Duration::from_secs(30);
 /// are ceilings.
 pub const JITTER: f64 = 0.2;
 
+/// Looks 100 ms apart at the start of a wait for an absent segment (two
+/// seconds of them): the server asks for the next segment right after
+/// restoring one, so a segment from a primary that keeps the archive busy
+/// is due now, and a look every 100 ms sees it as soon as a loop polling
+/// without pause would. A wait that outlasts them is idle: the pace
+/// slows down to `-s`.
+pub const DUE_LOOKS: u32 = 20;
+
+/// The pace of looks for an absent segment, while due and after.
+pub const ABSENT_POLL: Duration = Duration::from_millis(100);
+
 /// How long to wait before the next request to object storage, after `n`
-/// answers in a row of this kind (from 0). Absent: 100 ms, then half as
-/// long again each time, up to `-s`. Unavailable: 1 s, doubling, up to
+/// answers in a row of this kind (from 0). Absent: 100 ms for the first
+/// [`DUE_LOOKS`], then 100 ms again growing by half each time, up to `-s`.
+/// Unavailable: 1 s, doubling, up to
 /// [`ERROR_MAX_RETRY`] or `-s` if longer, and never sooner than the
 /// store's `Retry-After`. `jitter` (in [0, 1)) is drawn by the caller.
 /// The trigger file, signals and `-w` are looked at every 100 ms during
 /// the pause whatever it is.
 pub fn remote_delay(answered: Answered, n: u32, sleep: Duration, jitter: f64) -> Duration {
     let nominal = match answered {
-        Answered::Absent => backoff(Duration::from_millis(100), n, sleep),
+        Answered::Absent => backoff(ABSENT_POLL, n.saturating_sub(DUE_LOOKS), sleep),
         Answered::Unavailable { .. } => {
             let factor = 2u32.saturating_pow(n.min(31));
             ERROR_FIRST_RETRY
@@ -485,13 +497,20 @@ mod tests {
         };
         let table = [
             // answer, n in a row, -s, jitter, pause
+            // Due: 100 ms apart for the first twenty looks.
             (absent, 0, s(5), 0.0, ms(100)),
-            (absent, 1, s(5), 0.0, ms(150)),
-            (absent, 20, s(5), 0.0, s(5)),
+            (absent, 1, s(5), 0.0, ms(100)),
+            (absent, 19, s(5), 0.0, ms(100)),
+            // Then idle: growing by half each time, up to -s.
+            (absent, 20, s(5), 0.0, ms(100)),
+            (absent, 21, s(5), 0.0, ms(150)),
+            (absent, 40, s(5), 0.0, s(5)),
             (absent, u32::MAX, s(5), 0.0, s(5)),
+            // -s shorter than the pace: -s.
+            (absent, 0, ms(50), 0.0, ms(50)),
             // Jitter only shortens, by a fifth at most.
             (absent, 0, s(5), 0.5, ms(90)),
-            (absent, 20, s(5), 1.0, s(4)),
+            (absent, 40, s(5), 1.0, s(4)),
             (failed, 0, s(5), 0.0, s(1)),
             (failed, 1, s(5), 0.0, s(2)),
             (failed, 4, s(5), 0.0, s(16)),
@@ -516,6 +535,53 @@ mod tests {
                 "{answered:?} {n} {sleep:?} {jitter}"
             );
         }
+    }
+
+    /// The times of the requests of one wait within `secs` of its start,
+    /// every answer `answered`, at -s `sleep`.
+    fn schedule(answered: Answered, sleep: Duration, jitter: f64, secs: u64) -> Vec<Duration> {
+        let mut at = Duration::ZERO;
+        let mut requests = Vec::new();
+        for n in 0.. {
+            if at >= Duration::from_secs(secs) {
+                break;
+            }
+            requests.push(at);
+            at += remote_delay(answered, n, sleep, jitter);
+        }
+        requests
+    }
+
+    #[test]
+    fn idle_waits_keep_the_documented_request_rate() {
+        // docs/guide.md: waiting at -s 5 for a segment that does not come,
+        // the first 21 requests at most 100 ms apart, at most 45 in the
+        // first minute, then 15 a minute (12 without jitter), whatever the
+        // jitter.
+        let s5 = Duration::from_secs(5);
+        for jitter in [0.0, 0.5, 0.999] {
+            let minute = schedule(Answered::Absent, s5, jitter, 60);
+            assert!(minute.len() <= 45, "{jitter}: {minute:?}");
+            assert!(
+                minute
+                    .windows(2)
+                    .take(DUE_LOOKS as usize)
+                    .all(|w| w[1] - w[0] <= ABSENT_POLL),
+                "{jitter}: {minute:?}"
+            );
+            let hour = schedule(Answered::Absent, s5, jitter, 3600);
+            let last_minute = hour
+                .iter()
+                .filter(|t| **t >= Duration::from_secs(3540))
+                .count();
+            assert!(last_minute <= 15, "{jitter}: {last_minute}");
+        }
+        let steady = schedule(Answered::Absent, s5, 0.0, 3600);
+        let last_minute = steady
+            .iter()
+            .filter(|t| **t >= Duration::from_secs(3540))
+            .count();
+        assert_eq!(last_minute, 12);
     }
 
     #[test]

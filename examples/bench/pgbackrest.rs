@@ -1,8 +1,10 @@
 //! pgBackRest (Debian's package, 2.45) as the peer for catching up with
 //! prefetch: its `archive-get` with `archive-async=y` from a
 //! posix repository that pgBackRest itself filled with `archive-push`,
-//! gzip-compressed like our archive. Skipped, with a note, when the
-//! `pgbackrest` command is not installed (`apt-get install pgbackrest`).
+//! gzip-compressed like our archive, or from a repository in object
+//! storage (examples/bench/pgbrs3.rs). Skipped, with a note,
+//! when the `pgbackrest` command is not installed (`apt-get install
+//! pgbackrest`).
 
 use super::*;
 
@@ -17,13 +19,24 @@ pub struct PgBackRest {
 impl PgBackRest {
     /// `None` when pgBackRest is not installed.
     pub fn set_up(sb: &Sandbox) -> Result<Option<Self>> {
+        let repo = format!("repo1-path={}/pgbackrest/repo\n", sb.path().display());
+        Self::set_up_with(sb, "pgbackrest", &repo)
+    }
+
+    /// A repository in object storage, configured by `repo` (its `repo1-`
+    /// lines), with its files in the sandbox's directory `name`.
+    pub fn set_up_remote(sb: &Sandbox, name: &str, repo: &str) -> Result<Option<Self>> {
+        Self::set_up_with(sb, name, repo)
+    }
+
+    fn set_up_with(sb: &Sandbox, name: &str, repo: &str) -> Result<Option<Self>> {
         if Command::new("pgbackrest").arg("version").output().is_err() {
             say(
                 "\n_pgBackRest is not installed (`apt-get install pgbackrest`): its row is left out._\n",
             );
             return Ok(None);
         }
-        let root = sb.path().join("pgbackrest");
+        let root = sb.path().join(name);
         sb.mkdir(&root)?;
         for d in ["repo", "log", "lock"] {
             sb.mkdir(&root.join(d))?;
@@ -32,7 +45,7 @@ impl PgBackRest {
         sb.write_file(
             &conf,
             format!(
-                "[global]\nrepo1-path={r}/repo\ncompress-type=gz\nlog-path={r}/log\nlock-path={r}/lock\n\
+                "[global]\n{repo}compress-type=gz\nlog-path={r}/log\nlock-path={r}/lock\n\
                  log-level-console=warn\nlog-level-file=off\nstart-fast=y\n",
                 r = root.display()
             )

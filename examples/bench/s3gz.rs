@@ -91,7 +91,7 @@ pub fn s3_gzip_catch_up(p: &Progs) -> Result<()> {
             let name = format!("g{r}p{k}");
             let (dt, log) = time_catch_up(&sb, &backup, &name, rc, *standby_mode, &target)?;
             let cpu = proc_cpu_ms(server.pid())? - cpu_before;
-            let hits = log.matches("from the prefetch spool after").count();
+            let hits = log.matches("from the prefetch spool").count();
             eprintln!("{label}: {dt:.0} ms, {hits} from the spool, s3s-fs used {cpu:.0} ms of CPU");
             totals[k].push(dt);
             server_cpu[k].push(cpu);
