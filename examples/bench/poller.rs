@@ -1,4 +1,4 @@
-//! Issue 14: arrival latency against a shell loop that checks the
+//! Arrival latency against a shell loop that checks the
 //! segment's size every 5 ms and then runs `cp`, with and without `%r`
 //! cleanup, on a quiet machine and with both cores kept busy. Each
 //! restore_command gets its own archive (the primary copies every segment
