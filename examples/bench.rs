@@ -165,6 +165,26 @@ impl Progs {
     }
 }
 
+/// `nseg` segments of rows of random text (WAL that compresses as real WAL
+/// does, not the zeros of a switched-out segment), each switched out and
+/// archived within `archived_within`: the LSN a standby must replay to.
+fn write_compressible_segments(
+    primary: &Server,
+    nseg: u64,
+    archived_within: Duration,
+) -> Result<String> {
+    primary.psql(&format!(
+        "DO $$BEGIN FOR i IN 1..{nseg} LOOP \
+           INSERT INTO t SELECT i * 100000 + g, md5(random()::text) || md5(g::text) \
+             FROM generate_series(1, 60000) g; \
+           PERFORM pg_switch_wal(); END LOOP; END$$"
+    ))?;
+    let target = primary.psql("SELECT pg_current_wal_insert_lsn()")?;
+    let last = primary.switch_wal()?;
+    primary.wait_archived(&last, archived_within)?;
+    Ok(target)
+}
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -1611,17 +1631,7 @@ fn compressed(p: &Progs) -> Result<()> {
         b.create_stanza(&primary)?;
     }
     let backup = primary.cold_backup("base")?;
-    // Rows of random text: WAL that compresses as real WAL does, not the
-    // zeros of a switched-out segment.
-    primary.psql(&format!(
-        "DO $$BEGIN FOR i IN 1..{nseg} LOOP \
-           INSERT INTO t SELECT i * 100000 + g, md5(random()::text) || md5(g::text) \
-             FROM generate_series(1, 60000) g; \
-           PERFORM pg_switch_wal(); END LOOP; END$$"
-    ))?;
-    let target = primary.psql("SELECT pg_current_wal_insert_lsn()")?;
-    let last = primary.switch_wal()?;
-    primary.wait_archived(&last, Duration::from_secs(900))?;
+    let target = write_compressible_segments(&primary, nseg, Duration::from_secs(900))?;
     let segs = fs::read_dir(&plain)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.len() == 24)

@@ -34,15 +34,7 @@ pub fn s3_gzip_catch_up(p: &Progs) -> Result<()> {
         },
     )?;
     let backup = primary.cold_backup("base")?;
-    primary.psql(&format!(
-        "DO $$BEGIN FOR i IN 1..{nseg} LOOP \
-           INSERT INTO t SELECT i * 100000 + g, md5(random()::text) || md5(g::text) \
-             FROM generate_series(1, 60000) g; \
-           PERFORM pg_switch_wal(); END LOOP; END$$"
-    ))?;
-    let target = primary.psql("SELECT pg_current_wal_insert_lsn()")?;
-    let last = primary.switch_wal()?;
-    primary.wait_archived(&last, Duration::from_secs(900))?;
+    let target = write_compressible_segments(&primary, nseg, Duration::from_secs(900))?;
     let segs = fs::read_dir(&arch)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with(".gz"))
